@@ -1,0 +1,14 @@
+//! Parse-don't-validate types. A value of one of these types is valid by construction: the
+//! only way to get one is through its parser, so nothing downstream re-checks it.
+
+mod client_ip;
+mod email;
+mod submission;
+mod text;
+
+pub use client_ip::{ClientIp, IpPrivacy};
+pub use email::{EmailAddress, EmailError};
+pub use submission::{
+    Attribution, FieldValue, IdempotencyKey, NewSubmission, SpamReason, ATTRIBUTION_KEYS,
+};
+pub use text::{clean_lossy, multi_line, single_line, FieldError};

@@ -1,0 +1,126 @@
+//! `NewSubmission`: a submission that has been parsed against its form and may be stored.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ClientIp, EmailAddress};
+
+/// A field's validated value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FieldValue {
+    Bool(bool),
+    Text(String),
+}
+
+impl FieldValue {
+    pub fn as_text(&self) -> String {
+        match self {
+            FieldValue::Bool(b) => b.to_string(),
+            FieldValue::Text(s) => s.clone(),
+        }
+    }
+}
+
+/// Why a submission was judged to be spam. A spam submission gets the same 2xx a person gets,
+/// is stored flagged and sends no email.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpamReason {
+    Honeypot,
+    TooFast,
+}
+
+impl SpamReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpamReason::Honeypot => "honeypot",
+            SpamReason::TooFast => "too_fast",
+        }
+    }
+}
+
+/// Keys that carry attribution rather than form fields. They are reserved in every form.
+pub const ATTRIBUTION_KEYS: [&str; 8] = [
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "referrer",
+    "landing_page",
+    "page_title",
+];
+
+/// Where the lead came from. Best effort: cleaned and truncated, never a reason to reject.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attribution {
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub utm_term: Option<String>,
+    pub utm_content: Option<String>,
+    pub referrer: Option<String>,
+    pub landing_page: Option<String>,
+    pub user_agent: Option<String>,
+    /// Click ids, page title, first/last touch and the like: small, free-form.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub more: BTreeMap<String, String>,
+}
+
+impl Attribution {
+    /// Sets an attribution key (one of [`ATTRIBUTION_KEYS`] or a click id) from a cleaned value.
+    pub fn set(&mut self, key: &str, value: String) {
+        let slot = match key {
+            "utm_source" => &mut self.utm_source,
+            "utm_medium" => &mut self.utm_medium,
+            "utm_campaign" => &mut self.utm_campaign,
+            "utm_term" => &mut self.utm_term,
+            "utm_content" => &mut self.utm_content,
+            "referrer" => &mut self.referrer,
+            "landing_page" => &mut self.landing_page,
+            _ => {
+                self.more.insert(key.to_string(), value);
+                return;
+            }
+        };
+        *slot = Some(value);
+    }
+}
+
+/// A client-chosen key that makes retries of one submit attempt safe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// 1 to 128 characters of `[A-Za-z0-9_.:-]`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 128
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+        ok.then(|| IdempotencyKey(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A submission parsed against its form: everything here is valid and ready to store.
+#[derive(Debug, Clone)]
+pub struct NewSubmission {
+    pub form_id: String,
+    pub email: EmailAddress,
+    /// The form's declared fields (other than the email), validated and normalised.
+    pub fields: BTreeMap<String, FieldValue>,
+    /// Fields the form does not declare, kept up to the form's cap.
+    pub extra: BTreeMap<String, String>,
+    pub attribution: Attribution,
+    pub client_ip: Option<ClientIp>,
+    pub spam: Option<SpamReason>,
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// Milliseconds since the Unix epoch, server clock.
+    pub received_at_ms: i64,
+}

@@ -1,0 +1,205 @@
+//! Leads as JSON (admin API), JSON lines and CSV (`inlet leads export`).
+
+use std::io::Write;
+
+use chrono::{DateTime, SecondsFormat};
+use serde_json::{json, Value};
+
+use crate::forms::FormRegistry;
+use crate::store::{LeadQuery, LeadRecord, LeadStore, StoreError, SubmissionRecord};
+
+pub fn rfc3339(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+pub fn submission_json(s: &SubmissionRecord) -> Value {
+    json!({
+        "id": s.id,
+        "lead_id": s.lead_id,
+        "form_id": s.form_id,
+        "email": s.email,
+        "fields": s.fields,
+        "extra": s.extra,
+        "spam": s.spam,
+        "spam_reason": s.spam_reason,
+        "attribution": s.attribution,
+        "client_ip": s.client_ip,
+        "created_at": rfc3339(s.created_at_ms),
+    })
+}
+
+pub fn lead_json(l: &LeadRecord) -> Value {
+    json!({
+        "id": l.id,
+        "email": l.email,
+        "created_at": rfc3339(l.created_at_ms),
+        "updated_at": rfc3339(l.updated_at_ms),
+        "submission_count": l.submission_count,
+        "latest_submission": submission_json(&l.latest_submission),
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write the export: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot write the export: {0}")]
+    Csv(#[from] csv::Error),
+}
+
+/// A spreadsheet must never execute a cell: values that start like a formula are prefixed
+/// with `'` (OWASP's CSV-injection advice).
+pub fn neutralise(cell: &str) -> String {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
+        _ => cell.to_string(),
+    }
+}
+
+const FIXED: [&str; 7] = [
+    "lead_id",
+    "email",
+    "lead_created_at",
+    "lead_updated_at",
+    "submission_count",
+    "form_id",
+    "submitted_at",
+];
+const TRAILING: [&str; 8] = [
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "referrer",
+    "landing_page",
+    "extra",
+];
+
+/// Writes every (non-spam) lead with its latest submission, page by page (memory stays flat).
+pub async fn export_leads(
+    store: &LeadStore,
+    forms: &FormRegistry,
+    format: ExportFormat,
+    form_id: Option<String>,
+    out: impl Write,
+) -> Result<u64, ExportError> {
+    // One column per declared field across the forms, in config order, email excluded.
+    let mut field_columns: Vec<String> = Vec::new();
+    for f in forms.all() {
+        for d in &f.fields {
+            if d.name != f.email_field && !field_columns.contains(&d.name) {
+                field_columns.push(d.name.clone());
+            }
+        }
+    }
+    let mut csv_out = None;
+    let mut jsonl_out = None;
+    match format {
+        ExportFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            let header: Vec<&str> = FIXED
+                .iter()
+                .copied()
+                .chain(field_columns.iter().map(String::as_str))
+                .chain(TRAILING.iter().copied())
+                .collect();
+            w.write_record(&header)?;
+            csv_out = Some(w);
+        }
+        ExportFormat::Jsonl => jsonl_out = Some(std::io::BufWriter::new(out)),
+    }
+    let mut query = LeadQuery {
+        form_id,
+        limit: 500,
+        ..LeadQuery::default()
+    };
+    let mut count = 0u64;
+    loop {
+        let page = store.list_leads(&query).await?;
+        for lead in &page.items {
+            count += 1;
+            if let Some(w) = csv_out.as_mut() {
+                w.write_record(csv_row(lead, &field_columns).iter().map(|c| neutralise(c)))?;
+            }
+            if let Some(w) = jsonl_out.as_mut() {
+                serde_json::to_writer(&mut *w, &lead_json(lead)).map_err(std::io::Error::from)?;
+                w.write_all(b"\n")?;
+            }
+        }
+        match page
+            .next_cursor
+            .as_deref()
+            .and_then(crate::store::Cursor::parse)
+        {
+            Some(c) => query.after = Some(c),
+            None => break,
+        }
+    }
+    if let Some(mut w) = csv_out {
+        w.flush()?;
+    }
+    if let Some(mut w) = jsonl_out {
+        w.flush()?;
+    }
+    Ok(count)
+}
+
+fn csv_row(lead: &LeadRecord, field_columns: &[String]) -> Vec<String> {
+    let s = &lead.latest_submission;
+    let a = &s.attribution;
+    let mut row = vec![
+        lead.id.clone(),
+        lead.email.clone(),
+        rfc3339(lead.created_at_ms),
+        rfc3339(lead.updated_at_ms),
+        lead.submission_count.to_string(),
+        s.form_id.clone(),
+        rfc3339(s.created_at_ms),
+    ];
+    row.extend(
+        field_columns
+            .iter()
+            .map(|c| s.fields.get(c).map(|v| v.as_text()).unwrap_or_default()),
+    );
+    for v in [
+        &a.utm_source,
+        &a.utm_medium,
+        &a.utm_campaign,
+        &a.utm_term,
+        &a.utm_content,
+        &a.referrer,
+        &a.landing_page,
+    ] {
+        row.push(v.clone().unwrap_or_default());
+    }
+    row.push(if s.extra.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(&s.extra).unwrap_or_default()
+    });
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::neutralise;
+
+    #[test]
+    fn formulas_are_neutralised() {
+        for bad in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(neutralise(bad).starts_with('\''), "{bad:?}");
+        }
+        assert_eq!(neutralise("Ann"), "Ann");
+    }
+}

@@ -1,0 +1,11 @@
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod export;
+pub mod forms;
+pub mod mail;
+pub mod rate_limit;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,94 @@
+//! Per-form email templates, compiled once at startup: a template error stops startup and
+//! names the form and line, so it can never surface at send time.
+
+use std::sync::Arc;
+
+use minijinja::{AutoEscape, Environment};
+
+use crate::config::{ConfigError, Settings};
+
+/// The subject is rendered with the form only, never the submitted fields: no user-typed
+/// text may reach a mail header.
+pub const DEFAULT_SUBJECT: &str = "{% if form.kind == 'download' %}Your download is ready{% \
+     elif form.kind == 'newsletter' %}Welcome aboard{% else %}Thanks for getting in touch{% endif %}";
+
+pub const DEFAULT_TEXT: &str = "Hello{% if fields.name %} {{ fields.name }}{% endif %},
+
+{{ form.success_message }}
+{% if download_url %}
+Your download: {{ download_url }}
+{% endif %}
+You are receiving this because this address was entered on our {{ form.id }} form.
+";
+
+pub const DEFAULT_HTML: &str = "<!doctype html>
+<html><body style=\"font-family: sans-serif; line-height: 1.5\">
+<p>Hello{% if fields.name %} {{ fields.name }}{% endif %},</p>
+<p>{{ form.success_message }}</p>
+{% if download_url %}<p><a href=\"{{ download_url }}\">Download your copy</a></p>{% endif %}
+<p style=\"color: #666; font-size: 12px\">You are receiving this because this address was
+entered on our {{ form.id }} form.</p>
+</body></html>
+";
+
+/// Compiled templates for every form, named `{form}.subject`, `{form}.txt`, `{form}.html`.
+#[derive(Clone)]
+pub struct Templates {
+    env: Arc<Environment<'static>>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+impl Templates {
+    pub fn build(settings: &Settings) -> Result<Templates, ConfigError> {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
+        });
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+        for form in &settings.forms {
+            let parts = [
+                (
+                    "subject",
+                    "subject",
+                    form.follow_up.subject.as_deref(),
+                    DEFAULT_SUBJECT,
+                ),
+                ("txt", "text", form.follow_up.text.as_deref(), DEFAULT_TEXT),
+                ("html", "html", form.follow_up.html.as_deref(), DEFAULT_HTML),
+            ];
+            for (ext, key, custom, default) in parts {
+                let name = format!("{}.{ext}", form.id);
+                let source = custom.unwrap_or(default).to_string();
+                env.add_template_owned(name, source).map_err(|e| {
+                    let line = e.line().map(|l| format!(" (line {l})")).unwrap_or_default();
+                    ConfigError::invalid(
+                        format!("forms[{}].follow_up.{key}", form.id),
+                        format!(
+                            "template error{line}: {}",
+                            e.detail().unwrap_or("invalid syntax")
+                        ),
+                    )
+                })?;
+            }
+        }
+        Ok(Templates { env: Arc::new(env) })
+    }
+
+    /// Renders one template with a serialisable context.
+    pub fn render(
+        &self,
+        name: &str,
+        ctx: impl serde::Serialize,
+    ) -> Result<String, minijinja::Error> {
+        self.env.get_template(name)?.render(ctx)
+    }
+}

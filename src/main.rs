@@ -1,0 +1,200 @@
+//! The `inlet` command: thin. Parses the command line, loads settings, runs one command.
+//! Exit codes: 0 success, 1 a runtime failure, 2 a configuration or startup error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use inlet::config::Settings;
+use inlet::domain::EmailAddress;
+use inlet::export::ExportFormat;
+use inlet::startup::{Application, StartupError};
+use inlet::store::LeadStore;
+use secrecy::ExposeSecret;
+
+#[derive(Parser)]
+#[command(
+    name = "inlet",
+    version,
+    about = "Self-hosted lead capture: forms in, leads stored, email out"
+)]
+struct Cli {
+    /// TOML config file (defaults -> file -> environment; the environment wins).
+    #[arg(long, global = true, env = "INLET_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default command).
+    Serve {
+        /// Address to listen on, e.g. 0.0.0.0:8080 (overrides server.bind and INLET_BIND).
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Run database migrations and exit.
+    Migrate,
+    /// Print the effective configuration (secrets redacted) and check it.
+    CheckConfig,
+    /// Send one test email through the configured transport and report what happened.
+    SendTestEmail {
+        #[arg(long)]
+        to: String,
+    },
+    /// Work with stored leads.
+    Leads {
+        #[command(subcommand)]
+        command: LeadsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LeadsCommand {
+    /// Write every lead with its latest submission to stdout.
+    Export {
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// Only leads with a submission on this form.
+        #[arg(long)]
+        form: Option<String>,
+    },
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("inlet: error: {message}");
+    ExitCode::from(code)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return fail(2, e),
+    };
+    if let Some(Command::Serve { bind: Some(bind) }) = &cli.command {
+        settings.server.bind.clone_from(bind);
+        if let Err(e) = settings.validate() {
+            return fail(2, e);
+        }
+    }
+    inlet::telemetry::init(&settings.log);
+    for var in inlet::config::unknown_env_vars() {
+        tracing::warn!(%var, "unknown INLET_* environment variable ignored (typo?)");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(1, format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(run(
+        cli.command.unwrap_or(Command::Serve { bind: None }),
+        settings,
+    ))
+}
+
+async fn run(command: Command, settings: Settings) -> ExitCode {
+    match command {
+        Command::Serve { .. } => serve(settings).await,
+        Command::Migrate => match LeadStore::connect(&settings.database).await {
+            Ok(store) => {
+                store.close().await;
+                println!("migrations applied ({})", store.backend().name());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(2, StartupError::Database(e)),
+        },
+        Command::CheckConfig => {
+            print!("{}", settings.to_redacted_toml());
+            eprintln!(
+                "inlet: configuration is valid ({} forms)",
+                settings.forms.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::SendTestEmail { to } => {
+            let to = match EmailAddress::parse(&to) {
+                Ok(t) => t,
+                Err(e) => return fail(2, format!("--to {e}")),
+            };
+            match inlet::mail::send_test_email(&settings.mail, &to).await {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e @ inlet::mail::MailError::Config(_)) => fail(2, e),
+                Err(e) => fail(1, e),
+            }
+        }
+        Command::Leads {
+            command: LeadsCommand::Export { format, form },
+        } => {
+            let forms = match inlet::forms::FormRegistry::build(&settings) {
+                Ok(f) => f,
+                Err(e) => return fail(2, e),
+            };
+            let store = match LeadStore::connect(&settings.database).await {
+                Ok(s) => s,
+                Err(e) => return fail(2, StartupError::Database(e)),
+            };
+            let result =
+                inlet::export::export_leads(&store, &forms, format, form, std::io::stdout().lock())
+                    .await;
+            store.close().await;
+            match result {
+                Ok(n) => {
+                    eprintln!("inlet: exported {n} leads");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, e),
+            }
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    let db = inlet::config::redacted_url(settings.database.url.expose_secret());
+    let mail = match &settings.mail.smtp_url {
+        Some(u) => format!("SMTP {}", inlet::config::redacted_url(u.expose_secret())),
+        None => format!(".eml files in {}", settings.mail.mail_dir.display()),
+    };
+    let forms: Vec<String> = settings
+        .forms
+        .iter()
+        .map(|f| {
+            format!(
+                "{} ({})",
+                f.id,
+                serde_json::to_value(f.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => return fail(2, e),
+    };
+    let url = app.state().public_url.clone();
+    println!(
+        "Inlet {} listening on http://{}",
+        env!("CARGO_PKG_VERSION"),
+        app.addr()
+    );
+    println!("  database: {db}");
+    println!("  mail:     {mail}");
+    println!("  forms:    {}", forms.join(", "));
+    println!("  try:      curl -i {url}/v1/forms/newsletter/submissions -H 'content-type: application/json' -d '{{\"email\":\"you@example.com\"}}'");
+    tracing::info!(addr = %app.addr(), "listening");
+    match app.run_until_stopped().await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, e),
+    }
+}

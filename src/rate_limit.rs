@@ -1,0 +1,162 @@
+//! `governor` limiters owned by the application state (never statics): per client IP (keyed,
+//! stale keys evicted on a timer) and per form (one direct, lock-free limiter per form, so no
+//! keys at all). Also the one place the client IP is resolved.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
+
+use crate::config::RateLimitSettings;
+
+/// Which limit refused a request, and how long until it would pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    ClientIp(Duration),
+    Form(Duration),
+}
+
+impl Limited {
+    pub fn retry_after_secs(self) -> u64 {
+        let (Limited::ClientIp(d) | Limited::Form(d)) = self;
+        d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    }
+
+    pub fn scope(self) -> &'static str {
+        match self {
+            Limited::ClientIp(_) => "client_ip",
+            Limited::Form(_) => "form",
+        }
+    }
+}
+
+pub struct RateLimits {
+    enabled: bool,
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_form: Vec<DefaultDirectRateLimiter>,
+    trusted_proxies: Vec<IpNet>,
+    clock: DefaultClock,
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+impl RateLimits {
+    pub fn new(settings: &RateLimitSettings, forms: usize, trusted_proxies: Vec<IpNet>) -> Self {
+        let ip_quota = Quota::per_minute(nz(settings.per_ip_per_minute))
+            .allow_burst(nz(settings.per_ip_burst.max(1)));
+        let form_quota = Quota::per_second(nz(settings.per_form_per_second))
+            .allow_burst(nz(settings.per_form_burst.max(1)));
+        RateLimits {
+            enabled: settings.enabled,
+            per_ip: RateLimiter::keyed(ip_quota),
+            per_form: (0..forms)
+                .map(|_| RateLimiter::direct(form_quota))
+                .collect(),
+            trusted_proxies,
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Takes one cell from the client's and the form's limiters.
+    pub fn check(&self, client: Option<IpAddr>, form_index: usize) -> Result<(), Limited> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if let Some(ip) = client {
+            self.per_ip
+                .check_key(&ip)
+                .map_err(|n| Limited::ClientIp(n.wait_time_from(self.clock.now())))?;
+        }
+        if let Some(limiter) = self.per_form.get(form_index) {
+            limiter
+                .check()
+                .map_err(|n| Limited::Form(n.wait_time_from(self.clock.now())))?;
+        }
+        Ok(())
+    }
+
+    /// Drops keys whose limiter is back to full: memory stays bounded by recent clients.
+    pub fn evict_stale(&self) {
+        self.per_ip.retain_recent();
+        self.per_ip.shrink_to_fit();
+    }
+
+    pub fn tracked_client_ips(&self) -> usize {
+        self.per_ip.len()
+    }
+
+    /// The client's IP: the peer, or — only when the peer is a trusted proxy — the rightmost
+    /// `X-Forwarded-For` entry that is not itself a trusted proxy.
+    pub fn client_ip(&self, peer: Option<IpAddr>, forwarded_for: Option<&str>) -> Option<IpAddr> {
+        let peer = peer?;
+        if !self.is_trusted(peer) {
+            return Some(peer);
+        }
+        let Some(xff) = forwarded_for else {
+            return Some(peer);
+        };
+        let mut client = peer;
+        for entry in xff.rsplit(',') {
+            match entry.trim().parse::<IpAddr>() {
+                Ok(ip) => {
+                    client = ip;
+                    if !self.is_trusted(ip) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        Some(client)
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(trusted: &[&str]) -> RateLimits {
+        RateLimits::new(
+            &RateLimitSettings::default(),
+            1,
+            trusted.iter().map(|s| s.parse().unwrap()).collect(),
+        )
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_from_untrusted_peers() {
+        let l = limits(&[]);
+        let peer = "198.51.100.1".parse().ok();
+        assert_eq!(l.client_ip(peer, Some("1.2.3.4")), peer);
+    }
+
+    #[test]
+    fn forwarded_for_is_walked_from_the_right_through_trusted_proxies() {
+        let l = limits(&["10.0.0.0/8"]);
+        let peer = "10.0.0.1".parse().ok();
+        let got = l.client_ip(peer, Some("6.6.6.6, 203.0.113.9, 10.0.0.7"));
+        assert_eq!(got, "203.0.113.9".parse().ok());
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(
+            Limited::ClientIp(Duration::from_millis(1)).retry_after_secs(),
+            1
+        );
+        assert_eq!(Limited::Form(Duration::from_secs(2)).retry_after_secs(), 2);
+    }
+}

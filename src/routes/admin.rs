@@ -1,0 +1,155 @@
+//! `/v1/admin/*`: reading leads, behind the bearer token from the config.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::store::{Cursor, LeadQuery, SubmissionQuery};
+
+/// 401 unless the request carries `Authorization: Bearer <admin token>`. With no token
+/// configured, nobody is let in.
+fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let Some(expected) = state.settings.admin.token.as_ref() else {
+        return Err(ApiError::Unauthorized);
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    // Compare digests so the comparison time does not depend on where the strings differ.
+    if Sha256::digest(given.trim().as_bytes())
+        == Sha256::digest(expected.expose_secret().as_bytes())
+    {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    form: Option<String>,
+    /// RFC 3339 time or milliseconds since the epoch.
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+    /// Submissions only: `true` (only spam) or `false` (no spam).
+    spam: Option<bool>,
+    /// Submissions only.
+    lead_id: Option<String>,
+}
+
+pub fn parse_time(name: &'static str, v: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            ApiError::BadRequest(
+                "invalid_query",
+                format!("{name} must be an RFC 3339 time or milliseconds since the epoch"),
+            )
+        })
+}
+
+struct Common {
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    after: Option<Cursor>,
+    limit: u32,
+}
+
+fn common(p: &ListParams) -> Result<Common, ApiError> {
+    let after = p
+        .cursor
+        .as_deref()
+        .map(|c| {
+            Cursor::parse(c).ok_or_else(|| {
+                ApiError::BadRequest("invalid_cursor", "the cursor is not valid".into())
+            })
+        })
+        .transpose()?;
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "invalid_query",
+            "limit must be 1 to 500".into(),
+        ));
+    }
+    Ok(Common {
+        since_ms: p
+            .since
+            .as_deref()
+            .map(|v| parse_time("since", v))
+            .transpose()?,
+        until_ms: p
+            .until
+            .as_deref()
+            .map(|v| parse_time("until", v))
+            .transpose()?,
+        after,
+        limit,
+    })
+}
+
+pub async fn list_leads(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let c = common(&params)?;
+    let page = state
+        .store
+        .list_leads(&LeadQuery {
+            form_id: params.form.clone(),
+            since_ms: c.since_ms,
+            until_ms: c.until_ms,
+            after: c.after,
+            limit: c.limit,
+        })
+        .await?;
+    let leads: Vec<_> = page.items.iter().map(crate::export::lead_json).collect();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "leads": leads, "next_cursor": page.next_cursor })))
+}
+
+pub async fn list_submissions(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let c = common(&params)?;
+    let page = state
+        .store
+        .list_submissions(&SubmissionQuery {
+            form_id: params.form.clone(),
+            lead_id: params.lead_id.clone(),
+            spam: params.spam,
+            since_ms: c.since_ms,
+            until_ms: c.until_ms,
+            after: c.after,
+            limit: c.limit,
+        })
+        .await?;
+    let items: Vec<_> = page
+        .items
+        .iter()
+        .map(crate::export::submission_json)
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "submissions": items, "next_cursor": page.next_cursor })))
+}

@@ -1,0 +1,342 @@
+//! `POST /v1/forms/{form_id}/submissions` and its CORS preflight.
+//!
+//! Order of checks (cheapest first, body read last): form exists (404) -> origin allowed (403)
+//! -> rate limits (429) -> content type (415) -> body size (413) -> body well-formed (400) ->
+//! fields valid (422) -> stored (201 / 303, or 503).
+
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::domain::ClientIp;
+use crate::error::ApiError;
+use crate::forms::{self, Form, ParseContext, SubmissionError};
+use crate::startup::AppState;
+
+/// How the client wants answers: JSON for scripts and API clients, HTML pages and redirects
+/// for a person whose browser posted a plain form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Html,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Json,
+    UrlEncoded,
+}
+
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+}
+
+fn negotiate(headers: &HeaderMap) -> Format {
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
+    let from_browser_form = matches!(
+        media_type(headers).as_deref(),
+        Some("application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain")
+    );
+    if from_browser_form && !wants_json {
+        Format::Html
+    } else {
+        Format::Json
+    }
+}
+
+fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
+    let raw = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    // Only UTF-8 is accepted; a charset parameter naming anything else is refused.
+    if let Some(cs) = raw
+        .split(';')
+        .skip(1)
+        .find_map(|p| p.trim().strip_prefix("charset="))
+    {
+        if !matches!(cs.trim_matches('"'), "utf-8" | "utf8") {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+    }
+    match media_type(headers).as_deref() {
+        Some("application/json") => Ok(BodyKind::Json),
+        Some("application/x-www-form-urlencoded") => Ok(BodyKind::UrlEncoded),
+        _ => Err(ApiError::UnsupportedMediaType),
+    }
+}
+
+fn origin(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Adds the CORS response headers for an allowed origin.
+fn cors(resp: &mut HttpResponseBuilder, origin: Option<&str>) {
+    resp.insert_header((header::VARY, HeaderValue::from_static("Origin")));
+    if let Some(o) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
+        resp.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, o));
+        resp.insert_header((
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Retry-After, Idempotent-Replayed, X-Request-Id"),
+        ));
+    }
+}
+
+/// Checks the form and origin; shared by the preflight and the POST.
+fn resolve_form<'a>(
+    state: &'a AppState,
+    id: &str,
+    origin: Option<&str>,
+) -> Result<&'a Form, ApiError> {
+    let form = state
+        .forms
+        .get(id)
+        .ok_or_else(|| ApiError::UnknownForm(id.to_string()))?;
+    if let Some(o) = origin {
+        if !form.origins.allows(o) {
+            return Err(ApiError::OriginNotAllowed(o.to_string()));
+        }
+    }
+    Ok(form)
+}
+
+pub async fn preflight(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let origin = origin(&req);
+    match resolve_form(&state, &path, origin) {
+        Ok(_) => {
+            let mut resp = HttpResponse::NoContent();
+            cors(&mut resp, origin);
+            resp.insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "POST, OPTIONS"))
+                .insert_header((
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    "Content-Type, Accept, Idempotency-Key, X-Request-Id",
+                ))
+                .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+                .finish()
+        }
+        Err(e) => actix_web::ResponseError::error_response(&e),
+    }
+}
+
+pub async fn submit(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let format = negotiate(req.headers());
+    let origin = origin(&req);
+    let form_label = state.forms.get(&path).map_or("unknown", |f| f.id.as_str());
+    let outcome = accept(&req, &path, body, &state).await;
+    let metric_outcome = match &outcome {
+        Ok((_, rec, _)) if rec.replayed => "replayed",
+        Ok((_, _, true)) => "spam",
+        Ok(_) => "accepted",
+        Err(ApiError::Validation(_) | ApiError::TooManyFields { .. }) => "invalid",
+        Err(ApiError::RateLimited { .. }) => "rate_limited",
+        Err(ApiError::Unavailable(_) | ApiError::Overloaded { .. }) => "unavailable",
+        Err(_) => "rejected",
+    };
+    state
+        .metrics
+        .submissions
+        .with_label_values(&[form_label, metric_outcome])
+        .inc();
+
+    // A disallowed or unknown origin gets no CORS headers: the browser hides the answer.
+    let cors_origin =
+        origin.filter(|o| state.forms.get(&path).is_some_and(|f| f.origins.allows(o)));
+    match (outcome, format) {
+        (Ok((form, rec, _)), Format::Json) => {
+            let mut resp = HttpResponse::Created();
+            cors(&mut resp, cors_origin);
+            if rec.replayed {
+                resp.insert_header(("Idempotent-Replayed", "true"));
+            }
+            let download_url = form.download_url.as_deref().map(|u| state.absolute_url(u));
+            resp.insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(json!({
+                    "submission_id": rec.submission_id,
+                    "lead_id": rec.lead_id,
+                    "message": form.success_message,
+                    "download_url": download_url,
+                }))
+        }
+        (Ok((form, _, _)), Format::Html) => {
+            let location = form
+                .redirect_url
+                .clone()
+                .unwrap_or_else(|| format!("/thanks?form={}", form.id));
+            HttpResponse::build(StatusCode::SEE_OTHER)
+                .insert_header((header::LOCATION, location))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish()
+        }
+        (Err(e), Format::Json) => {
+            let mut resp = HttpResponse::build(actix_web::ResponseError::status_code(&e));
+            cors(&mut resp, cors_origin);
+            e.decorate(&mut resp);
+            resp.json(e.body())
+        }
+        (Err(e), Format::Html) => {
+            let back = req
+                .headers()
+                .get(header::REFERER)
+                .and_then(|v| v.to_str().ok())
+                .filter(|r| r.starts_with("http://") || r.starts_with("https://"));
+            state.pages.error_page(&e, back)
+        }
+    }
+}
+
+/// The whole acceptance path; returns the form, what was stored, and whether it was spam.
+async fn accept<'s>(
+    req: &HttpRequest,
+    form_id: &str,
+    body: web::Payload,
+    state: &'s AppState,
+) -> Result<(&'s Form, crate::store::Recorded, bool), ApiError> {
+    let form = resolve_form(state, form_id, origin(req))?;
+
+    let peer = req.peer_addr().map(|a| a.ip());
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let client = state.limits.client_ip(peer, forwarded);
+    if let Err(limited) = state.limits.check(client, form.index) {
+        state
+            .metrics
+            .rate_limited
+            .with_label_values(&[limited.scope()])
+            .inc();
+        return Err(ApiError::RateLimited {
+            retry_after_secs: limited.retry_after_secs(),
+        });
+    }
+
+    let kind = body_kind(req.headers())?;
+    let bytes = read_body(req, body, state.settings.server.body_limit_bytes).await?;
+    let payload = match kind {
+        BodyKind::Json => forms::parse_json(&bytes),
+        BodyKind::UrlEncoded => forms::parse_urlencoded(&bytes),
+    }
+    .map_err(|e| match e {
+        forms::PayloadError::TooManyKeys => ApiError::TooManyFields {
+            max: forms::MAX_KEYS,
+        },
+        forms::PayloadError::Malformed(m) => ApiError::MalformedBody(m),
+    })?;
+
+    let ctx = ParseContext {
+        now_ms: chrono::Utc::now().timestamp_millis(),
+        client_ip: client
+            .and_then(|ip| ClientIp::from_ip(ip, state.settings.privacy.ip, state.ip_hash_key())),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from),
+        idempotency_header: req
+            .headers()
+            .get("idempotency-key")
+            .map(|v| v.to_str().unwrap_or("\u{0}").to_string()),
+    };
+    let submission = forms::parse_submission(form, payload, ctx).map_err(|e| match e {
+        SubmissionError::Invalid(fields) => ApiError::Validation(fields),
+        SubmissionError::TooManyFields { max } => ApiError::TooManyFields { max },
+        SubmissionError::BadIdempotencyKey => ApiError::BadRequest(
+            "invalid_idempotency_key",
+            "the idempotency key must be 1-128 characters of A-Z a-z 0-9 _ - . : and the \
+             header and _idem field must agree"
+                .into(),
+        ),
+    })?;
+    if let Some(reason) = submission.spam {
+        state
+            .metrics
+            .spam
+            .with_label_values(&[&form.id, reason.as_str()])
+            .inc();
+    }
+
+    let recorded = state.store.record_submission(&submission).await?;
+    tracing::info!(
+        form_id = %form.id,
+        lead_id = %recorded.lead_id,
+        submission_id = %recorded.submission_id,
+        replayed = recorded.replayed,
+        spam = submission.spam.map(|s| s.as_str()),
+        "submission accepted"
+    );
+    Ok((form, recorded, submission.spam.is_some()))
+}
+
+/// Reads the body up to `limit` bytes; a declared or actual larger body is refused (413).
+async fn read_body(
+    req: &HttpRequest,
+    mut body: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut buf = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ApiError::MalformedBody(format!("incomplete body: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// `GET /v1/forms`: the public definition of every form (what the embed script and people
+/// building a page need; nothing secret).
+pub async fn list_forms(state: web::Data<AppState>) -> HttpResponse {
+    let forms: Vec<serde_json::Value> = state
+        .forms
+        .all()
+        .iter()
+        .map(|f| {
+            json!({
+                "id": f.id,
+                "kind": f.kind,
+                "honeypot": f.honeypot,
+                "success_message": f.success_message,
+                "fields": f.fields.iter().map(|d| json!({
+                    "name": d.name, "type": d.kind, "required": d.required,
+                    "max_length": d.max_length, "options": d.options, "label": d.label,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "forms": forms }))
+}

@@ -1,0 +1,164 @@
+//! Logs (tracing, text or JSON, to stderr), request ids, and Prometheus metrics.
+//!
+//! Privacy: spans and events carry ids (`lead_id`, `form_id`, request id), never raw email
+//! addresses, names, phone numbers or client IPs.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use tracing::Instrument;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, LogSettings};
+
+/// Installs the global subscriber once; later calls (tests) are no-ops.
+pub fn init(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match settings.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Metrics owned by the application (its own registry, no globals).
+pub struct Metrics {
+    registry: Registry,
+    /// Submissions by form and outcome (`accepted`, `replayed`, `spam`, `invalid`,
+    /// `rate_limited`, `rejected`, `unavailable`).
+    pub submissions: IntCounterVec,
+    /// Requests refused by a rate limiter, by scope (`client_ip`, `form`).
+    pub rate_limited: IntCounterVec,
+    /// Submissions flagged as spam, by form and reason.
+    pub spam: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub limiter_keys: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("inlet".into()), None).unwrap_or_default();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| unreachable_metric(name, &e));
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        let submissions = counter(
+            "submissions_total",
+            "Submissions by form and outcome",
+            &["form", "outcome"],
+        );
+        let rate_limited = counter(
+            "rate_limited_total",
+            "Requests refused by a rate limit",
+            &["scope"],
+        );
+        let spam = counter(
+            "spam_total",
+            "Submissions flagged as spam",
+            &["form", "reason"],
+        );
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                ],
+            ),
+            &["route", "method", "status"],
+        )
+        .unwrap_or_else(|e| unreachable_metric("http_request_duration_seconds", &e));
+        let _ = registry.register(Box::new(http_duration.clone()));
+        let limiter_keys = IntGauge::new(
+            "rate_limiter_tracked_ips",
+            "Client IPs currently tracked by the per-IP limiter",
+        )
+        .unwrap_or_else(|e| unreachable_metric("rate_limiter_tracked_ips", &e));
+        let _ = registry.register(Box::new(limiter_keys.clone()));
+        Metrics {
+            registry,
+            submissions,
+            rate_limited,
+            spam,
+            http_duration,
+            limiter_keys,
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The Prometheus text exposition of everything registered.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Metric definitions above are static and valid; this only runs if one is edited wrongly.
+fn unreachable_metric<T>(name: &str, e: &prometheus::Error) -> T {
+    panic!("metric {name} is defined wrongly: {e}")
+}
+
+/// Middleware: a request id per request (`X-Request-Id`, taken from the client if sane), a
+/// span with the route template (never the raw path or query), one log line per request.
+pub async fn request_span(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), String::from);
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let span = tracing::info_span!("request", %request_id, %method, %route, status = tracing::field::Empty);
+    let started = Instant::now();
+    let metrics = req
+        .app_data::<actix_web::web::Data<crate::startup::AppState>>()
+        .cloned();
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    let status = res.status().as_u16();
+    let elapsed = started.elapsed();
+    span.record("status", status);
+    if let Some(state) = metrics {
+        state
+            .metrics
+            .http_duration
+            .with_label_values(&[&route, &method, &status.to_string()])
+            .observe(elapsed.as_secs_f64());
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+            "request done"
+        );
+    });
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), v);
+    }
+    Ok(res)
+}
