@@ -39,7 +39,7 @@ impl Origins {
             Origins::Any => true,
             Origins::List(list) => {
                 let o = origin.trim_end_matches('/').to_ascii_lowercase();
-                list.iter().any(|a| *a == o)
+                list.contains(&o)
             }
         }
     }

@@ -100,10 +100,13 @@ pub fn parse_submission(
             continue;
         }
         if form.field(&key).is_some() {
-            if seen.contains_key(&key) {
-                add(&mut errors, &key, FieldError::Duplicate);
-            } else {
-                seen.insert(key, value);
+            match seen.entry(key) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    add(&mut errors, e.key(), FieldError::Duplicate);
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(value);
+                }
             }
             continue;
         }

@@ -1,0 +1,267 @@
+//! The `inlet` binary: configuration errors, check-config, migrate, export, test email.
+
+use std::process::{Command, Output};
+
+use crate::both_backends;
+use crate::helpers::{contact, Backend, TestApp, TestDb};
+
+/// Runs `inlet` with a clean environment (no inherited INLET_* or DATABASE_URL).
+fn inlet(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_inlet"));
+    cmd.args(args).current_dir(dir).env("RUST_LOG", "error");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("INLET_") || k == "DATABASE_URL" {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run inlet")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = inlet(
+        &["check-config"],
+        &[
+            (
+                "INLET_SMTP_URL",
+                "smtp://mailer:hunter2@mail.example.com:587?tls=required",
+            ),
+            ("INLET_ADMIN_TOKEN", "supersecrettoken"),
+            (
+                "DATABASE_URL",
+                "postgres://app:dbpassword@db.example.com/inlet",
+            ),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for secret in ["hunter2", "supersecrettoken", "dbpassword"] {
+        assert!(!text.contains(secret), "{secret} leaked:\n{text}");
+    }
+    assert!(text.contains("mail.example.com:587"));
+    assert!(text.contains("id = \"newsletter\""));
+}
+
+#[test]
+fn a_config_file_is_read_and_the_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("inlet.toml");
+    std::fs::write(
+        &file,
+        r#"
+[server]
+bind = "127.0.0.1:9999"
+[[forms]]
+id = "demo-request"
+kind = "inline"
+allowed_origins = ["https://www.example.com"]
+fields = [
+  { name = "email", type = "email", required = true },
+  { name = "team_size", type = "select", options = ["1-10", "11-50"] },
+]
+"#,
+    )
+    .unwrap();
+    let out = inlet(
+        &["check-config", "--config", file.to_str().unwrap()],
+        &[("INLET_BIND", "127.0.0.1:7777")],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("127.0.0.1:7777") && !text.contains("9999"),
+        "{text}"
+    );
+    assert!(
+        text.contains("demo-request") && !text.contains("\"newsletter\""),
+        "{text}"
+    );
+}
+
+/// Arguments, environment, and the text the one error line must contain.
+type ErrorCase<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
+#[test]
+fn configuration_errors_are_one_line_naming_the_setting_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_key = dir.path().join("bad-key.toml");
+    std::fs::write(&bad_key, "[server]\nbindd = \"127.0.0.1:1\"\n").unwrap();
+    let bad_form = dir.path().join("bad-form.toml");
+    std::fs::write(
+        &bad_form,
+        "[[forms]]\nid = \"x\"\nkind = \"inline\"\nfields = [{ name = \"name\", type = \"text\" }]\n",
+    )
+    .unwrap();
+    let bad_template = dir.path().join("bad-template.toml");
+    std::fs::write(
+        &bad_template,
+        "[[forms]]\nid = \"t\"\nkind = \"inline\"\nfields = [{ name = \"email\", type = \"email\", required = true }]\n[forms.follow_up]\nhtml = \"<p>\\n{% if %}</p>\"\n",
+    )
+    .unwrap();
+    let cases: Vec<ErrorCase> = vec![
+        (
+            vec!["check-config"],
+            vec![("DATABASE_URL", "mysql://db/inlet")],
+            "DATABASE_URL",
+        ),
+        (
+            vec!["serve"],
+            vec![("DATABASE_URL", "mysql://db/inlet")],
+            "DATABASE_URL",
+        ),
+        (
+            vec!["check-config"],
+            vec![("INLET_SMTP_URL", "http://mail")],
+            "INLET_SMTP_URL",
+        ),
+        (
+            vec!["check-config"],
+            vec![("INLET_BODY_LIMIT_BYTES", "lots")],
+            "INLET_BODY_LIMIT_BYTES",
+        ),
+        (
+            vec!["check-config"],
+            vec![("INLET_IP_PRIVACY", "hash")],
+            "ip_hash_key",
+        ),
+        (
+            vec!["check-config", "--config", bad_key.to_str().unwrap()],
+            vec![],
+            "bindd",
+        ),
+        (
+            vec!["check-config", "--config", bad_form.to_str().unwrap()],
+            vec![],
+            "forms[x].fields",
+        ),
+        (
+            vec!["check-config", "--config", bad_template.to_str().unwrap()],
+            vec![],
+            "forms[t].follow_up.html",
+        ),
+        (
+            vec!["check-config", "--config", "/nonexistent/inlet.toml"],
+            vec![],
+            "/nonexistent/inlet.toml",
+        ),
+        (
+            vec!["serve"],
+            vec![("DATABASE_URL", "postgres://nobody@127.0.0.1:1/inlet")],
+            "DATABASE_URL",
+        ),
+        (
+            vec!["serve", "--bind", "not-an-address"],
+            vec![],
+            "INLET_BIND",
+        ),
+    ];
+    for (args, env, needle) in cases {
+        let out = inlet(&args, &env, dir.path());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+        assert_eq!(lines.len(), 1, "one error line for {args:?} {env:?}: {err}");
+        assert!(
+            lines[0].contains(needle),
+            "{args:?} {env:?}: '{}' lacks {needle}",
+            lines[0]
+        );
+    }
+}
+
+#[test]
+fn send_test_email_without_smtp_writes_an_eml_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = inlet(
+        &["send-test-email", "--to", "ops@example.com"],
+        &[("INLET_MAIL_DIR", "outbox")],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("written to"), "{}", stdout(&out));
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("outbox"))
+        .unwrap()
+        .collect();
+    assert_eq!(files.len(), 1);
+    let eml = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
+    assert!(
+        eml.contains("To: ops@example.com") && eml.contains("Subject: Inlet test email"),
+        "{eml}"
+    );
+}
+
+#[test]
+fn send_test_email_to_a_refused_smtp_port_says_what_to_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = inlet(
+        &["send-test-email", "--to", "ops@example.com"],
+        &[("INLET_SMTP_URL", "smtp://127.0.0.1:1")],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is the SMTP server running"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+both_backends! {
+    async fn migrate_creates_the_schema_and_is_repeatable(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..2 {
+            let out = inlet(&["migrate"], &[("DATABASE_URL", &db.url())], dir.path());
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    }
+
+    async fn leads_export_writes_csv_with_formulas_neutralised_and_jsonl(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut a = contact("first@example.com");
+        a["company"] = "=HYPERLINK(\"http://evil\",\"x\")".into();
+        a["name"] = "@SUM(A1)".into();
+        a["utm_source"] = "-2+3".into();
+        app.post_json("contact", &a).await;
+        app.post_json("newsletter", &serde_json::json!({"email": "second@example.com", "name": "+Plus"})).await;
+        let mut spam = contact("spam@example.com");
+        spam["_gotcha"] = "y".into();
+        app.post_json("contact", &spam).await;
+
+        let url = app.db.url();
+        let out = inlet(&["leads", "export", "--format", "csv"], &[("DATABASE_URL", &url)], app.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let csv = stdout(&out);
+        let mut reader = csv::Reader::from_reader(csv.as_bytes());
+        let headers = reader.headers().unwrap().clone();
+        let col = |name: &str| headers.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 2, "spam is not exported:\n{csv}");
+        assert_eq!(&rows[0][col("email")], "first@example.com");
+        assert_eq!(&rows[0][col("company")], "'=HYPERLINK(\"http://evil\",\"x\")");
+        assert_eq!(&rows[0][col("name")], "'@SUM(A1)");
+        assert_eq!(&rows[0][col("utm_source")], "'-2+3");
+        assert_eq!(&rows[1][col("name")], "'+Plus");
+
+        let out = inlet(&["leads", "export", "--format", "jsonl", "--form", "newsletter"], &[("DATABASE_URL", &url)], app.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let lines: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["email"], "second@example.com");
+        assert_eq!(lines[0]["latest_submission"]["fields"]["name"], "+Plus", "JSON keeps values exact");
+    }
+}

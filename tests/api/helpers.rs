@@ -1,0 +1,279 @@
+//! Spawning the real application on a random port against a fresh database.
+//!
+//! Every behaviour runs twice through [`both_backends!`]: on a fresh SQLite file and on a fresh
+//! PostgreSQL database (created per test, dropped afterwards). PostgreSQL comes from
+//! `INLET_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`). When it
+//! cannot be reached, the PostgreSQL half is skipped with a loud message — unless
+//! `INLET_TEST_REQUIRE_POSTGRES=1` (set by `.ci/run`), where that is a failure.
+
+use std::sync::OnceLock;
+
+use inlet::config::Settings;
+use inlet::startup::Application;
+use reqwest::header::HeaderMap;
+use secrecy::SecretString;
+use serde_json::Value;
+use sqlx::Connection;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates, for each `async fn name(backend: Backend)`, one test per database.
+#[macro_export]
+macro_rules! both_backends {
+    ($($(#[$meta:meta])* async fn $name:ident($backend:ident : Backend) $body:block)*) => {
+        $(
+            $(#[$meta])*
+            async fn $name($backend: Backend) $body
+        )*
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::helpers::postgres_available().await {
+                        super::$name($crate::helpers::Backend::Postgres).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("INLET_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Whether PostgreSQL tests can run; fails the test when it is required but unreachable.
+pub async fn postgres_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    if let Some(a) = AVAILABLE.get() {
+        return *a;
+    }
+    let ok = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        sqlx::PgConnection::connect(&postgres_admin_url()),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    let required = std::env::var("INLET_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+    if !ok && required {
+        panic!(
+            "PostgreSQL is required (INLET_TEST_REQUIRE_POSTGRES=1) but {} is unreachable",
+            postgres_admin_url()
+        );
+    }
+    if !ok {
+        eprintln!(
+            "\n!!!!! SKIPPING POSTGRESQL TESTS: {} is unreachable. \
+             Set INLET_TEST_POSTGRES_URL or start PostgreSQL. !!!!!\n",
+            postgres_admin_url()
+        );
+    }
+    *AVAILABLE.get_or_init(|| ok)
+}
+
+/// A database made for one test and removed after it.
+pub enum TestDb {
+    Sqlite(tempfile::TempDir),
+    Postgres { name: String },
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => TestDb::Sqlite(tempfile::tempdir().expect("tempdir")),
+            Backend::Postgres => {
+                let name = format!("inlet_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+                    .await
+                    .expect("connect to PostgreSQL");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                TestDb::Postgres { name }
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            TestDb::Sqlite(dir) => format!("sqlite://{}", dir.path().join("inlet.db").display()),
+            TestDb::Postgres { name } => {
+                let admin = postgres_admin_url();
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                format!("{base}/{name}")
+            }
+        }
+    }
+
+    /// Runs SQL as an administrator of the cluster (PostgreSQL only).
+    pub async fn admin_sql(&self, sql: &str) {
+        let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+            .await
+            .expect("connect");
+        sqlx::query(sql).execute(&mut conn).await.expect(sql);
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { name } = self {
+            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            // Drop runs inside the test's runtime; use a fresh one on its own thread.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async {
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                        let _ = sqlx::query(&sql).execute(&mut c).await;
+                    }
+                });
+                Ok::<(), std::io::Error>(())
+            })
+            .join();
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    pub dir: tempfile::TempDir,
+}
+
+/// Settings for tests: random port, fresh database, limits off unless a test turns them on.
+pub fn test_settings(db: &TestDb, dir: &std::path::Path) -> Settings {
+    let mut s = Settings::default_with_demo_forms();
+    s.server.bind = "127.0.0.1:0".into();
+    s.server.workers = Some(2);
+    s.database.url = SecretString::from(db.url());
+    s.database.max_connections = 4;
+    s.mail.mail_dir = dir.join("mail");
+    s.admin.token = Some(SecretString::from(ADMIN_TOKEN));
+    s.rate_limit.enabled = false;
+    s
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        if let Ok(level) = std::env::var("INLET_TEST_LOG") {
+            inlet::telemetry::init(&inlet::config::LogSettings {
+                level,
+                ..Default::default()
+            });
+        }
+        let db = TestDb::new(backend).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = test_settings(&db, dir.path());
+        configure(&mut settings);
+        let app = Application::build(settings)
+            .await
+            .expect("application builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        TestApp {
+            address,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            db,
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn submissions_url(&self, form: &str) -> String {
+        self.url(&format!("/v1/forms/{form}/submissions"))
+    }
+
+    pub async fn post_json(&self, form: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.submissions_url(form))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A plain HTML form post (no JavaScript): urlencoded, browser-like Accept.
+    pub async fn post_form(&self, form: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.submissions_url(form))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn admin_get(&self, path_and_query: &str) -> Value {
+        let resp = self
+            .client
+            .get(self.url(path_and_query))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200, "admin GET {path_and_query}");
+        resp.json().await.expect("json")
+    }
+
+    /// Every lead (non-spam), through the admin API.
+    pub async fn leads(&self) -> Vec<Value> {
+        self.admin_get("/v1/admin/leads?limit=500").await["leads"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every submission, spam included, through the admin API.
+    pub async fn submissions(&self) -> Vec<Value> {
+        self.admin_get("/v1/admin/submissions?limit=500").await["submissions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+pub fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+}
+
+/// A valid contact submission, with the time-trap satisfied.
+pub fn contact(email: &str) -> Value {
+    serde_json::json!({
+        "name": "Ann Example",
+        "email": email,
+        "company": "Example Ltd",
+        "_elapsed_ms": 5000,
+    })
+}

@@ -1,0 +1,109 @@
+//! Health, readiness, metrics, request ids, and what happens when the database goes away.
+
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::helpers::{contact, header, Backend, TestApp};
+
+both_backends! {
+    async fn health_and_readiness_answer(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let h = app.client.get(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(h.status(), 200);
+        let r: Value = app.client.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(r["status"], "ready");
+        assert_eq!(r["database"], if backend == Backend::Sqlite { "sqlite" } else { "postgres" });
+    }
+
+    async fn metrics_count_submissions_by_form_and_outcome_without_personal_data(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        app.post_json("contact", &contact("metrics.person@example.com")).await;
+        app.post_json("contact", &serde_json::json!({"email": "bad"})).await;
+        let mut spam = contact("bot@example.com");
+        spam["_gotcha"] = "x".into();
+        app.post_json("contact", &spam).await;
+        app.post_json("nope", &contact("x@example.com")).await;
+        let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        for line in [
+            "inlet_submissions_total{form=\"contact\",outcome=\"accepted\"} 1",
+            "inlet_submissions_total{form=\"contact\",outcome=\"invalid\"} 1",
+            "inlet_submissions_total{form=\"contact\",outcome=\"spam\"} 1",
+            "inlet_submissions_total{form=\"unknown\",outcome=\"rejected\"} 1",
+            "inlet_spam_total{form=\"contact\",reason=\"honeypot\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line}\n{text}");
+        }
+        assert!(!text.contains("metrics.person"), "no email addresses in metrics");
+        assert!(!text.contains("form=\"nope\""), "unknown form ids never become labels");
+    }
+
+    async fn every_response_carries_a_request_id(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let r = app.client.get(app.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
+        assert_eq!(header(r.headers(), "x-request-id").as_deref(), Some("abc-123"));
+        let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(header(r.headers(), "x-request-id").unwrap().len(), 36);
+    }
+
+    async fn unknown_routes_answer_404_json(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let r = app.client.get(app.url("/nope")).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "not_found");
+        let r = app.client.get(app.submissions_url("contact")).send().await.unwrap();
+        assert!(r.status().is_client_error(), "GET on the submissions endpoint is a 4xx");
+    }
+
+    async fn an_unavailable_database_answers_503_and_stores_nothing(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |s| s.database.acquire_timeout_ms = 300).await;
+        // Take the database away in the way each engine loses it in production.
+        let sqlite_lock = match backend {
+            Backend::Sqlite => {
+                use sqlx::Connection;
+                let mut c = sqlx::SqliteConnection::connect(&app.db.url()).await.unwrap();
+                sqlx::query("BEGIN EXCLUSIVE").execute(&mut c).await.unwrap();
+                Some(c)
+            }
+            Backend::Postgres => {
+                let crate::helpers::TestDb::Postgres { name } = &app.db else { unreachable!() };
+                app.db.admin_sql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).await;
+                app.db.admin_sql(&format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+                )).await;
+                None
+            }
+        };
+        let resp = app.post_json("contact", &contact("down@example.com")).await;
+        assert_eq!(resp.status(), 503);
+        assert!(header(resp.headers(), "retry-after").is_some());
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "database_unavailable");
+        if backend == Backend::Postgres {
+            let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+            assert_eq!(ready.status(), 503);
+        }
+
+        // Bring it back: the service recovers by itself, and nothing was half-written.
+        match (backend, sqlite_lock) {
+            (Backend::Sqlite, Some(mut c)) => {
+                sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+            }
+            _ => {
+                let crate::helpers::TestDb::Postgres { name } = &app.db else { unreachable!() };
+                app.db.admin_sql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
+            }
+        }
+        assert!(app.submissions().await.is_empty());
+        let again = app.post_json("contact", &contact("up@example.com")).await;
+        assert_eq!(again.status(), 201);
+    }
+
+    async fn the_index_page_lists_every_form_as_a_plain_html_form(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let page = app.client.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+        for id in ["newsletter", "contact", "whitepaper"] {
+            assert!(page.contains(&format!("action=\"/v1/forms/{id}/submissions\"")), "{id}");
+        }
+    }
+}
