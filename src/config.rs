@@ -47,6 +47,7 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     pub rate_limit: RateLimitSettings,
     pub spam: SpamSettings,
+    pub outbox: OutboxSettings,
     pub log: LogSettings,
     /// The forms this instance serves. Absent: the three demo forms.
     #[serde(default = "crate::forms::demo_forms")]
@@ -183,6 +184,45 @@ impl Default for SpamSettings {
     fn default() -> Self {
         SpamSettings {
             min_submit_ms: 1500,
+        }
+    }
+}
+
+/// The outbox worker: retries, backoff, leases, and per-recipient protection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxSettings {
+    /// Run the background worker in this process (several instances may all run one).
+    pub worker_enabled: bool,
+    /// Attempts before a message is marked dead.
+    pub max_attempts: u32,
+    /// Backoff after the first failure; doubles each attempt (with jitter) up to the maximum.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// How long a claimed message is reserved for its worker. A worker that dies mid-send
+    /// releases its messages when the lease expires (the one in flight may be sent twice).
+    pub lease_ms: u64,
+    /// Fallback polling when no wake-up arrives (other instances' submissions, retries).
+    pub poll_interval_ms: u64,
+    /// Messages claimed per round, and sent concurrently.
+    pub batch_size: u32,
+    pub concurrency: usize,
+    /// A person who submits the same form again within this window gets one follow-up.
+    pub follow_up_window_secs: u64,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        OutboxSettings {
+            worker_enabled: true,
+            max_attempts: 8,
+            backoff_base_ms: 30_000,
+            backoff_max_ms: 3_600_000,
+            lease_ms: 120_000,
+            poll_interval_ms: 1000,
+            batch_size: 64,
+            concurrency: 16,
+            follow_up_window_secs: 600,
         }
     }
 }
@@ -346,6 +386,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "INLET_RATE_LIMIT_PER_FORM_PER_SECOND",
         "rate_limit.per_form_per_second",
     ),
+    ("INLET_OUTBOX_WORKER_ENABLED", "outbox.worker_enabled"),
+    ("INLET_OUTBOX_MAX_ATTEMPTS", "outbox.max_attempts"),
+    ("INLET_OUTBOX_LEASE_MS", "outbox.lease_ms"),
+    ("INLET_OUTBOX_BACKOFF_BASE_MS", "outbox.backoff_base_ms"),
     ("INLET_LOG_FORMAT", "log.format (text|json)"),
     ("INLET_LOG_LEVEL", "log.level"),
 ];
@@ -444,6 +488,10 @@ impl Settings {
                 "INLET_RATE_LIMIT_PER_FORM_PER_SECOND" => {
                     self.rate_limit.per_form_per_second = parse(var, &v)?;
                 }
+                "INLET_OUTBOX_WORKER_ENABLED" => self.outbox.worker_enabled = parse(var, &v)?,
+                "INLET_OUTBOX_MAX_ATTEMPTS" => self.outbox.max_attempts = parse(var, &v)?,
+                "INLET_OUTBOX_LEASE_MS" => self.outbox.lease_ms = parse(var, &v)?,
+                "INLET_OUTBOX_BACKOFF_BASE_MS" => self.outbox.backoff_base_ms = parse(var, &v)?,
                 "INLET_LOG_FORMAT" => self.log.format = parse_enum(var, &v)?,
                 "INLET_LOG_LEVEL" => self.log.level = v,
                 _ => {}
@@ -496,6 +544,15 @@ impl Settings {
             return Err(ConfigError::invalid(
                 "rate_limit",
                 "rates must be at least 1 (set rate_limit.enabled = false to turn limiting off)",
+            ));
+        }
+        if self.outbox.max_attempts == 0
+            || self.outbox.batch_size == 0
+            || self.outbox.concurrency == 0
+        {
+            return Err(ConfigError::invalid(
+                "outbox",
+                "max_attempts, batch_size and concurrency must be at least 1",
             ));
         }
         crate::mail::parse_mailbox(&self.mail.from)

@@ -48,6 +48,30 @@ enum Command {
         #[command(subcommand)]
         command: LeadsCommand,
     },
+    /// See and revive outgoing email.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// List messages, newest first.
+    List {
+        #[arg(long, value_parser = ["pending", "failed", "dead", "sent", "skipped"])]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Make a dead or failed message (or every dead one) due again with fresh attempts.
+    Retry {
+        /// The message id (see `inlet outbox list`).
+        #[arg(required_unless_present = "dead", conflicts_with = "dead")]
+        id: Option<String>,
+        #[arg(long)]
+        dead: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,6 +153,15 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
                 Err(e) => fail(1, e),
             }
         }
+        Command::Outbox { command } => {
+            let store = match LeadStore::connect(&settings.database).await {
+                Ok(s) => s,
+                Err(e) => return fail(2, StartupError::Database(e)),
+            };
+            let code = outbox(&store, command).await;
+            store.close().await;
+            code
+        }
         Command::Leads {
             command: LeadsCommand::Export { format, form },
         } => {
@@ -147,6 +180,52 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
             match result {
                 Ok(n) => {
                     eprintln!("inlet: exported {n} leads");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, e),
+            }
+        }
+    }
+}
+
+async fn outbox(store: &LeadStore, command: OutboxCommand) -> ExitCode {
+    match command {
+        OutboxCommand::List { status, limit } => {
+            match store.list_outbox(status.as_deref(), limit).await {
+                Ok(rows) => {
+                    println!(
+                        "{:<36}  {:<8}  {:<18}  {:<12}  {:>8}  {:<24}  {:<30}  last_error",
+                        "id", "status", "kind", "form", "attempts", "created_at", "recipient"
+                    );
+                    for r in &rows {
+                        println!(
+                            "{:<36}  {:<8}  {:<18}  {:<12}  {:>4}/{:<3}  {:<24}  {:<30}  {}",
+                            r.id,
+                            r.status,
+                            r.kind,
+                            r.form_id,
+                            r.attempts,
+                            r.max_attempts,
+                            inlet::export::rfc3339(r.created_at_ms),
+                            r.recipient,
+                            r.last_error.as_deref().unwrap_or("")
+                        );
+                    }
+                    eprintln!("inlet: {} messages", rows.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, e),
+            }
+        }
+        OutboxCommand::Retry { id, dead } => {
+            let target = match (id, dead) {
+                (Some(id), false) => inlet::store::RetryTarget::One(id),
+                _ => inlet::store::RetryTarget::AllDead,
+            };
+            match store.retry_outbox(&target, inlet::worker::now_ms()).await {
+                Ok(0) => fail(1, "no dead or failed message matched"),
+                Ok(n) => {
+                    println!("{n} messages due again; a running Inlet sends them within its poll interval");
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(1, e),

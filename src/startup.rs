@@ -10,11 +10,12 @@ use secrecy::ExposeSecret;
 
 use crate::config::{ConfigError, Settings};
 use crate::forms::FormRegistry;
-use crate::mail::Templates;
+use crate::mail::{Composer, MailError, Mailer, Templates};
 use crate::rate_limit::RateLimits;
 use crate::routes::{self, Pages};
 use crate::store::{LeadStore, StoreError};
 use crate::telemetry::Metrics;
+use crate::worker::OutboxWorker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -30,6 +31,8 @@ pub enum StartupError {
     },
     #[error("cannot start the HTTP server: {0}")]
     Server(#[source] std::io::Error),
+    #[error(transparent)]
+    Mail(#[from] MailError),
 }
 
 /// Everything a handler needs; owned by the app (no globals), shared through `web::Data`.
@@ -38,10 +41,12 @@ pub struct AppState {
     pub forms: FormRegistry,
     pub store: LeadStore,
     pub limits: RateLimits,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub templates: Templates,
     pub pages: Pages,
     pub public_url: String,
+    /// Wakes the outbox worker as soon as a submission with messages commits.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -67,6 +72,9 @@ pub struct Application {
     addr: SocketAddr,
     server: Server,
     state: web::Data<AppState>,
+    worker: OutboxWorker,
+    worker_task: Option<tokio::task::JoinHandle<()>>,
+    stop_worker: tokio::sync::watch::Sender<bool>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -89,15 +97,36 @@ impl Application {
             settings.trusted_proxies()?,
         );
         let pages = Pages::new().map_err(|e| StartupError::Server(std::io::Error::other(e)))?;
+        let mailer = Mailer::from_settings(&settings.mail)?;
+        let default_from = crate::mail::parse_mailbox(&settings.mail.from)
+            .map_err(|m| ConfigError::invalid("mail.from (INLET_MAIL_FROM)", m))?;
+        let public_url = settings.public_url(addr);
+        let metrics = Arc::new(Metrics::new());
+        let outbox_wake = Arc::new(tokio::sync::Notify::new());
+        let worker = OutboxWorker::new(
+            store.clone(),
+            mailer,
+            Composer::new(
+                templates.clone(),
+                forms.clone(),
+                default_from,
+                public_url.clone(),
+            ),
+            settings.outbox.clone(),
+            metrics.clone(),
+            outbox_wake.clone(),
+            Duration::from_secs(settings.mail.timeout_secs.saturating_mul(3).max(1)),
+        );
         let state = web::Data::new(AppState {
-            public_url: settings.public_url(addr),
+            public_url,
             settings: Arc::new(settings),
             forms,
             store,
             limits,
-            metrics: Metrics::new(),
+            metrics,
             templates,
             pages,
+            outbox_wake,
         });
 
         let app_state = state.clone();
@@ -123,10 +152,19 @@ impl Application {
                 evict_state.limits.evict_stale();
             }
         });
+        let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
+        let worker_task = state
+            .settings
+            .outbox
+            .worker_enabled
+            .then(|| tokio::spawn(worker.clone().run(stop_rx)));
         Ok(Application {
             addr,
             server,
             state,
+            worker,
+            worker_task,
+            stop_worker,
             background: vec![evictor],
         })
     }
@@ -143,14 +181,28 @@ impl Application {
         self.state.clone()
     }
 
+    /// The outbox worker (tests drive it with `run_once` / `drain`).
+    pub fn outbox_worker(&self) -> OutboxWorker {
+        self.worker.clone()
+    }
+
     /// A handle that stops the server gracefully (in-flight requests finish).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until stopped (SIGINT/SIGTERM or the handle), then closes the database.
+    /// Serves until stopped (SIGINT/SIGTERM or the handle). Then the HTTP server drains its
+    /// in-flight requests, the outbox worker finishes and marks the batch it is sending, and
+    /// the database is closed. Unsent messages stay in the outbox for the next start.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        let _ = self.stop_worker.send(true);
+        if let Some(task) = self.worker_task {
+            let grace = Duration::from_millis(self.state.settings.outbox.lease_ms.min(30_000));
+            if tokio::time::timeout(grace, task).await.is_err() {
+                tracing::warn!("outbox worker did not finish in time; leases will expire");
+            }
+        }
         for task in &self.background {
             task.abort();
         }

@@ -44,6 +44,16 @@ pub struct Metrics {
     pub spam: IntCounterVec,
     pub http_duration: HistogramVec,
     pub limiter_keys: IntGauge,
+    /// Emails accepted by the transport, by kind.
+    pub emails_sent: IntCounterVec,
+    /// Failed send attempts, by kind.
+    pub email_failures: IntCounterVec,
+    /// Messages that ran out of attempts.
+    pub emails_dead: prometheus::IntCounter,
+    /// Outbox rows by status (set at scrape time from the database).
+    pub outbox_depth: prometheus::IntGaugeVec,
+    /// Age of the oldest message still waiting to be sent.
+    pub outbox_oldest_waiting_seconds: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -86,8 +96,39 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric("rate_limiter_tracked_ips", &e));
         let _ = registry.register(Box::new(limiter_keys.clone()));
+        let emails_sent = counter(
+            "emails_sent_total",
+            "Emails accepted by the transport",
+            &["kind"],
+        );
+        let email_failures = counter(
+            "email_failures_total",
+            "Failed email send attempts",
+            &["kind"],
+        );
+        let emails_dead =
+            prometheus::IntCounter::new("emails_dead_total", "Emails that ran out of attempts")
+                .unwrap_or_else(|e| unreachable_metric("emails_dead_total", &e));
+        let _ = registry.register(Box::new(emails_dead.clone()));
+        let outbox_depth = prometheus::IntGaugeVec::new(
+            Opts::new("outbox_messages", "Outbox messages by status"),
+            &["status"],
+        )
+        .unwrap_or_else(|e| unreachable_metric("outbox_messages", &e));
+        let _ = registry.register(Box::new(outbox_depth.clone()));
+        let outbox_oldest_waiting_seconds = prometheus::Gauge::new(
+            "outbox_oldest_waiting_seconds",
+            "Age of the oldest outbox message not yet sent",
+        )
+        .unwrap_or_else(|e| unreachable_metric("outbox_oldest_waiting_seconds", &e));
+        let _ = registry.register(Box::new(outbox_oldest_waiting_seconds.clone()));
         Metrics {
             registry,
+            emails_sent,
+            email_failures,
+            emails_dead,
+            outbox_depth,
+            outbox_oldest_waiting_seconds,
             submissions,
             rate_limited,
             spam,

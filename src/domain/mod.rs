@@ -3,11 +3,13 @@
 
 mod client_ip;
 mod email;
+mod outbox;
 mod submission;
 mod text;
 
 pub use client_ip::{ClientIp, IpPrivacy};
 pub use email::{EmailAddress, EmailError};
+pub use outbox::{MessageKind, NewOutboxMessage};
 pub use submission::{
     Attribution, FieldValue, IdempotencyKey, NewSubmission, SpamReason, ATTRIBUTION_KEYS,
 };

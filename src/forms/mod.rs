@@ -63,6 +63,9 @@ pub struct Form {
     pub max_extra_fields: usize,
     pub download_url: Option<String>,
     pub notify: Vec<EmailAddress>,
+    /// `From:` for this form's mail (default: `mail.from`), and an optional `Reply-To:`.
+    pub from: Option<lettre::message::Mailbox>,
+    pub reply_to: Option<lettre::message::Mailbox>,
 }
 
 impl Form {
@@ -240,6 +243,14 @@ fn compile(index: usize, cfg: &FormConfig, min_submit_ms: u64) -> Result<Form, C
                 .map_err(|e| ConfigError::invalid(at("notify"), format!("'{n}' {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mailbox = |what: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(crate::mail::parse_mailbox)
+            .transpose()
+            .map_err(|m| ConfigError::invalid(at(what), m))
+    };
+    let from = mailbox("from", &cfg.from)?;
+    let reply_to = mailbox("reply_to", &cfg.reply_to)?;
     if !cfg.honeypot.starts_with('_') && !is_valid_field_name(&cfg.honeypot) {
         return Err(ConfigError::invalid(
             at("honeypot"),
@@ -264,5 +275,7 @@ fn compile(index: usize, cfg: &FormConfig, min_submit_ms: u64) -> Result<Form, C
         max_extra_fields: cfg.max_extra_fields.min(100),
         download_url: cfg.download_url.clone(),
         notify,
+        from,
+        reply_to,
     })
 }

@@ -1,8 +1,10 @@
 //! Email: templates, message building, and the transports (SMTP or `.eml` files).
 
+mod message;
 mod templates;
 mod transport;
 
+pub use message::{plan_messages, ComposeError, Composer};
 pub use templates::{Templates, DEFAULT_HTML, DEFAULT_SUBJECT, DEFAULT_TEXT};
 pub use transport::{describe_send_error, send_test_email, MailError, Mailer};
 

@@ -31,6 +31,29 @@ entered on our {{ form.id }} form.</p>
 </body></html>
 ";
 
+/// Built-in owner notification templates ('/' cannot appear in a form id, so no clash).
+pub const OWNER_SUBJECT: &str = "builtin/owner.subject";
+pub const OWNER_TEXT: &str = "builtin/owner.txt";
+pub const OWNER_HTML: &str = "builtin/owner.html";
+
+const OWNER_SUBJECT_SRC: &str = "New lead from the {{ form.id }} form";
+const OWNER_TEXT_SRC: &str = "A new lead arrived through the {{ form.id }} form.
+
+{% for label, value in rows %}{{ label }}: {{ value }}
+{% endfor %}
+Lead id: {{ lead_id }}
+Submission id: {{ submission_id }}
+";
+const OWNER_HTML_SRC: &str = "<!doctype html>
+<html><body style=\"font-family: sans-serif\">
+<p>A new lead arrived through the <strong>{{ form.id }}</strong> form.</p>
+<table>{% for label, value in rows %}
+<tr><th align=\"left\">{{ label }}</th><td>{{ value }}</td></tr>{% endfor %}
+</table>
+<p style=\"color:#666;font-size:12px\">Lead {{ lead_id }}, submission {{ submission_id }}</p>
+</body></html>
+";
+
 /// Compiled templates for every form, named `{form}.subject`, `{form}.txt`, `{form}.html`.
 #[derive(Clone)]
 pub struct Templates {
@@ -54,6 +77,25 @@ impl Templates {
             }
         });
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+        for (name, src) in [
+            (OWNER_SUBJECT, OWNER_SUBJECT_SRC),
+            (OWNER_TEXT, OWNER_TEXT_SRC),
+            (OWNER_HTML, OWNER_HTML_SRC),
+        ] {
+            env.add_template(name, src).map_err(|e| {
+                ConfigError::invalid("built-in owner notification template", e.to_string())
+            })?;
+        }
+        let error = |form: &str, key: &str, e: &minijinja::Error| {
+            let line = e.line().map(|l| format!(" (line {l})")).unwrap_or_default();
+            ConfigError::invalid(
+                format!("forms[{form}].follow_up.{key}"),
+                format!(
+                    "template error{line}: {}",
+                    e.detail().unwrap_or("invalid template")
+                ),
+            )
+        };
         for form in &settings.forms {
             let parts = [
                 (
@@ -68,16 +110,27 @@ impl Templates {
             for (ext, key, custom, default) in parts {
                 let name = format!("{}.{ext}", form.id);
                 let source = custom.unwrap_or(default).to_string();
-                env.add_template_owned(name, source).map_err(|e| {
-                    let line = e.line().map(|l| format!(" (line {l})")).unwrap_or_default();
-                    ConfigError::invalid(
-                        format!("forms[{}].follow_up.{key}", form.id),
-                        format!(
-                            "template error{line}: {}",
-                            e.detail().unwrap_or("invalid syntax")
-                        ),
-                    )
-                })?;
+                env.add_template_owned(name, source)
+                    .map_err(|e| error(&form.id, key, &e))?;
+            }
+        }
+        // Render-time failures (an unknown filter, say) are found now, not at send time: render
+        // each template once with sample values for every field.
+        for form in &settings.forms {
+            let fields: std::collections::BTreeMap<&str, &str> = form
+                .fields
+                .iter()
+                .map(|f| (f.name.as_str(), "sample"))
+                .collect();
+            let ctx = minijinja::context! {
+                form => minijinja::context! { id => &form.id, kind => form.kind,
+                                              success_message => "Thanks" },
+                fields => fields, download_url => "https://example.com/x", lead_id => "id",
+            };
+            for (ext, key) in [("subject", "subject"), ("txt", "text"), ("html", "html")] {
+                env.get_template(&format!("{}.{ext}", form.id))
+                    .and_then(|t| t.render(&ctx))
+                    .map_err(|e| error(&form.id, key, &e))?;
             }
         }
         Ok(Templates { env: Arc::new(env) })

@@ -11,6 +11,13 @@ use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::store::{Cursor, LeadQuery, SubmissionQuery};
 
+/// Admin answers hold personal data: never cached anywhere.
+fn no_store(body: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
 /// 401 unless the request carries `Authorization: Bearer <admin token>`. With no token
 /// configured, nobody is let in.
 fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
@@ -120,9 +127,9 @@ pub async fn list_leads(
         })
         .await?;
     let leads: Vec<_> = page.items.iter().map(crate::export::lead_json).collect();
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({ "leads": leads, "next_cursor": page.next_cursor })))
+    Ok(no_store(
+        json!({ "leads": leads, "next_cursor": page.next_cursor }),
+    ))
 }
 
 pub async fn list_submissions(
@@ -149,7 +156,62 @@ pub async fn list_submissions(
         .iter()
         .map(crate::export::submission_json)
         .collect();
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({ "submissions": items, "next_cursor": page.next_cursor })))
+    Ok(no_store(
+        json!({ "submissions": items, "next_cursor": page.next_cursor }),
+    ))
+}
+
+/// `GET /v1/admin/leads/{id}`: one lead with every submission and the status of every email.
+pub async fn get_lead(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let id = path.into_inner();
+    let Some((email, created, updated, count)) = state.store.get_lead(&id).await? else {
+        return Err(ApiError::NotFound);
+    };
+    let submissions = state
+        .store
+        .list_submissions(&SubmissionQuery {
+            lead_id: Some(id.clone()),
+            limit: 500,
+            ..SubmissionQuery::default()
+        })
+        .await?;
+    let emails = state.store.lead_messages(&id).await?;
+    let emails: Vec<_> = emails
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "kind": m.kind,
+                "form_id": m.form_id,
+                "submission_id": m.submission_id,
+                "recipient": m.recipient,
+                "status": m.status,
+                "attempts": m.attempts,
+                "max_attempts": m.max_attempts,
+                "last_error": m.last_error,
+                "next_attempt_at": crate::export::rfc3339(m.next_attempt_at_ms),
+                "created_at": crate::export::rfc3339(m.created_at_ms),
+                "sent_at": m.sent_at_ms.map(crate::export::rfc3339),
+            })
+        })
+        .collect();
+    let subs: Vec<_> = submissions
+        .items
+        .iter()
+        .map(crate::export::submission_json)
+        .collect();
+    Ok(no_store(json!({
+        "id": id,
+        "email": email,
+        "created_at": crate::export::rfc3339(created),
+        "updated_at": crate::export::rfc3339(updated),
+        "submission_count": count,
+        "submissions": subs,
+        "emails": emails,
+    })))
 }

@@ -18,6 +18,25 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // Queue depth comes from the database, so it is true across every instance.
+    match state.store.outbox_stats().await {
+        Ok(stats) => {
+            let m = &state.metrics;
+            m.outbox_depth
+                .with_label_values(&["pending"])
+                .set(stats.pending);
+            m.outbox_depth
+                .with_label_values(&["failed"])
+                .set(stats.failed);
+            m.outbox_depth.with_label_values(&["dead"]).set(stats.dead);
+            m.outbox_depth.with_label_values(&["sent"]).set(stats.sent);
+            let age = stats.oldest_waiting_ms.map_or(0.0, |t| {
+                ((crate::worker::now_ms() - t).max(0) as f64) / 1000.0
+            });
+            m.outbox_oldest_waiting_seconds.set(age);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: outbox stats unavailable"),
+    }
     state
         .metrics
         .limiter_keys

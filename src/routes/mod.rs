@@ -30,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route("/v1/forms", web::get().to(submissions::list_forms))
     .route("/v1/admin/leads", web::get().to(admin::list_leads))
+    .route("/v1/admin/leads/{lead_id}", web::get().to(admin::get_lead))
     .route(
         "/v1/admin/submissions",
         web::get().to(admin::list_submissions),

@@ -281,7 +281,14 @@ async fn accept<'s>(
             .inc();
     }
 
-    let recorded = state.store.record_submission(&submission).await?;
+    let messages = crate::mail::plan_messages(form, &submission, &state.settings.outbox);
+    let recorded = state
+        .store
+        .record_submission(&submission, &messages)
+        .await?;
+    if !messages.is_empty() && !recorded.replayed {
+        state.outbox_wake.notify_one();
+    }
     tracing::info!(
         form_id = %form.id,
         lead_id = %recorded.lead_id,

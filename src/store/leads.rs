@@ -9,7 +9,7 @@ use super::models::{
     Cursor, LeadQuery, LeadRecord, Page, Recorded, SubmissionQuery, SubmissionRecord,
 };
 use super::{get, LeadStore, StoreError};
-use crate::domain::NewSubmission;
+use crate::domain::{NewOutboxMessage, NewSubmission};
 
 /// The columns of a submission, in the order [`submission_from_row`] reads them.
 const SUBMISSION_COLUMNS: &str = "s.id, s.lead_id, s.form_id, s.email, s.fields, s.extra, \
@@ -18,11 +18,18 @@ const SUBMISSION_COLUMNS: &str = "s.id, s.lead_id, s.form_id, s.email, s.fields,
 impl LeadStore {
     /// Stores a submission and upserts its lead, in one transaction.
     ///
+    /// The outgoing messages the submission implies are written in the same transaction (the
+    /// outbox), so a 2xx means both the lead and its email are durable.
+    ///
     /// This is the write path's one function: a batching writer can sit in front of it. With an
     /// idempotency key, a repeat (also a concurrent one) returns the first submission's ids and
     /// stores nothing new.
     #[tracing::instrument(name = "store.record_submission", skip_all, fields(form_id = %sub.form_id))]
-    pub async fn record_submission(&self, sub: &NewSubmission) -> Result<Recorded, StoreError> {
+    pub async fn record_submission(
+        &self,
+        sub: &NewSubmission,
+        messages: &[NewOutboxMessage],
+    ) -> Result<Recorded, StoreError> {
         if let Some(key) = &sub.idempotency_key {
             if let Some(found) = self.find_idempotent(&sub.form_id, key.as_str()).await? {
                 return Ok(found);
@@ -47,6 +54,15 @@ impl LeadStore {
                 .await?
                 .ok_or_else(|| StoreError::Corrupt("idempotency conflict without a row".into()));
         }
+        super::outbox::enqueue(
+            &mut tx,
+            &lead_id,
+            &submission_id,
+            &sub.form_id,
+            sub.received_at_ms,
+            messages,
+        )
+        .await?;
         tx.commit().await?;
         tracing::debug!(%lead_id, %submission_id, "submission stored");
         Ok(Recorded {
@@ -123,6 +139,21 @@ impl LeadStore {
             created_at_ms: l.created_at_ms,
             id: l.id.clone(),
         }))
+    }
+
+    /// One lead's own row: `(email, created_at, updated_at, submission_count)`.
+    pub async fn get_lead(
+        &self,
+        lead_id: &str,
+    ) -> Result<Option<(String, i64, i64, i64)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT email, created_at, updated_at, submission_count FROM leads WHERE id = $1",
+        )
+        .bind(lead_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| Ok((get(&r, 0)?, get(&r, 1)?, get(&r, 2)?, get(&r, 3)?)))
+            .transpose()
     }
 
     /// Submissions, oldest first, including spam when asked.

@@ -8,6 +8,7 @@
 mod backend;
 mod leads;
 mod models;
+mod outbox;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ pub use backend::Backend;
 pub use models::{
     Cursor, LeadQuery, LeadRecord, Page, Recorded, SubmissionQuery, SubmissionRecord,
 };
+pub use outbox::{ClaimedMessage, OutboxRecord, OutboxStats, RetryTarget};
 
 use crate::config::DatabaseSettings;
 use secrecy::ExposeSecret;

@@ -153,6 +153,9 @@ impl Drop for TestDb {
 
 pub struct TestApp {
     pub address: String,
+    /// The app's outbox worker. The background loop is off in tests unless a test turns it on;
+    /// tests drive delivery deterministically with [`TestApp::dispatch`].
+    pub worker: inlet::worker::OutboxWorker,
     pub client: reqwest::Client,
     pub db: TestDb,
     pub dir: tempfile::TempDir,
@@ -168,6 +171,7 @@ pub fn test_settings(db: &TestDb, dir: &std::path::Path) -> Settings {
     s.mail.mail_dir = dir.join("mail");
     s.admin.token = Some(SecretString::from(ADMIN_TOKEN));
     s.rate_limit.enabled = false;
+    s.outbox.worker_enabled = false;
     s
 }
 
@@ -191,9 +195,11 @@ impl TestApp {
             .await
             .expect("application builds");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let worker = app.outbox_worker();
         tokio::spawn(app.run_until_stopped());
         TestApp {
             address,
+            worker,
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -201,6 +207,22 @@ impl TestApp {
             db,
             dir,
         }
+    }
+
+    /// Sends every message due now, round after round, until none is left.
+    pub async fn dispatch(&self) -> inlet::worker::RoundReport {
+        self.worker
+            .drain(inlet::worker::now_ms())
+            .await
+            .expect("dispatch")
+    }
+
+    /// As [`TestApp::dispatch`], as if `ms` had passed: makes backed-off retries due.
+    pub async fn dispatch_after(&self, ms: i64) -> inlet::worker::RoundReport {
+        self.worker
+            .drain(inlet::worker::now_ms() + ms)
+            .await
+            .expect("dispatch")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -2,9 +2,11 @@
 //! behaviour on SQLite and on PostgreSQL.
 
 mod helpers;
+mod smtp;
 
 mod admin;
 mod cli;
+mod email;
 mod hostile;
 mod idempotency;
 mod operations;

@@ -1,0 +1,38 @@
+//! Messages a submission implies, before they are stored in the outbox.
+
+use super::EmailAddress;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// The follow-up email to the person who submitted.
+    FollowUp,
+    /// The notification to one of the form's owners.
+    OwnerNotification,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::FollowUp => "follow_up",
+            MessageKind::OwnerNotification => "owner_notification",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MessageKind> {
+        match s {
+            "follow_up" => Some(MessageKind::FollowUp),
+            "owner_notification" => Some(MessageKind::OwnerNotification),
+            _ => None,
+        }
+    }
+}
+
+/// One outgoing message, written in the submission's transaction.
+#[derive(Debug, Clone)]
+pub struct NewOutboxMessage {
+    pub kind: MessageKind,
+    pub recipient: EmailAddress,
+    pub max_attempts: u32,
+    /// A follow-up is skipped when one for the same person and form was queued this recently.
+    pub dedupe_window_ms: Option<i64>,
+}

@@ -1,0 +1,332 @@
+//! The transactional outbox: enqueue inside the submission's transaction, claim with a lease,
+//! mark the outcome. Nothing is ever deleted on failure.
+
+use std::collections::BTreeMap;
+
+use sqlx::any::AnyRow;
+use sqlx::Any;
+use uuid::Uuid;
+
+use super::{get, Backend, LeadStore, StoreError};
+use crate::domain::{FieldValue, NewOutboxMessage};
+
+/// A message claimed by a worker, with what it needs to compose it.
+#[derive(Debug, Clone)]
+pub struct ClaimedMessage {
+    pub id: String,
+    pub lead_id: String,
+    pub submission_id: String,
+    pub form_id: String,
+    pub kind: String,
+    pub recipient: String,
+    /// Including this one.
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub lead_email: String,
+    pub fields: BTreeMap<String, FieldValue>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutboxRecord {
+    pub id: String,
+    pub lead_id: String,
+    pub submission_id: String,
+    pub form_id: String,
+    pub kind: String,
+    pub recipient: String,
+    pub status: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub next_attempt_at_ms: i64,
+    pub last_error: Option<String>,
+    pub created_at_ms: i64,
+    pub sent_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub pending: i64,
+    pub failed: i64,
+    pub dead: i64,
+    pub sent: i64,
+    /// Creation time of the oldest message still waiting to be sent.
+    pub oldest_waiting_ms: Option<i64>,
+}
+
+/// What `inlet outbox retry` revives.
+#[derive(Debug, Clone)]
+pub enum RetryTarget {
+    One(String),
+    AllDead,
+}
+
+const RECORD_COLUMNS: &str = "id, lead_id, submission_id, form_id, kind, recipient, status, \
+     attempts, max_attempts, next_attempt_at, last_error, created_at, sent_at";
+
+fn record_from_row(r: &AnyRow) -> Result<OutboxRecord, StoreError> {
+    Ok(OutboxRecord {
+        id: get(r, 0)?,
+        lead_id: get(r, 1)?,
+        submission_id: get(r, 2)?,
+        form_id: get(r, 3)?,
+        kind: get(r, 4)?,
+        recipient: get(r, 5)?,
+        status: get(r, 6)?,
+        attempts: get(r, 7)?,
+        max_attempts: get(r, 8)?,
+        next_attempt_at_ms: get(r, 9)?,
+        last_error: get(r, 10)?,
+        created_at_ms: get(r, 11)?,
+        sent_at_ms: get(r, 12)?,
+    })
+}
+
+/// Writes the submission's messages inside its transaction. A follow-up within the
+/// de-duplication window is stored as `skipped`, so what happened stays visible.
+pub(super) async fn enqueue(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    lead_id: &str,
+    submission_id: &str,
+    form_id: &str,
+    now_ms: i64,
+    messages: &[NewOutboxMessage],
+) -> Result<(), StoreError> {
+    for m in messages {
+        let mut status = "pending";
+        let mut note: Option<String> = None;
+        if let Some(window) = m.dedupe_window_ms {
+            let recent = sqlx::query(
+                "SELECT 1 FROM outbox WHERE lead_id = $1 AND form_id = $2 AND kind = $3 \
+                 AND status <> 'skipped' AND created_at > $4 LIMIT 1",
+            )
+            .bind(lead_id)
+            .bind(form_id)
+            .bind(m.kind.as_str())
+            .bind(now_ms - window)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if recent.is_some() {
+                status = "skipped";
+                note = Some(format!(
+                    "not sent: this person already got a follow-up for this form in the last {} s",
+                    window / 1000
+                ));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, \
+               attempts, max_attempts, next_attempt_at, last_error, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $9)",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(lead_id)
+        .bind(submission_id)
+        .bind(form_id)
+        .bind(m.kind.as_str())
+        .bind(m.recipient.as_str())
+        .bind(status)
+        .bind(i64::from(m.max_attempts))
+        .bind(now_ms)
+        .bind(note)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+impl LeadStore {
+    /// Claims up to `limit` due messages for `owner` until `now + lease`. On PostgreSQL, rows
+    /// locked by another instance's claim are skipped (`FOR UPDATE SKIP LOCKED`); on SQLite the
+    /// single `UPDATE … RETURNING` is atomic.
+    pub async fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<ClaimedMessage>, StoreError> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE outbox SET lease_until = $1, lease_owner = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'failed') \
+               AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
+               ORDER BY next_attempt_at, id LIMIT $4{lock}) \
+             RETURNING id"
+        );
+        let ids: Vec<String> = sqlx::query(&sql)
+            .bind(now_ms + lease_ms)
+            .bind(owner)
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await?
+            .iter()
+            .map(|r| get::<String>(r, 0))
+            .collect::<Result<_, _>>()?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT o.id, o.lead_id, o.submission_id, o.form_id, o.kind, o.recipient, o.attempts, \
+               o.max_attempts, s.email, s.fields \
+             FROM outbox o JOIN submissions s ON s.id = o.submission_id \
+             WHERE o.id IN ({}) ORDER BY o.next_attempt_at, o.id",
+            placeholders.join(", ")
+        );
+        let rows = ids
+            .iter()
+            .fold(sqlx::query(&sql), |q, id| q.bind(id.as_str()))
+            .fetch_all(&self.writer)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let fields: String = get(r, 9)?;
+                Ok(ClaimedMessage {
+                    id: get(r, 0)?,
+                    lead_id: get(r, 1)?,
+                    submission_id: get(r, 2)?,
+                    form_id: get(r, 3)?,
+                    kind: get(r, 4)?,
+                    recipient: get(r, 5)?,
+                    attempts: get(r, 6)?,
+                    max_attempts: get(r, 7)?,
+                    lead_email: get(r, 8)?,
+                    fields: serde_json::from_str(&fields)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks a claimed message sent. Only its current lease owner may.
+    pub async fn mark_sent(&self, id: &str, owner: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'sent', sent_at = $1, lease_until = NULL, last_error = NULL \
+             WHERE id = $2 AND lease_owner = $3",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a failed attempt: retried at `next_attempt_at_ms`, or dead.
+    pub async fn mark_failed(
+        &self,
+        id: &str,
+        owner: &str,
+        error: &str,
+        next_attempt_at_ms: i64,
+        dead: bool,
+    ) -> Result<bool, StoreError> {
+        let status = if dead { "dead" } else { "failed" };
+        let done = sqlx::query(
+            "UPDATE outbox SET status = $1, last_error = $2, next_attempt_at = $3, lease_until = NULL \
+             WHERE id = $4 AND lease_owner = $5",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(next_attempt_at_ms)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Messages, newest first, optionally of one status.
+    pub async fn list_outbox(
+        &self,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        let rows = match status {
+            Some(s) => {
+                sqlx::query(&format!(
+                    "SELECT {RECORD_COLUMNS} FROM outbox WHERE status = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+                ))
+                .bind(s)
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {RECORD_COLUMNS} FROM outbox ORDER BY created_at DESC, id DESC LIMIT $1"
+                ))
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await?
+            }
+        };
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Every message for one lead, oldest first (the admin API's per-lead email status).
+    pub async fn lead_messages(&self, lead_id: &str) -> Result<Vec<OutboxRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM outbox WHERE lead_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(lead_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Makes dead (or failed) messages due again with a fresh set of attempts.
+    pub async fn retry_outbox(&self, target: &RetryTarget, now_ms: i64) -> Result<u64, StoreError> {
+        let base = "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, \
+                    lease_until = NULL WHERE ";
+        let done = match target {
+            RetryTarget::AllDead => {
+                sqlx::query(&format!("{base}status = 'dead'"))
+                    .bind(now_ms)
+                    .execute(&self.writer)
+                    .await?
+            }
+            RetryTarget::One(id) => {
+                sqlx::query(&format!("{base}id = $2 AND status IN ('dead', 'failed')"))
+                    .bind(now_ms)
+                    .bind(id.as_str())
+                    .execute(&self.writer)
+                    .await?
+            }
+        };
+        Ok(done.rows_affected())
+    }
+
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*), MIN(created_at) FROM outbox \
+             WHERE status IN ('pending', 'failed', 'dead', 'sent') GROUP BY status",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let mut stats = OutboxStats::default();
+        for r in &rows {
+            let status: String = get(r, 0)?;
+            let count: i64 = get(r, 1)?;
+            let oldest: Option<i64> = get(r, 2)?;
+            match status.as_str() {
+                "pending" => stats.pending = count,
+                "failed" => stats.failed = count,
+                "dead" => stats.dead = count,
+                "sent" => stats.sent = count,
+                _ => {}
+            }
+            if matches!(status.as_str(), "pending" | "failed") {
+                stats.oldest_waiting_ms = match (stats.oldest_waiting_ms, oldest) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+        Ok(stats)
+    }
+}

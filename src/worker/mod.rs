@@ -1,0 +1,253 @@
+//! The outbox worker: claim due messages with a lease -> send -> mark sent, or failed with the
+//! error and a next attempt (exponential backoff with jitter), or dead after `max_attempts`.
+//!
+//! Delivery is at-least-once: if the process dies between the SMTP server accepting a message
+//! and the row being marked, that one message is sent again after its lease expires. Several
+//! instances on one PostgreSQL database share the queue without double sends in normal
+//! operation (claims use `FOR UPDATE SKIP LOCKED`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use rand::Rng;
+use tokio::sync::{watch, Notify};
+
+use crate::config::OutboxSettings;
+use crate::mail::{Composer, Mailer};
+use crate::store::{ClaimedMessage, LeadStore, StoreError};
+use crate::telemetry::Metrics;
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoundReport {
+    pub claimed: usize,
+    pub sent: usize,
+    pub failed: usize,
+    pub dead: usize,
+}
+
+struct Inner {
+    store: LeadStore,
+    mailer: Mailer,
+    composer: Composer,
+    settings: OutboxSettings,
+    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+    /// This worker's lease owner id.
+    owner: String,
+    /// The most one send may take, end to end.
+    send_deadline: Duration,
+}
+
+/// Cheap to clone; every clone is the same worker (same lease owner).
+#[derive(Clone)]
+pub struct OutboxWorker {
+    inner: Arc<Inner>,
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Backoff before attempt `attempts + 1`: base * 2^(attempts-1), capped, with jitter in
+/// [half, full] so a fleet of failures does not retry in lock-step.
+pub fn backoff_ms(settings: &OutboxSettings, attempts: i64) -> i64 {
+    let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let full = settings
+        .backoff_base_ms
+        .saturating_mul(1u64 << exp)
+        .min(settings.backoff_max_ms)
+        .max(1);
+    let jittered = full / 2 + rand::thread_rng().gen_range(0..=full / 2);
+    i64::try_from(jittered).unwrap_or(i64::MAX)
+}
+
+impl OutboxWorker {
+    pub fn new(
+        store: LeadStore,
+        mailer: Mailer,
+        composer: Composer,
+        settings: OutboxSettings,
+        metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
+        send_deadline: Duration,
+    ) -> OutboxWorker {
+        OutboxWorker {
+            inner: Arc::new(Inner {
+                store,
+                mailer,
+                composer,
+                settings,
+                metrics,
+                wake,
+                owner: uuid::Uuid::new_v4().to_string(),
+                send_deadline,
+            }),
+        }
+    }
+
+    pub fn mailer(&self) -> &Mailer {
+        &self.inner.mailer
+    }
+
+    /// Runs until `stop` turns true; the batch in flight is finished and marked first.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let poll = Duration::from_millis(self.inner.settings.poll_interval_ms.max(10));
+        tracing::info!(transport = %self.inner.mailer.describe(), "outbox worker started");
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let busy = match self.run_once(now_ms()).await {
+                Ok(report) => report.claimed > 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox worker cannot reach the database; will retry");
+                    false
+                }
+            };
+            if busy {
+                continue;
+            }
+            tokio::select! {
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        tracing::info!("outbox worker stopped");
+    }
+
+    /// One round: claim what is due at `now_ms`, send concurrently, mark each. Public so tests
+    /// can drive the worker deterministically.
+    pub async fn run_once(&self, now_ms: i64) -> Result<RoundReport, StoreError> {
+        let s = &self.inner.settings;
+        let lease = i64::try_from(s.lease_ms).unwrap_or(i64::MAX);
+        let claimed = self
+            .inner
+            .store
+            .claim_due(now_ms, lease, &self.inner.owner, s.batch_size)
+            .await?;
+        let mut report = RoundReport {
+            claimed: claimed.len(),
+            ..RoundReport::default()
+        };
+        let outcomes: Vec<Outcome> = futures::stream::iter(claimed)
+            .map(|m| self.deliver(m, now_ms))
+            .buffer_unordered(s.concurrency)
+            .collect()
+            .await;
+        for o in outcomes {
+            match o {
+                Outcome::Sent => report.sent += 1,
+                Outcome::Failed => report.failed += 1,
+                Outcome::Dead => report.dead += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Runs rounds at `now_ms` until nothing is due (tests: "dispatch all pending email").
+    pub async fn drain(&self, now_ms: i64) -> Result<RoundReport, StoreError> {
+        let mut total = RoundReport::default();
+        loop {
+            let r = self.run_once(now_ms).await?;
+            if r.claimed == 0 {
+                return Ok(total);
+            }
+            total.claimed += r.claimed;
+            total.sent += r.sent;
+            total.failed += r.failed;
+            total.dead += r.dead;
+        }
+    }
+
+    /// `now_ms` is the round's clock: retries are scheduled from it (tests move it forward).
+    async fn deliver(&self, m: ClaimedMessage, now_ms: i64) -> Outcome {
+        let inner = &self.inner;
+        let span = tracing::info_span!("outbox.deliver", outbox_id = %m.id, lead_id = %m.lead_id,
+                                        form_id = %m.form_id, kind = %m.kind, attempt = m.attempts);
+        let _enter = span.enter();
+        let result = match inner.composer.compose(&m) {
+            // A peer that never answers must not stall the queue: the whole send (connect,
+            // greeting, every command) gets one deadline, and running out of it is a failure
+            // that is retried like any other.
+            Ok(message) => match tokio::time::timeout(inner.send_deadline, inner.mailer.send(message)).await {
+                Ok(sent) => sent.map_err(|e| e.to_string()),
+                Err(_) => Err(format!(
+                    "no answer from the mail server within {} s (check host, port and TLS settings)",
+                    inner.send_deadline.as_secs()
+                )),
+            },
+            Err(e) => Err(format!("cannot compose: {e}")),
+        };
+        let now = now_ms;
+        match result {
+            Ok(report) => {
+                inner
+                    .metrics
+                    .emails_sent
+                    .with_label_values(&[&m.kind])
+                    .inc();
+                if let Err(e) = inner.store.mark_sent(&m.id, &inner.owner, now).await {
+                    // Sent but not marked: after the lease the message may go out once more.
+                    tracing::error!(error = %e, "sent but could not mark the message sent");
+                }
+                tracing::info!(%report, "email sent");
+                Outcome::Sent
+            }
+            Err(error) => {
+                inner
+                    .metrics
+                    .email_failures
+                    .with_label_values(&[&m.kind])
+                    .inc();
+                let dead = m.attempts >= m.max_attempts;
+                let next = now + backoff_ms(&inner.settings, m.attempts);
+                if let Err(e) = inner
+                    .store
+                    .mark_failed(&m.id, &inner.owner, &error, next, dead)
+                    .await
+                {
+                    tracing::error!(error = %e, "could not record a failed attempt; the lease will expire");
+                }
+                if dead {
+                    inner.metrics.emails_dead.inc();
+                    tracing::error!(%error, attempts = m.attempts, "email dead after its last attempt");
+                    Outcome::Dead
+                } else {
+                    tracing::warn!(%error, attempts = m.attempts, "email failed; will retry");
+                    Outcome::Failed
+                }
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Sent,
+    Failed,
+    Dead,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let s = OutboxSettings {
+            backoff_base_ms: 1000,
+            backoff_max_ms: 10_000,
+            ..OutboxSettings::default()
+        };
+        for _ in 0..100 {
+            let first = backoff_ms(&s, 1);
+            assert!((500..=1000).contains(&first), "{first}");
+            let third = backoff_ms(&s, 3);
+            assert!((2000..=4000).contains(&third), "{third}");
+            let late = backoff_ms(&s, 40);
+            assert!((5000..=10_000).contains(&late), "{late}");
+        }
+    }
+}

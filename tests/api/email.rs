@@ -1,0 +1,397 @@
+//! Follow-up email through the transactional outbox, delivered by lettre to a real SMTP server
+//! over TCP (see smtp.rs). Each behaviour on SQLite and PostgreSQL.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::helpers::{contact, Backend, TestApp, ADMIN_TOKEN};
+use crate::smtp::{Mode, SmtpServer};
+
+fn with_smtp(s: &mut inlet::config::Settings, url: &str) {
+    s.mail.smtp_url = Some(SecretString::from(url.to_string()));
+    s.mail.from = "Inlet Demo <hello@leads.example.com>".into();
+    s.mail.timeout_secs = 5;
+}
+
+fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<String> {
+    a.map(|a| {
+        a.iter()
+            .filter_map(|x| x.address().map(String::from))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+both_backends! {
+    async fn follow_up_and_owner_notification_arrive_complete_and_escaped(backend: Backend) {
+        let smtp = SmtpServer::start();
+        let app = TestApp::spawn_with(backend, |s| {
+            with_smtp(s, &smtp.url());
+            s.forms[1].notify = vec!["sales@example.com".into(), "ceo@example.com".into()];
+            s.forms[1].reply_to = Some("Team <team@example.com>".into());
+        }).await;
+        let mut body = contact("Lead.Person@Example.com");
+        body["name"] = json!("<b>Ann</b> & \"Co\"");
+        body["message"] = json!("<script>alert(1)</script>");
+        assert_eq!(app.post_json("contact", &body).await.status(), 201);
+        assert!(smtp.received().is_empty(), "nothing is sent inside the request");
+
+        let report = app.dispatch().await;
+        assert_eq!((report.sent, report.failed), (3, 0));
+        let got = smtp.received();
+        assert_eq!(got.len(), 3);
+        let by_rcpt: HashMap<String, _> = got.iter().map(|r| (r.to[0].clone(), r)).collect();
+
+        let follow = by_rcpt.get("lead.person@example.com").expect("follow-up to the lead").parsed();
+        assert_eq!(follow.subject(), Some("Thanks for getting in touch"));
+        assert_eq!(by_rcpt["lead.person@example.com"].from, "hello@leads.example.com", "envelope sender");
+        assert_eq!(addresses(follow.from()), ["hello@leads.example.com"]);
+        assert_eq!(addresses(follow.reply_to()), ["team@example.com"]);
+        assert!(follow.message_id().unwrap().ends_with("@leads.example.com"), "{:?}", follow.message_id());
+        assert!(follow.date().is_some());
+        let text = follow.body_text(0).unwrap();
+        assert!(text.contains("Hello <b>Ann</b> & \"Co\""), "text part is plain: {text}");
+        let html = follow.body_html(0).unwrap();
+        assert!(html.contains("&lt;b&gt;Ann&lt;") && html.contains("&amp; &quot;Co&quot;"), "HTML part escapes lead data: {html}");
+        assert!(!html.contains("<b>Ann"));
+
+        for owner in ["sales@example.com", "ceo@example.com"] {
+            let n = by_rcpt.get(owner).expect("owner notification").parsed();
+            assert_eq!(n.subject(), Some("New lead from the contact form"));
+            assert_eq!(addresses(n.reply_to()), ["lead.person@example.com"]);
+            let html = n.body_html(0).unwrap();
+            assert!(html.contains("&lt;script&gt;alert(1)&lt;") && !html.contains("<script>"), "{html}");
+            assert!(n.body_text(0).unwrap().contains("<script>alert(1)</script>"));
+        }
+        // Headers hold no user-typed text at all.
+        for r in &got {
+            let head = r.text().split("\r\n\r\n").next().unwrap().to_string();
+            assert!(!head.contains("Ann") && !head.contains("script"), "{head}");
+        }
+    }
+
+    async fn smtp_down_every_submission_still_2xx_and_each_email_arrives_once_later(backend: Backend) {
+        let port = SmtpServer::reserve_port();
+        let app = TestApp::spawn_with(backend, |s| {
+            with_smtp(s, &crate::smtp::smtp_url_for_port(port));
+            s.outbox.concurrency = 8;
+        }).await;
+        let statuses = futures::future::join_all((0..200).map(|i| {
+            let app = &app;
+            let body = contact(&format!("down{i}@example.com"));
+            async move { app.post_json("contact", &body).await.status().as_u16() }
+        }))
+        .await;
+        assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+
+        let first = app.dispatch().await;
+        assert_eq!((first.claimed, first.failed, first.sent), (200, 200, 0));
+        let lead = &app.leads().await[0];
+        let detail = app.admin_get(&format!("/v1/admin/leads/{}", lead["id"].as_str().unwrap())).await;
+        let email = &detail["emails"][0];
+        assert_eq!(email["status"], "failed");
+        assert_eq!(email["attempts"], 1);
+        assert!(email["last_error"].as_str().unwrap().contains("refused"), "{email}");
+
+        let smtp = SmtpServer::start_at(port);
+        let second = app.dispatch_after(3_600_000).await;
+        assert_eq!(second.sent, 200);
+        let got = smtp.received();
+        assert_eq!(got.len(), 200);
+        let mut rcpts: Vec<String> = got.iter().map(|r| r.to[0].clone()).collect();
+        rcpts.sort();
+        rcpts.dedup();
+        assert_eq!(rcpts.len(), 200, "every message exactly once");
+        assert_eq!(app.dispatch_after(3_600_000).await.claimed, 0, "nothing left");
+    }
+
+    async fn a_temporary_4xx_is_retried_then_delivered(backend: Backend) {
+        let smtp = SmtpServer::start();
+        smtp.set_mode(Mode::TempFail(2));
+        let app = TestApp::spawn_with(backend, |s| with_smtp(s, &smtp.url())).await;
+        app.post_json("contact", &contact("retry@example.com")).await;
+        assert_eq!(app.dispatch().await.failed, 1);
+        assert_eq!(app.dispatch().await.claimed, 0, "backoff: not due again at once");
+        assert_eq!(app.dispatch_after(3_600_000).await.failed, 1);
+        assert_eq!(app.dispatch_after(7_200_000).await.sent, 1);
+        assert_eq!(smtp.received().len(), 1);
+        assert_eq!(smtp.rejected(), 2);
+        let lead = &app.leads().await[0];
+        let detail = app.admin_get(&format!("/v1/admin/leads/{}", lead["id"].as_str().unwrap())).await;
+        assert_eq!(detail["emails"][0]["status"], "sent");
+        assert_eq!(detail["emails"][0]["attempts"], 3);
+    }
+
+    async fn a_permanent_5xx_goes_dead_after_the_configured_attempts_and_can_be_revived(backend: Backend) {
+        let smtp = SmtpServer::start();
+        smtp.set_mode(Mode::PermFail);
+        let app = TestApp::spawn_with(backend, |s| {
+            with_smtp(s, &smtp.url());
+            s.outbox.max_attempts = 3;
+        }).await;
+        app.post_json("contact", &contact("dead@example.com")).await;
+        let mut dead = 0;
+        for hour in 0..5 {
+            dead += app.dispatch_after(hour * 7_200_000).await.dead;
+        }
+        assert_eq!(dead, 1);
+        assert_eq!(smtp.rejected(), 3, "exactly max_attempts tries");
+
+        let url = app.db.url();
+        let list = cli(&["outbox", "list", "--status", "dead"], &url);
+        assert!(list.status.success());
+        let out = String::from_utf8_lossy(&list.stdout);
+        assert!(out.contains("dead@example.com") && out.contains("550"), "{out}");
+
+        let retry = cli(&["outbox", "retry", "--dead"], &url);
+        assert!(retry.status.success(), "{}", String::from_utf8_lossy(&retry.stderr));
+        smtp.set_mode(Mode::Accept);
+        assert_eq!(app.dispatch().await.sent, 1);
+        assert_eq!(smtp.received().len(), 1);
+        assert!(!cli(&["outbox", "retry", "--dead"], &url).status.success(), "nothing left to revive");
+    }
+
+    async fn ten_submissions_in_a_minute_get_one_follow_up(backend: Backend) {
+        let smtp = SmtpServer::start();
+        let app = TestApp::spawn_with(backend, |s| {
+            with_smtp(s, &smtp.url());
+            s.forms[1].notify = vec!["owner@example.com".into()];
+        }).await;
+        for _ in 0..10 {
+            assert_eq!(app.post_json("contact", &contact("eager@example.com")).await.status(), 201);
+        }
+        app.dispatch().await;
+        let got = smtp.received();
+        let to_lead = got.iter().filter(|r| r.to[0] == "eager@example.com").count();
+        let to_owner = got.iter().filter(|r| r.to[0] == "owner@example.com").count();
+        assert_eq!((to_lead, to_owner), (1, 10), "one follow-up; one notification per submission");
+        let skipped = cli(&["outbox", "list", "--status", "skipped"], &app.db.url());
+        assert_eq!(String::from_utf8_lossy(&skipped.stdout).matches("eager@example.com").count(), 9);
+    }
+
+    async fn spam_sends_no_email(backend: Backend) {
+        let smtp = SmtpServer::start();
+        let app = TestApp::spawn_with(backend, |s| {
+            with_smtp(s, &smtp.url());
+            s.forms[1].notify = vec!["owner@example.com".into()];
+        }).await;
+        let mut body = contact("spammy@example.com");
+        body["_gotcha"] = json!("filled");
+        app.post_json("contact", &body).await;
+        assert_eq!(app.dispatch().await.claimed, 0);
+        assert!(smtp.received().is_empty());
+    }
+
+    async fn an_idempotent_replay_sends_no_second_email(backend: Backend) {
+        let smtp = SmtpServer::start();
+        let app = TestApp::spawn_with(backend, |s| {
+            with_smtp(s, &smtp.url());
+            s.outbox.follow_up_window_secs = 0;
+        }).await;
+        let mut body = contact("once@example.com");
+        body["_idem"] = json!("k1");
+        app.post_json("contact", &body).await;
+        app.post_json("contact", &body).await;
+        app.dispatch().await;
+        assert_eq!(smtp.received().len(), 1);
+    }
+
+    async fn the_background_worker_wakes_when_a_submission_commits(backend: Backend) {
+        let smtp = SmtpServer::start();
+        let app = TestApp::spawn_with(backend, |s| {
+            with_smtp(s, &smtp.url());
+            s.outbox.worker_enabled = true;
+            s.outbox.poll_interval_ms = 600_000; // only the wake-up can deliver in time
+        }).await;
+        // Let the worker finish its first (empty) round and go to sleep.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.post_json("contact", &contact("wake@example.com")).await;
+        let got = smtp.wait_for(1, Duration::from_secs(10)).await;
+        assert_eq!(got.len(), 1, "delivered without waiting for a poll");
+    }
+
+    async fn metrics_show_queue_depth_sends_and_failures(backend: Backend) {
+        let smtp = SmtpServer::start();
+        smtp.set_mode(Mode::TempFail(1));
+        let app = TestApp::spawn_with(backend, |s| with_smtp(s, &smtp.url())).await;
+        app.post_json("contact", &contact("m1@example.com")).await;
+        app.post_json("contact", &contact("m2@example.com")).await;
+        let metrics = || async {
+            app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap()
+        };
+        assert!(metrics().await.contains("inlet_outbox_messages{status=\"pending\"} 2"));
+        app.dispatch().await;
+        let m = metrics().await;
+        assert!(m.contains("inlet_emails_sent_total{kind=\"follow_up\"} 1"), "{m}");
+        assert!(m.contains("inlet_email_failures_total{kind=\"follow_up\"} 1"), "{m}");
+        assert!(m.contains("inlet_outbox_messages{status=\"failed\"} 1"), "{m}");
+        assert!(m.contains("inlet_outbox_oldest_waiting_seconds"), "{m}");
+        assert!(!m.contains("m1@example.com") && !m.contains("m2@example.com"));
+    }
+
+    async fn sigkill_with_messages_in_flight_loses_no_acknowledged_email(backend: Backend) {
+        let smtp = SmtpServer::start();
+        smtp.set_mode(Mode::Slow(Duration::from_millis(150)));
+        let db = crate::helpers::TestDb::new(backend).await;
+        let dir = tempfile::tempdir().unwrap();
+        let env = |port: u16| -> Vec<(String, String)> {
+            vec![
+                ("DATABASE_URL".into(), db.url()),
+                ("INLET_SMTP_URL".into(), smtp.url()),
+                ("INLET_BIND".into(), format!("127.0.0.1:{port}")),
+                ("INLET_OUTBOX_LEASE_MS".into(), "1500".into()),
+                ("INLET_OUTBOX_BACKOFF_BASE_MS".into(), "100".into()),
+                ("INLET_RATE_LIMIT_ENABLED".into(), "false".into()),
+                ("INLET_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+                ("RUST_LOG".into(), "warn".into()),
+            ]
+        };
+        let first_port = SmtpServer::reserve_port();
+        let mut first = spawn_inlet(&env(first_port), dir.path()).await;
+        let client = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{first_port}");
+        let mut acknowledged = Vec::new();
+        for i in 0..40 {
+            let email = format!("kill{i}@example.com");
+            let r = client
+                .post(format!("{base}/v1/forms/contact/submissions"))
+                .json(&contact(&email))
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 201 {
+                acknowledged.push(email);
+            }
+        }
+        assert_eq!(acknowledged.len(), 40);
+        // Kill it hard while the worker is mid-way through the queue.
+        smtp.wait_for(3, Duration::from_secs(20)).await;
+        first.kill().expect("SIGKILL");
+        let _ = first.wait();
+        let before_restart = smtp.received().len();
+        assert!(before_restart < 40, "the kill came while messages were still queued");
+
+        let second_port = SmtpServer::reserve_port();
+        let mut second = spawn_inlet(&env(second_port), dir.path()).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut unique: Vec<String>;
+        loop {
+            unique = smtp.received().iter().map(|r| r.to[0].clone()).collect();
+            unique.sort();
+            unique.dedup();
+            if unique.len() >= 40 || tokio::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = second.kill();
+        let _ = second.wait();
+        acknowledged.sort();
+        if unique != acknowledged {
+            eprintln!("{}", std::fs::read_to_string(dir.path().join("inlet.log")).unwrap_or_default());
+        }
+        assert_eq!(unique, acknowledged, "every acknowledged lead got its email");
+        let duplicates = smtp.received().len() - unique.len();
+        assert!(duplicates <= 16, "duplicates ({duplicates}) are at most the messages in flight");
+    }
+}
+
+/// Runs `inlet` against a database URL (no other configuration).
+fn cli(args: &[&str], database_url: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_inlet"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "error")
+        .env_remove("INLET_CONFIG")
+        .output()
+        .expect("run inlet")
+}
+
+/// Starts `inlet serve` and waits (bounded) until `/readyz` answers.
+async fn spawn_inlet(env: &[(String, String)], dir: &std::path::Path) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_inlet"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("inlet.log"))
+        .expect("log file");
+    cmd.arg("serve")
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start inlet");
+    let bind = &env.iter().find(|(k, _)| k == "INLET_BIND").unwrap().1;
+    let url = format!("http://{bind}/readyz");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(&url).await {
+            if r.status() == 200 {
+                return child;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("inlet exited early: {status}");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "inlet did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgres_drain_1000_messages_without_a_double_send() {
+    if !crate::helpers::postgres_available().await {
+        return;
+    }
+    let smtp = SmtpServer::start();
+    let a = TestApp::spawn_with(Backend::Postgres, |s| with_smtp(s, &smtp.url())).await;
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::helpers::test_settings(&a.db, b_dir.path());
+    with_smtp(&mut settings, &smtp.url());
+    let b = inlet::startup::Application::build(settings).await.unwrap();
+    let b_worker = b.outbox_worker();
+    let b_address = format!("http://127.0.0.1:{}", b.port());
+    tokio::spawn(b.run_until_stopped());
+
+    for chunk in (0..1000).collect::<Vec<_>>().chunks(50) {
+        futures::future::join_all(chunk.iter().map(|i| {
+            let target = if i % 2 == 0 {
+                a.address.clone()
+            } else {
+                b_address.clone()
+            };
+            let client = a.client.clone();
+            async move {
+                let r = client
+                    .post(format!("{target}/v1/forms/newsletter/submissions"))
+                    .json(&json!({"email": format!("pair{i}@example.com")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+            }
+        }))
+        .await;
+    }
+    let now = inlet::worker::now_ms();
+    let (ra, rb) = tokio::join!(a.worker.drain(now), b_worker.drain(now));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.sent + rb.sent, 1000, "a: {ra:?} b: {rb:?}");
+    let got = smtp.received();
+    assert_eq!(got.len(), 1000, "no message sent twice");
+    let mut rcpts: Vec<&str> = got.iter().map(|r| r.to[0].as_str()).collect();
+    rcpts.sort_unstable();
+    rcpts.dedup();
+    assert_eq!(rcpts.len(), 1000);
+    let leads: Value = a.admin_get("/v1/admin/leads?limit=1").await;
+    assert!(leads["next_cursor"].is_string());
+}
