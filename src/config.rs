@@ -48,6 +48,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub spam: SpamSettings,
     pub outbox: OutboxSettings,
+    pub writer: WriterSettings,
     pub log: LogSettings,
     /// The forms this instance serves. Absent: the three demo forms.
     #[serde(default = "crate::forms::demo_forms")]
@@ -184,6 +185,32 @@ impl Default for SpamSettings {
     fn default() -> Self {
         SpamSettings {
             min_submit_ms: 1500,
+        }
+    }
+}
+
+/// The group-commit writer in front of the database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WriterSettings {
+    /// Most submissions committed in one transaction.
+    pub max_batch: usize,
+    /// How long a writer may wait for more submissions before committing (0: commit whatever
+    /// has arrived at once; batches still form naturally under load).
+    pub max_wait_us: u64,
+    /// Submissions waiting for a writer; past this, requests get 503 with Retry-After.
+    pub queue_capacity: usize,
+    /// Parallel writer tasks on PostgreSQL (SQLite always uses one).
+    pub postgres_writers: usize,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        WriterSettings {
+            max_batch: 256,
+            max_wait_us: 0,
+            queue_capacity: 4096,
+            postgres_writers: 2,
         }
     }
 }

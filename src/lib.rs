@@ -10,3 +10,4 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod worker;
+pub mod writer;

@@ -47,6 +47,8 @@ pub struct AppState {
     pub public_url: String,
     /// Wakes the outbox worker as soon as a submission with messages commits.
     pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// The group-commit writer every submission goes through.
+    pub writer: crate::writer::SubmissionWriter,
 }
 
 impl AppState {
@@ -117,7 +119,22 @@ impl Application {
             outbox_wake.clone(),
             Duration::from_secs(settings.mail.timeout_secs.saturating_mul(3).max(1)),
         );
+        let writers = match store.backend() {
+            crate::store::Backend::Sqlite => 1,
+            crate::store::Backend::Postgres => settings.writer.postgres_writers.max(1),
+        };
+        let writer = crate::writer::SubmissionWriter::start(
+            store.clone(),
+            crate::writer::WriterConfig {
+                max_batch: settings.writer.max_batch,
+                max_wait: Duration::from_micros(settings.writer.max_wait_us),
+                queue_capacity: settings.writer.queue_capacity,
+                writers,
+            },
+            metrics.clone(),
+        );
         let state = web::Data::new(AppState {
+            writer,
             public_url,
             settings: Arc::new(settings),
             forms,
@@ -196,6 +213,8 @@ impl Application {
     /// the database is closed. Unsent messages stay in the outbox for the next start.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        // In-flight requests have their answers; commit anything still queued, then stop.
+        self.state.writer.shutdown().await;
         let _ = self.stop_worker.send(true);
         if let Some(task) = self.worker_task {
             let grace = Duration::from_millis(self.state.settings.outbox.lease_ms.min(30_000));

@@ -43,6 +43,8 @@ pub struct Metrics {
     /// Submissions flagged as spam, by form and reason.
     pub spam: IntCounterVec,
     pub http_duration: HistogramVec,
+    /// Submissions committed per transaction by the group-commit writer.
+    pub write_batch_size: prometheus::Histogram,
     pub limiter_keys: IntGauge,
     /// Emails accepted by the transport, by kind.
     pub emails_sent: IntCounterVec,
@@ -122,8 +124,15 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric("outbox_oldest_waiting_seconds", &e));
         let _ = registry.register(Box::new(outbox_oldest_waiting_seconds.clone()));
+        let write_batch_size = prometheus::Histogram::with_opts(
+            HistogramOpts::new("write_batch_size", "Submissions committed per transaction")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )
+        .unwrap_or_else(|e| unreachable_metric("write_batch_size", &e));
+        let _ = registry.register(Box::new(write_batch_size.clone()));
         Metrics {
             registry,
+            write_batch_size,
             emails_sent,
             email_failures,
             emails_dead,

@@ -282,11 +282,21 @@ async fn accept<'s>(
     }
 
     let messages = crate::mail::plan_messages(form, &submission, &state.settings.outbox);
+    let has_messages = !messages.is_empty();
+    let spam = submission.spam;
     let recorded = state
-        .store
-        .record_submission(&submission, &messages)
-        .await?;
-    if !messages.is_empty() && !recorded.replayed {
+        .writer
+        .submit(submission, messages)
+        .await
+        .map_err(|e| match e {
+            crate::writer::WriteError::Overloaded | crate::writer::WriteError::Stopped => {
+                ApiError::Overloaded {
+                    retry_after_secs: 1,
+                }
+            }
+            crate::writer::WriteError::Store(e) => ApiError::from(e),
+        })?;
+    if has_messages && !recorded.replayed {
         state.outbox_wake.notify_one();
     }
     tracing::info!(
@@ -294,10 +304,10 @@ async fn accept<'s>(
         lead_id = %recorded.lead_id,
         submission_id = %recorded.submission_id,
         replayed = recorded.replayed,
-        spam = submission.spam.map(|s| s.as_str()),
+        spam = spam.map(|s| s.as_str()),
         "submission accepted"
     );
-    Ok((form, recorded, submission.spam.is_some()))
+    Ok((form, recorded, spam.is_some()))
 }
 
 /// Reads the body up to `limit` bytes; a declared or actual larger body is refused (413).

@@ -11,6 +11,15 @@ use super::models::{
 use super::{get, LeadStore, StoreError};
 use crate::domain::{NewOutboxMessage, NewSubmission};
 
+use std::collections::hash_map::{Entry, HashMap};
+
+/// One submission of a batch, with the messages it implies.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchItem<'a> {
+    pub sub: &'a NewSubmission,
+    pub messages: &'a [NewOutboxMessage],
+}
+
 /// The columns of a submission, in the order [`submission_from_row`] reads them.
 const SUBMISSION_COLUMNS: &str = "s.id, s.lead_id, s.form_id, s.email, s.fields, s.extra, \
      s.spam_reason, s.attribution, s.client_ip, s.created_at";
@@ -19,57 +28,106 @@ impl LeadStore {
     /// Stores a submission and upserts its lead, in one transaction.
     ///
     /// The outgoing messages the submission implies are written in the same transaction (the
-    /// outbox), so a 2xx means both the lead and its email are durable.
-    ///
-    /// This is the write path's one function: a batching writer can sit in front of it. With an
-    /// idempotency key, a repeat (also a concurrent one) returns the first submission's ids and
-    /// stores nothing new.
+    /// outbox), so a 2xx means both the lead and its email are durable. With an idempotency
+    /// key, a repeat (also a concurrent one) returns the first submission's ids and stores
+    /// nothing new.
     #[tracing::instrument(name = "store.record_submission", skip_all, fields(form_id = %sub.form_id))]
     pub async fn record_submission(
         &self,
         sub: &NewSubmission,
         messages: &[NewOutboxMessage],
     ) -> Result<Recorded, StoreError> {
-        if let Some(key) = &sub.idempotency_key {
-            if let Some(found) = self.find_idempotent(&sub.form_id, key.as_str()).await? {
-                return Ok(found);
+        match self.record_batch(&[BatchItem { sub, messages }]).await {
+            Ok(mut recorded) => recorded
+                .pop()
+                .ok_or_else(|| StoreError::Corrupt("empty batch result".into())),
+            // A concurrent request with the same idempotency key committed first.
+            Err(StoreError::Conflict) => {
+                let key = sub
+                    .idempotency_key
+                    .as_ref()
+                    .map(|k| k.as_str())
+                    .unwrap_or_default();
+                self.find_idempotent(&sub.form_id, key)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt("idempotency conflict without a row".into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The write path's one function: stores a batch of submissions (leads upserted, outbox
+    /// rows written) in **one** transaction, answers in input order. Idempotency and lead
+    /// de-duplication hold inside the batch: a repeated key returns the first item's ids, two
+    /// submissions by one person update one lead. Any failure fails the whole batch (nothing is
+    /// written); [`StoreError::Conflict`] means another writer committed the same idempotency
+    /// key first. The group-commit writer retries a failed batch item by item.
+    pub async fn record_batch(&self, items: &[BatchItem<'_>]) -> Result<Vec<Recorded>, StoreError> {
+        // Items that repeat an idempotency key seen earlier in this batch follow their leader.
+        let mut leaders: HashMap<(&str, &str), usize> = HashMap::new();
+        let follower_of: Vec<Option<usize>> = items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| {
+                let key = it.sub.idempotency_key.as_ref()?;
+                match leaders.entry((it.sub.form_id.as_str(), key.as_str())) {
+                    Entry::Occupied(e) => Some(*e.get()),
+                    Entry::Vacant(e) => {
+                        e.insert(i);
+                        None
+                    }
+                }
+            })
+            .collect();
+        let mut results: Vec<Option<Recorded>> = vec![None; items.len()];
+        let mut tx = self.writer.begin().await?;
+        for (i, it) in items.iter().enumerate() {
+            if follower_of[i].is_some() {
+                continue;
+            }
+            let sub = it.sub;
+            if let Some(key) = &sub.idempotency_key {
+                if let Some(found) = find_idempotent(&mut tx, &sub.form_id, key.as_str()).await? {
+                    results[i] = Some(found);
+                    continue;
+                }
+            }
+            let lead_id = upsert_lead(&mut tx, sub).await?;
+            let submission_id = Uuid::now_v7().to_string();
+            let inserted = insert_submission(&submission_id, &lead_id, sub)
+                .execute(&mut *tx)
+                .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(StoreError::Conflict);
+            }
+            super::outbox::enqueue(
+                &mut tx,
+                &lead_id,
+                &submission_id,
+                &sub.form_id,
+                sub.received_at_ms,
+                it.messages,
+            )
+            .await?;
+            results[i] = Some(Recorded {
+                submission_id,
+                lead_id,
+                replayed: false,
+            });
+        }
+        tx.commit().await?;
+        for (i, leader) in follower_of.iter().enumerate() {
+            if let Some(l) = leader {
+                results[i] = results[*l].clone().map(|r| Recorded {
+                    replayed: true,
+                    ..r
+                });
             }
         }
-        let mut tx = self.writer.begin().await?;
-        let lead_id = upsert_lead(&mut tx, sub).await?;
-        let submission_id = Uuid::now_v7().to_string();
-        let inserted = insert_submission(&submission_id, &lead_id, sub)
-            .execute(&mut *tx)
-            .await?;
-        if inserted.rows_affected() == 0 {
-            // A concurrent request with the same idempotency key won the race.
-            tx.rollback().await?;
-            let key = sub
-                .idempotency_key
-                .as_ref()
-                .map(|k| k.as_str())
-                .unwrap_or_default();
-            return self
-                .find_idempotent(&sub.form_id, key)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt("idempotency conflict without a row".into()));
-        }
-        super::outbox::enqueue(
-            &mut tx,
-            &lead_id,
-            &submission_id,
-            &sub.form_id,
-            sub.received_at_ms,
-            messages,
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::debug!(%lead_id, %submission_id, "submission stored");
-        Ok(Recorded {
-            submission_id,
-            lead_id,
-            replayed: false,
-        })
+        results
+            .into_iter()
+            .map(|r| r.ok_or_else(|| StoreError::Corrupt("a batch item has no result".into())))
+            .collect()
     }
 
     async fn find_idempotent(
@@ -77,21 +135,8 @@ impl LeadStore {
         form_id: &str,
         key: &str,
     ) -> Result<Option<Recorded>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, lead_id FROM submissions WHERE form_id = $1 AND idempotency_key = $2",
-        )
-        .bind(form_id)
-        .bind(key)
-        .fetch_optional(&self.writer)
-        .await?;
-        row.map(|r| {
-            Ok(Recorded {
-                submission_id: get(&r, 0)?,
-                lead_id: get(&r, 1)?,
-                replayed: true,
-            })
-        })
-        .transpose()
+        let mut conn = self.writer.acquire().await?;
+        find_idempotent(&mut conn, form_id, key).await
     }
 
     /// Leads with their newest matching submission, oldest lead first (stable keyset order).
@@ -198,6 +243,29 @@ impl LeadStore {
             id: s.id.clone(),
         }))
     }
+}
+
+/// The submission an idempotency key already names, if any.
+async fn find_idempotent(
+    conn: &mut sqlx::AnyConnection,
+    form_id: &str,
+    key: &str,
+) -> Result<Option<Recorded>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, lead_id FROM submissions WHERE form_id = $1 AND idempotency_key = $2",
+    )
+    .bind(form_id)
+    .bind(key)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(Recorded {
+            submission_id: get(&r, 0)?,
+            lead_id: get(&r, 1)?,
+            replayed: true,
+        })
+    })
+    .transpose()
 }
 
 async fn upsert_lead(

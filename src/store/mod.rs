@@ -16,6 +16,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use backend::Backend;
+pub use leads::BatchItem;
 pub use models::{
     Cursor, LeadQuery, LeadRecord, Page, Recorded, SubmissionQuery, SubmissionRecord,
 };
@@ -34,6 +35,8 @@ pub enum StoreError {
     Other(#[source] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("a concurrent request committed the same idempotency key first")]
+    Conflict,
 }
 
 impl StoreError {

@@ -156,6 +156,10 @@ pub struct TestApp {
     /// The app's outbox worker. The background loop is off in tests unless a test turns it on;
     /// tests drive delivery deterministically with [`TestApp::dispatch`].
     pub worker: inlet::worker::OutboxWorker,
+    /// Stops the HTTP server (gracefully with `stop(true)`).
+    pub handle: actix_web::dev::ServerHandle,
+    /// The task running the application; finishes after a stop.
+    pub running: tokio::task::JoinHandle<std::io::Result<()>>,
     pub client: reqwest::Client,
     pub db: TestDb,
     pub dir: tempfile::TempDir,
@@ -196,10 +200,13 @@ impl TestApp {
             .expect("application builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let worker = app.outbox_worker();
-        tokio::spawn(app.run_until_stopped());
+        let handle = app.handle();
+        let running = tokio::spawn(app.run_until_stopped());
         TestApp {
             address,
             worker,
+            handle,
+            running,
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()

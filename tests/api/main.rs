@@ -12,3 +12,4 @@ mod idempotency;
 mod operations;
 mod rate_limit;
 mod submissions;
+mod writer;
