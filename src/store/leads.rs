@@ -81,39 +81,70 @@ impl LeadStore {
             .collect();
         let mut results: Vec<Option<Recorded>> = vec![None; items.len()];
         let mut tx = self.writer.begin().await?;
-        for (i, it) in items.iter().enumerate() {
-            if follower_of[i].is_some() {
-                continue;
-            }
-            let sub = it.sub;
-            if let Some(key) = &sub.idempotency_key {
-                if let Some(found) = find_idempotent(&mut tx, &sub.form_id, key.as_str()).await? {
-                    results[i] = Some(found);
-                    continue;
+
+        // 1. Keys that an earlier (committed) submission already holds: one lookup.
+        let keyed: Vec<usize> = (0..items.len())
+            .filter(|&i| follower_of[i].is_none() && items[i].sub.idempotency_key.is_some())
+            .collect();
+        if !keyed.is_empty() {
+            let mut sql = Sql::new(
+                "SELECT form_id, idempotency_key, id, lead_id FROM submissions \
+                 WHERE idempotency_key IN ("
+                    .into(),
+            );
+            for (j, &i) in keyed.iter().enumerate() {
+                if j > 0 {
+                    sql.push(", ");
                 }
+                let key = items[i]
+                    .sub
+                    .idempotency_key
+                    .as_ref()
+                    .map_or("", |k| k.as_str());
+                sql.bind_text(key);
             }
-            let lead_id = upsert_lead(&mut tx, sub).await?;
-            let submission_id = Uuid::now_v7().to_string();
-            let inserted = insert_submission(&submission_id, &lead_id, sub)
-                .execute(&mut *tx)
-                .await?;
-            if inserted.rows_affected() == 0 {
-                return Err(StoreError::Conflict);
+            sql.push(")");
+            let mut found: HashMap<(String, String), Recorded> = HashMap::new();
+            for r in sql.query().persistent(false).fetch_all(&mut *tx).await? {
+                found.insert(
+                    (get(&r, 0)?, get(&r, 1)?),
+                    Recorded {
+                        submission_id: get(&r, 2)?,
+                        lead_id: get(&r, 3)?,
+                        replayed: true,
+                    },
+                );
             }
-            super::outbox::enqueue(
-                &mut tx,
-                &lead_id,
-                &submission_id,
-                &sub.form_id,
-                sub.received_at_ms,
-                it.messages,
-            )
-            .await?;
-            results[i] = Some(Recorded {
-                submission_id,
-                lead_id,
-                replayed: false,
-            });
+            for &i in &keyed {
+                let sub = items[i].sub;
+                let key = sub.idempotency_key.as_ref().map_or("", |k| k.as_str());
+                results[i] = found.get(&(sub.form_id.clone(), key.to_string())).cloned();
+            }
+        }
+
+        // 2. The rest are new: a constant number of multi-row statements for the whole batch.
+        let writes: Vec<usize> = (0..items.len())
+            .filter(|&i| follower_of[i].is_none() && results[i].is_none())
+            .collect();
+        if !writes.is_empty() {
+            let lead_ids = upsert_leads(&mut tx, self.backend, items, &writes).await?;
+            let mut rows: Vec<(String, String)> = Vec::with_capacity(writes.len());
+            for &i in &writes {
+                let lead_id = lead_ids
+                    .get(items[i].sub.email.as_str())
+                    .cloned()
+                    .ok_or_else(|| StoreError::Corrupt("lead upsert returned no id".into()))?;
+                rows.push((Uuid::now_v7().to_string(), lead_id));
+            }
+            insert_submissions(&mut tx, self.backend, items, &writes, &rows).await?;
+            super::outbox::enqueue_batch(&mut tx, self.backend, items, &writes, &rows).await?;
+            for (&i, (submission_id, lead_id)) in writes.iter().zip(rows) {
+                results[i] = Some(Recorded {
+                    submission_id,
+                    lead_id,
+                    replayed: false,
+                });
+            }
         }
         tx.commit().await?;
         for (i, leader) in follower_of.iter().enumerate() {
@@ -268,60 +299,135 @@ async fn find_idempotent(
     .transpose()
 }
 
-async fn upsert_lead(
+/// Most rows in one multi-row statement (keeps bind counts far below both engines' limits and
+/// the number of distinct statement texts small).
+pub(super) const ROWS_PER_STATEMENT: usize = 64;
+
+/// Upserts one row per distinct email of the batch (PostgreSQL refuses to update one row twice
+/// in one statement, so counts are summed here first). Returns email -> lead id.
+async fn upsert_leads(
     tx: &mut sqlx::Transaction<'_, Any>,
-    sub: &NewSubmission,
-) -> Result<String, StoreError> {
-    let real = i64::from(sub.spam.is_none());
-    let row = sqlx::query(
-        "INSERT INTO leads (id, email, created_at, updated_at, submission_count, real_submission_count) \
-         VALUES ($1, $2, $3, $3, 1, $4) \
-         ON CONFLICT (email) DO UPDATE SET updated_at = excluded.updated_at, \
-           submission_count = leads.submission_count + 1, \
-           real_submission_count = leads.real_submission_count + excluded.real_submission_count \
-         RETURNING id",
-    )
-    .bind(Uuid::now_v7().to_string())
-    .bind(sub.email.as_str())
-    .bind(sub.received_at_ms)
-    .bind(real)
-    .fetch_one(&mut **tx)
-    .await?;
-    get(&row, 0)
+    backend: super::Backend,
+    items: &[BatchItem<'_>],
+    writes: &[usize],
+) -> Result<HashMap<String, String>, StoreError> {
+    struct Agg<'a> {
+        email: &'a str,
+        first_ms: i64,
+        last_ms: i64,
+        count: i64,
+        real: i64,
+    }
+    let mut aggs: Vec<Agg<'_>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for &i in writes {
+        let sub = items[i].sub;
+        let real = i64::from(sub.spam.is_none());
+        match index.entry(sub.email.as_str()) {
+            Entry::Occupied(e) => {
+                let a = &mut aggs[*e.get()];
+                a.first_ms = a.first_ms.min(sub.received_at_ms);
+                a.last_ms = a.last_ms.max(sub.received_at_ms);
+                a.count += 1;
+                a.real += real;
+            }
+            Entry::Vacant(e) => {
+                e.insert(aggs.len());
+                aggs.push(Agg {
+                    email: sub.email.as_str(),
+                    first_ms: sub.received_at_ms,
+                    last_ms: sub.received_at_ms,
+                    count: 1,
+                    real,
+                });
+            }
+        }
+    }
+    let mut ids = HashMap::with_capacity(aggs.len());
+    for chunk in split(&aggs) {
+        let mut sql = Sql::for_backend(
+            backend,
+            "INSERT INTO leads (id, email, created_at, updated_at, submission_count, \
+             real_submission_count) VALUES "
+                .into(),
+        );
+        for (j, a) in chunk.iter().enumerate() {
+            sql.push(if j == 0 { "(" } else { ", (" });
+            sql.bind_text(&Uuid::now_v7().to_string()).push(", ");
+            sql.bind_text(a.email).push(", ");
+            sql.bind_int(a.first_ms).push(", ");
+            sql.bind_int(a.last_ms).push(", ");
+            sql.bind_int(a.count).push(", ");
+            sql.bind_int(a.real).push(")");
+        }
+        sql.push(
+            " ON CONFLICT (email) DO UPDATE SET updated_at = excluded.updated_at, \
+             submission_count = leads.submission_count + excluded.submission_count, \
+             real_submission_count = leads.real_submission_count + excluded.real_submission_count \
+             RETURNING id, email",
+        );
+        for r in sql.query().fetch_all(&mut **tx).await? {
+            ids.insert(get::<String>(&r, 1)?, get::<String>(&r, 0)?);
+        }
+    }
+    Ok(ids)
 }
 
-fn insert_submission<'q>(
-    id: &'q str,
-    lead_id: &'q str,
-    sub: &'q NewSubmission,
-) -> Query<'q, Any, AnyArguments<'q>> {
-    let a = &sub.attribution;
-    sqlx::query(
-        "INSERT INTO submissions (id, lead_id, form_id, email, fields, extra, spam_reason, \
-           idempotency_key, utm_source, utm_medium, utm_campaign, utm_term, utm_content, \
-           referrer, landing_page, user_agent, attribution, client_ip, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
-         ON CONFLICT (form_id, idempotency_key) DO NOTHING",
-    )
-    .bind(id)
-    .bind(lead_id)
-    .bind(sub.form_id.as_str())
-    .bind(sub.email.as_str())
-    .bind(json(&sub.fields))
-    .bind(json(&sub.extra))
-    .bind(sub.spam.map(|s| s.as_str()))
-    .bind(sub.idempotency_key.as_ref().map(|k| k.as_str()))
-    .bind(a.utm_source.as_deref())
-    .bind(a.utm_medium.as_deref())
-    .bind(a.utm_campaign.as_deref())
-    .bind(a.utm_term.as_deref())
-    .bind(a.utm_content.as_deref())
-    .bind(a.referrer.as_deref())
-    .bind(a.landing_page.as_deref())
-    .bind(a.user_agent.as_deref())
-    .bind(json(a))
-    .bind(sub.client_ip.as_ref().map(|ip| ip.as_str()))
-    .bind(sub.received_at_ms)
+/// Inserts the batch's submissions; a row refused by the idempotency constraint (another
+/// writer committed the key first) fails the batch with [`StoreError::Conflict`].
+async fn insert_submissions(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    backend: super::Backend,
+    items: &[BatchItem<'_>],
+    writes: &[usize],
+    rows: &[(String, String)],
+) -> Result<(), StoreError> {
+    let pairs: Vec<(usize, &(String, String))> = writes.iter().copied().zip(rows).collect();
+    for chunk in split(&pairs) {
+        let mut sql = Sql::for_backend(
+            backend,
+            "INSERT INTO submissions (id, lead_id, form_id, email, fields, extra, spam_reason, \
+               idempotency_key, utm_source, utm_medium, utm_campaign, utm_term, utm_content, \
+               referrer, landing_page, user_agent, attribution, client_ip, created_at) VALUES "
+                .into(),
+        );
+        for (j, (i, (id, lead_id))) in chunk.iter().enumerate() {
+            let sub = items[*i].sub;
+            let a = &sub.attribution;
+            sql.push(if j == 0 { "(" } else { ", (" });
+            sql.bind_text(id).push(", ");
+            sql.bind_text(lead_id).push(", ");
+            sql.bind_text(&sub.form_id).push(", ");
+            sql.bind_text(sub.email.as_str()).push(", ");
+            sql.bind_text(&json(&sub.fields)).push(", ");
+            sql.bind_text(&json(&sub.extra)).push(", ");
+            sql.bind_opt(sub.spam.map(|s| s.as_str())).push(", ");
+            sql.bind_opt(sub.idempotency_key.as_ref().map(|k| k.as_str()))
+                .push(", ");
+            for v in [
+                &a.utm_source,
+                &a.utm_medium,
+                &a.utm_campaign,
+                &a.utm_term,
+                &a.utm_content,
+                &a.referrer,
+                &a.landing_page,
+                &a.user_agent,
+            ] {
+                sql.bind_opt(v.as_deref()).push(", ");
+            }
+            sql.bind_text(&json(a)).push(", ");
+            sql.bind_opt(sub.client_ip.as_ref().map(|ip| ip.as_str()))
+                .push(", ");
+            sql.bind_int(sub.received_at_ms).push(")");
+        }
+        sql.push(" ON CONFLICT (form_id, idempotency_key) DO NOTHING");
+        let done = sql.query().execute(&mut **tx).await?;
+        if done.rows_affected() != chunk.len() as u64 {
+            return Err(StoreError::Conflict);
+        }
+    }
+    Ok(())
 }
 
 fn json(v: &impl serde::Serialize) -> String {
@@ -363,51 +469,124 @@ fn page<T>(mut items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> Cursor) -> Page
 
 /// A query built from optional filters, with numbered `$n` placeholders that both engines
 /// accept.
-struct Sql {
+pub(super) struct Sql {
     text: String,
     binds: Vec<Bind>,
+    /// Anonymous `?` placeholders (SQLite): binding by name is a linear lookup per parameter
+    /// in SQLite, which turns a multi-row statement's binding quadratic.
+    anonymous: bool,
+}
+
+/// Splits `n` rows into power-of-two pieces of at most [`ROWS_PER_STATEMENT`], so a handful of
+/// statement texts repeat and stay in the prepared-statement cache.
+pub(super) fn pieces(mut n: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    while n >= ROWS_PER_STATEMENT {
+        out.push(ROWS_PER_STATEMENT);
+        n -= ROWS_PER_STATEMENT;
+    }
+    let mut p = ROWS_PER_STATEMENT / 2;
+    while p > 0 {
+        if n >= p {
+            out.push(p);
+            n -= p;
+        }
+        p /= 2;
+    }
+    out
+}
+
+/// Applies `pieces` to a slice.
+pub(super) fn split<T>(rows: &[T]) -> Vec<&[T]> {
+    let mut rest = rows;
+    pieces(rows.len())
+        .into_iter()
+        .map(|n| {
+            let (head, tail) = rest.split_at(n);
+            rest = tail;
+            head
+        })
+        .collect()
 }
 
 enum Bind {
     Text(String),
+    OptText(Option<String>),
     Int(i64),
 }
 
 impl Sql {
-    fn new(text: String) -> Sql {
+    pub(super) fn new(text: String) -> Sql {
         Sql {
             text,
             binds: Vec::new(),
+            anonymous: false,
         }
     }
 
-    fn push(&mut self, s: &str) -> &mut Self {
+    /// A statement with the placeholder style that binds fastest on `backend`.
+    pub(super) fn for_backend(backend: super::Backend, text: String) -> Sql {
+        Sql {
+            anonymous: backend == super::Backend::Sqlite,
+            ..Sql::new(text)
+        }
+    }
+
+    pub(super) fn push(&mut self, s: &str) -> &mut Self {
         self.text.push_str(s);
         self
     }
 
-    fn bind_text(&mut self, v: &str) -> &mut Self {
+    pub(super) fn bind_text(&mut self, v: &str) -> &mut Self {
         self.binds.push(Bind::Text(v.to_string()));
         self.placeholder()
     }
 
-    fn bind_int(&mut self, v: i64) -> &mut Self {
+    pub(super) fn bind_opt(&mut self, v: Option<&str>) -> &mut Self {
+        self.binds.push(Bind::OptText(v.map(String::from)));
+        self.placeholder()
+    }
+
+    pub(super) fn bind_int(&mut self, v: i64) -> &mut Self {
         self.binds.push(Bind::Int(v));
         self.placeholder()
     }
 
     fn placeholder(&mut self) -> &mut Self {
-        let n = self.binds.len();
-        self.text.push_str(&format!("${n}"));
+        use std::fmt::Write;
+        if self.anonymous {
+            self.text.push('?');
+        } else {
+            let n = self.binds.len();
+            let _ = write!(self.text, "${n}");
+        }
         self
     }
 
-    fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
+    pub(super) fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
         self.binds
             .iter()
             .fold(sqlx::query(&self.text), |q, b| match b {
                 Bind::Text(s) => q.bind(s.as_str()),
+                Bind::OptText(s) => q.bind(s.as_deref()),
                 Bind::Int(i) => q.bind(*i),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pieces, ROWS_PER_STATEMENT};
+
+    #[test]
+    fn batches_split_into_few_repeating_statement_sizes() {
+        for n in 0..600 {
+            let p = pieces(n);
+            assert_eq!(p.iter().sum::<usize>(), n);
+            assert!(p
+                .iter()
+                .all(|s| s.is_power_of_two() && *s <= ROWS_PER_STATEMENT));
+        }
+        assert_eq!(pieces(75), [64, 8, 2, 1]);
     }
 }

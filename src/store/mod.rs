@@ -110,7 +110,8 @@ impl LeadStore {
                 let pragmas = move || {
                     format!(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
-                         PRAGMA busy_timeout = {busy_ms}; PRAGMA foreign_keys = ON;"
+                         PRAGMA busy_timeout = {busy_ms}; PRAGMA foreign_keys = ON; \
+                         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32000;"
                     )
                 };
                 let p1 = pragmas.clone();

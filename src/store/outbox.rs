@@ -7,8 +7,10 @@ use sqlx::any::AnyRow;
 use sqlx::Any;
 use uuid::Uuid;
 
+use super::leads::{split, BatchItem, Sql};
 use super::{get, Backend, LeadStore, StoreError};
-use crate::domain::{FieldValue, NewOutboxMessage};
+use crate::domain::{FieldValue, MessageKind, NewOutboxMessage};
+use std::collections::HashMap;
 
 /// A message claimed by a worker, with what it needs to compose it.
 #[derive(Debug, Clone)]
@@ -81,55 +83,114 @@ fn record_from_row(r: &AnyRow) -> Result<OutboxRecord, StoreError> {
     })
 }
 
-/// Writes the submission's messages inside its transaction. A follow-up within the
-/// de-duplication window is stored as `skipped`, so what happened stays visible.
-pub(super) async fn enqueue(
+/// Writes the batch's messages inside its transaction: one lookup for the de-duplication
+/// window, one multi-row insert. A follow-up to a person who already got one for the same form
+/// within its window (earlier, or earlier in this batch) is stored as `skipped`, so what
+/// happened stays visible.
+pub(super) async fn enqueue_batch(
     tx: &mut sqlx::Transaction<'_, Any>,
-    lead_id: &str,
-    submission_id: &str,
-    form_id: &str,
-    now_ms: i64,
-    messages: &[NewOutboxMessage],
+    backend: Backend,
+    items: &[BatchItem<'_>],
+    writes: &[usize],
+    rows: &[(String, String)],
 ) -> Result<(), StoreError> {
-    for m in messages {
-        let mut status = "pending";
-        let mut note: Option<String> = None;
-        if let Some(window) = m.dedupe_window_ms {
-            let recent = sqlx::query(
-                "SELECT 1 FROM outbox WHERE lead_id = $1 AND form_id = $2 AND kind = $3 \
-                 AND status <> 'skipped' AND created_at > $4 LIMIT 1",
-            )
-            .bind(lead_id)
-            .bind(form_id)
-            .bind(m.kind.as_str())
-            .bind(now_ms - window)
-            .fetch_optional(&mut **tx)
-            .await?;
-            if recent.is_some() {
-                status = "skipped";
-                note = Some(format!(
-                    "not sent: this person already got a follow-up for this form in the last {} s",
-                    window / 1000
-                ));
+    // (lead, form, kind) -> newest non-skipped message time, for the windowed kinds.
+    let mut last_sent: HashMap<(String, String, &'static str), i64> = HashMap::new();
+    let windowed_leads: Vec<&str> = writes
+        .iter()
+        .zip(rows)
+        .filter(|(&i, _)| {
+            items[i]
+                .messages
+                .iter()
+                .any(|m| m.dedupe_window_ms.is_some())
+        })
+        .map(|(_, (_, lead_id))| lead_id.as_str())
+        .collect();
+    if !windowed_leads.is_empty() {
+        let mut sql = Sql::new(
+            "SELECT lead_id, form_id, kind, MAX(created_at) FROM outbox \
+             WHERE status <> 'skipped' AND lead_id IN ("
+                .into(),
+        );
+        for (j, l) in windowed_leads.iter().enumerate() {
+            if j > 0 {
+                sql.push(", ");
+            }
+            sql.bind_text(l);
+        }
+        sql.push(") GROUP BY lead_id, form_id, kind");
+        for r in sql.query().persistent(false).fetch_all(&mut **tx).await? {
+            let kind: String = get(&r, 2)?;
+            if let Some(kind) = MessageKind::parse(&kind) {
+                last_sent.insert((get(&r, 0)?, get(&r, 1)?, kind.as_str()), get(&r, 3)?);
             }
         }
-        sqlx::query(
+    }
+    struct Row<'a> {
+        lead_id: &'a str,
+        submission_id: &'a str,
+        form_id: &'a str,
+        message: &'a NewOutboxMessage,
+        now_ms: i64,
+        skipped: Option<String>,
+    }
+    let mut out: Vec<Row<'_>> = Vec::new();
+    for (&i, (submission_id, lead_id)) in writes.iter().zip(rows) {
+        let sub = items[i].sub;
+        for m in items[i].messages {
+            let mut skipped = None;
+            if let Some(window) = m.dedupe_window_ms {
+                let key = (lead_id.clone(), sub.form_id.clone(), m.kind.as_str());
+                match last_sent.get(&key) {
+                    Some(&t) if t > sub.received_at_ms - window => {
+                        skipped = Some(format!(
+                            "not sent: this person already got a follow-up for this form in the last {} s",
+                            window / 1000
+                        ));
+                    }
+                    _ => {
+                        last_sent.insert(key, sub.received_at_ms);
+                    }
+                }
+            }
+            out.push(Row {
+                lead_id,
+                submission_id,
+                form_id: &sub.form_id,
+                message: m,
+                now_ms: sub.received_at_ms,
+                skipped,
+            });
+        }
+    }
+    for chunk in split(&out) {
+        let mut sql = Sql::for_backend(
+            backend,
             "INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, \
-               attempts, max_attempts, next_attempt_at, last_error, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $9)",
-        )
-        .bind(Uuid::now_v7().to_string())
-        .bind(lead_id)
-        .bind(submission_id)
-        .bind(form_id)
-        .bind(m.kind.as_str())
-        .bind(m.recipient.as_str())
-        .bind(status)
-        .bind(i64::from(m.max_attempts))
-        .bind(now_ms)
-        .bind(note)
-        .execute(&mut **tx)
-        .await?;
+               attempts, max_attempts, next_attempt_at, last_error, created_at) VALUES "
+                .into(),
+        );
+        for (j, r) in chunk.iter().enumerate() {
+            sql.push(if j == 0 { "(" } else { ", (" });
+            sql.bind_text(&Uuid::now_v7().to_string()).push(", ");
+            sql.bind_text(r.lead_id).push(", ");
+            sql.bind_text(r.submission_id).push(", ");
+            sql.bind_text(r.form_id).push(", ");
+            sql.bind_text(r.message.kind.as_str()).push(", ");
+            sql.bind_text(r.message.recipient.as_str()).push(", ");
+            sql.bind_text(if r.skipped.is_some() {
+                "skipped"
+            } else {
+                "pending"
+            })
+            .push(", 0, ");
+            sql.bind_int(i64::from(r.message.max_attempts)).push(", ");
+            sql.bind_int(r.now_ms).push(", ");
+            sql.bind_opt(r.skipped.as_deref()).push(", ");
+            sql.bind_int(r.now_ms).push(")");
+        }
+        sql.query().execute(&mut **tx).await?;
     }
     Ok(())
 }

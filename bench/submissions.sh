@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Submission throughput benchmark (see BENCHMARKS.md). Installs wrk if it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk; else sudo apt-get install -y wrk; fi
+fi
+exec python3 bench/submissions.py "$@"
