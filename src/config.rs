@@ -120,6 +120,30 @@ pub struct MailSettings {
     /// Default `From:` for every form.
     pub from: String,
     pub timeout_secs: u64,
+    /// Optional DKIM signing of every message.
+    pub dkim: Option<DkimSettings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DkimAlgorithm {
+    /// RSA key as PKCS#1 PEM (`-----BEGIN RSA PRIVATE KEY-----`).
+    #[default]
+    Rsa,
+    /// Ed25519 key as the base64 of its 32-byte seed.
+    Ed25519,
+}
+
+/// DKIM: the DNS record lives at `{selector}._domainkey.{domain}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimSettings {
+    pub selector: String,
+    pub domain: String,
+    /// File holding the private key (never the key itself in the config).
+    pub private_key_file: PathBuf,
+    #[serde(default)]
+    pub algorithm: DkimAlgorithm,
 }
 
 impl Default for MailSettings {
@@ -129,6 +153,7 @@ impl Default for MailSettings {
             mail_dir: PathBuf::from("mail"),
             from: "Inlet <inlet@localhost.localdomain>".into(),
             timeout_secs: 10,
+            dkim: None,
         }
     }
 }
@@ -210,7 +235,7 @@ impl Default for WriterSettings {
             max_batch: 256,
             max_wait_us: 0,
             queue_capacity: 4096,
-            postgres_writers: 2,
+            postgres_writers: 4,
         }
     }
 }
@@ -401,6 +426,13 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("INLET_SMTP_URL", "mail.smtp_url"),
     ("INLET_MAIL_DIR", "mail.mail_dir"),
     ("INLET_MAIL_FROM", "mail.from"),
+    (
+        "INLET_DKIM_SELECTOR",
+        "mail.dkim.selector (with the next two)",
+    ),
+    ("INLET_DKIM_DOMAIN", "mail.dkim.domain"),
+    ("INLET_DKIM_PRIVATE_KEY_FILE", "mail.dkim.private_key_file"),
+    ("INLET_DKIM_ALGORITHM", "mail.dkim.algorithm (rsa|ed25519)"),
     ("INLET_ADMIN_TOKEN", "admin.token"),
     ("INLET_IP_PRIVACY", "privacy.ip (truncate|hash|drop|full)"),
     ("INLET_IP_HASH_KEY", "privacy.ip_hash_key"),
@@ -505,6 +537,12 @@ impl Settings {
                 "INLET_SMTP_URL" => self.mail.smtp_url = Some(SecretString::from(v)),
                 "INLET_MAIL_DIR" => self.mail.mail_dir = PathBuf::from(v),
                 "INLET_MAIL_FROM" => self.mail.from = v,
+                "INLET_DKIM_SELECTOR" => self.dkim_mut().selector = v,
+                "INLET_DKIM_DOMAIN" => self.dkim_mut().domain = v,
+                "INLET_DKIM_PRIVATE_KEY_FILE" => {
+                    self.dkim_mut().private_key_file = PathBuf::from(v)
+                }
+                "INLET_DKIM_ALGORITHM" => self.dkim_mut().algorithm = parse_enum(var, &v)?,
                 "INLET_ADMIN_TOKEN" => self.admin.token = Some(SecretString::from(v)),
                 "INLET_IP_PRIVACY" => self.privacy.ip = parse_enum(var, &v)?,
                 "INLET_IP_HASH_KEY" => self.privacy.ip_hash_key = Some(SecretString::from(v)),
@@ -525,6 +563,15 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    fn dkim_mut(&mut self) -> &mut DkimSettings {
+        self.mail.dkim.get_or_insert_with(|| DkimSettings {
+            selector: String::new(),
+            domain: String::new(),
+            private_key_file: PathBuf::new(),
+            algorithm: DkimAlgorithm::Rsa,
+        })
     }
 
     /// Checks everything that can be checked without touching the network.
@@ -584,6 +631,9 @@ impl Settings {
         }
         crate::mail::parse_mailbox(&self.mail.from)
             .map_err(|m| ConfigError::invalid("mail.from (INLET_MAIL_FROM)", m))?;
+        if let Some(d) = &self.mail.dkim {
+            crate::mail::load_dkim(d)?;
+        }
         crate::forms::FormRegistry::build(self)?;
         Ok(())
     }

@@ -113,6 +113,12 @@ impl Application {
                 forms.clone(),
                 default_from,
                 public_url.clone(),
+                settings
+                    .mail
+                    .dkim
+                    .as_ref()
+                    .map(crate::mail::load_dkim)
+                    .transpose()?,
             ),
             settings.outbox.clone(),
             metrics.clone(),

@@ -70,6 +70,7 @@ pub struct Composer {
     forms: FormRegistry,
     default_from: Mailbox,
     public_url: String,
+    dkim: Option<std::sync::Arc<lettre::message::dkim::DkimConfig>>,
 }
 
 impl Composer {
@@ -78,12 +79,14 @@ impl Composer {
         forms: FormRegistry,
         default_from: Mailbox,
         public_url: String,
+        dkim: Option<std::sync::Arc<lettre::message::dkim::DkimConfig>>,
     ) -> Composer {
         Composer {
             templates,
             forms,
             default_from,
             public_url,
+            dkim,
         }
     }
 
@@ -168,7 +171,7 @@ impl Composer {
         } else if let Some(r) = &form.reply_to {
             builder = builder.reply_to(r.clone());
         }
-        Ok(builder.multipart(
+        let mut message = builder.multipart(
             MultiPart::alternative()
                 .singlepart(
                     SinglePart::builder()
@@ -180,7 +183,11 @@ impl Composer {
                         .header(ContentType::TEXT_HTML)
                         .body(html),
                 ),
-        )?)
+        )?;
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        Ok(message)
     }
 }
 

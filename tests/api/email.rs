@@ -173,6 +173,31 @@ both_backends! {
         assert_eq!(String::from_utf8_lossy(&skipped.stdout).matches("eager@example.com").count(), 9);
     }
 
+    async fn messages_are_dkim_signed_when_a_key_is_configured(backend: Backend) {
+        let smtp = SmtpServer::start();
+        let keys = tempfile::tempdir().unwrap();
+        let key_file = keys.path().join("dkim.key");
+        // RFC 8032 test vector 1's secret key, base64 (Ed25519 seed).
+        std::fs::write(&key_file, "nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=\n").unwrap();
+        let app = TestApp::spawn_with(backend, |s| {
+            with_smtp(s, &smtp.url());
+            s.mail.dkim = Some(inlet::config::DkimSettings {
+                selector: "inlet".into(),
+                domain: "leads.example.com".into(),
+                private_key_file: key_file.clone(),
+                algorithm: inlet::config::DkimAlgorithm::Ed25519,
+            });
+        }).await;
+        app.post_json("contact", &contact("signed@example.com")).await;
+        assert_eq!(app.dispatch().await.sent, 1);
+        let raw = smtp.received()[0].text();
+        let head = raw.split("\r\n\r\n").next().unwrap();
+        let sig = head.split("DKIM-Signature:").nth(1).expect("a DKIM-Signature header");
+        for part in ["v=1", "a=ed25519-sha256", "d=leads.example.com", "s=inlet", "bh=", "b="] {
+            assert!(sig.contains(part), "{part} missing in {sig}");
+        }
+    }
+
     async fn spam_sends_no_email(backend: Backend) {
         let smtp = SmtpServer::start();
         let app = TestApp::spawn_with(backend, |s| {
