@@ -128,7 +128,8 @@ def median(rows, key):
 
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "inlet", "--example", "ceiling"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "inlet", "--example", "ceiling",
+                    "--example", "smtp_sink"], cwd=ROOT, check=True)
     inlet = str(ROOT / "target/release/inlet")
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,6 +147,22 @@ def main():
                                             lambda: int(psql(pg_url, "SELECT COUNT(*) FROM leads")))
         finally:
             psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+        # The same SQLite load while the outbox worker sends every follow-up to a local SMTP sink.
+        sink = subprocess.Popen([str(ROOT / "target/release/examples/smtp_sink"), "127.0.0.1:18025"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            db3 = Path(tmp) / "bench-worker.db"
+            proc_env = inlet_env(f"sqlite://{db3}", tmp, INLET_OUTBOX_WORKER_ENABLED="true",
+                                 INLET_SMTP_URL="smtp://127.0.0.1:18025")
+            proc = serve([inlet, "serve"], proc_env)
+            rows = [wrk(64, {}, "worker") for _ in range(RUNS)]
+            sent = metric('inlet_emails_sent_total{kind="follow_up"}')
+            rss = peak_rss_mib(proc.pid)
+            stop(proc)
+            report["worker"] = (rows, rss, sent)
+        finally:
+            sink.kill()
 
         db2 = Path(tmp) / "bench-ips.db"
         report["ips"] = run_target(
@@ -177,6 +194,13 @@ def main():
     lines += ["", "100,000 distinct client IPs (X-Forwarded-For through a trusted proxy, per-IP limiter on), SQLite, 64 connections, one run:", "",
               f"req/s {r['rps']:,.0f}, p99 {r['p99']:.2f} ms, non-2xx {r['non2xx']}, peak RSS {rss:.1f} MiB, "
               f"IPs tracked by the limiter at the end {extra['tracked_ips']:.0f}, leads stored {stored} / 2xx {r['ok']}"]
+    rows, rss, sent = report["worker"]
+    rps = median(rows, "rps")
+    sqlite64 = median(report["sqlite"][0][64], "rps")
+    lines += ["", "SQLite, 64 connections, while the outbox worker sends every follow-up to a local SMTP sink:", "",
+              f"req/s {rps:,.0f} ({rps / sqlite64:.0%} of the same run without the worker, {rps / ceiling[64]:.0%} of the ceiling), "
+              f"p99 {median(rows, 'p99'):.2f} ms, non-2xx {sum(r['non2xx'] for r in rows)}, peak RSS {rss:.1f} MiB, "
+              f"follow-ups sent meanwhile {sent:,.0f} of {sum(r['ok'] for r in rows):,} accepted"]
     text = "\n".join(lines)
     print(text)
     out = ROOT / "bench/results"

@@ -7,6 +7,9 @@
 //! a fresh database is created and dropped).
 
 use std::net::TcpListener;
+#[path = "common/sink.rs"]
+mod sink;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,19 +19,8 @@ use inlet::domain::{
     Attribution, EmailAddress, FieldValue, MessageKind, NewOutboxMessage, NewSubmission,
 };
 use inlet::startup::Application;
-use mailin_embedded::{Handler, Response, Server, SslConfig};
 use secrecy::SecretString;
 use sqlx::Connection;
-
-#[derive(Clone)]
-struct Sink(Arc<AtomicU64>);
-
-impl Handler for Sink {
-    fn data_end(&mut self) -> Response {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        mailin_embedded::response::OK
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -39,14 +31,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let received = Arc::new(AtomicU64::new(0));
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let smtp_port = listener.local_addr()?.port();
-    let mut server = Server::new(Sink(received.clone()));
-    server
-        .with_name("sink.bench")
-        .with_ssl(SslConfig::None)?
-        .with_num_threads(64)
-        .with_tcp_listener(listener);
+    let sink_count = received.clone();
     std::thread::spawn(move || {
-        let _ = server.serve();
+        let _ = sink::serve(listener, sink_count);
     });
 
     let dir = tempfile::tempdir()?;

@@ -272,8 +272,8 @@ impl Default for OutboxSettings {
             backoff_max_ms: 3_600_000,
             lease_ms: 120_000,
             poll_interval_ms: 1000,
-            batch_size: 64,
-            concurrency: 16,
+            batch_size: 256,
+            concurrency: 32,
             follow_up_window_secs: 600,
         }
     }

@@ -111,10 +111,15 @@ impl LeadStore {
                     format!(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
                          PRAGMA busy_timeout = {busy_ms}; PRAGMA foreign_keys = ON; \
-                         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32000;"
+                         PRAGMA temp_store = MEMORY;"
                     )
                 };
-                let p1 = pragmas.clone();
+                // The writer gets a larger page cache (32 MiB); readers keep SQLite's default so
+                // memory stays bounded however many readers there are.
+                let p1 = {
+                    let pragmas = pragmas.clone();
+                    move || format!("{} PRAGMA cache_size = -32000;", pragmas())
+                };
                 let writer = AnyPoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(acquire)

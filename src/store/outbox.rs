@@ -263,18 +263,32 @@ impl LeadStore {
             .collect()
     }
 
-    /// Marks a claimed message sent. Only its current lease owner may.
-    pub async fn mark_sent(&self, id: &str, owner: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE outbox SET status = 'sent', sent_at = $1, lease_until = NULL, last_error = NULL \
-             WHERE id = $2 AND lease_owner = $3",
-        )
-        .bind(now_ms)
-        .bind(id)
-        .bind(owner)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+    /// Marks many claimed messages sent in one statement (only those this owner still holds).
+    pub async fn mark_sent_many(
+        &self,
+        ids: &[String],
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let mut done = 0;
+        for chunk in split(ids) {
+            let mut sql = Sql::for_backend(
+                self.backend,
+                "UPDATE outbox SET status = 'sent', sent_at = ".into(),
+            );
+            sql.bind_int(now_ms)
+                .push(", lease_until = NULL, last_error = NULL WHERE lease_owner = ");
+            sql.bind_text(owner).push(" AND id IN (");
+            for (j, id) in chunk.iter().enumerate() {
+                if j > 0 {
+                    sql.push(", ");
+                }
+                sql.bind_text(id);
+            }
+            sql.push(")");
+            done += sql.query().execute(&self.writer).await?.rows_affected();
+        }
+        Ok(done)
     }
 
     /// Records a failed attempt: retried at `next_attempt_at_ms`, or dead.

@@ -132,19 +132,46 @@ impl OutboxWorker {
             claimed: claimed.len(),
             ..RoundReport::default()
         };
-        let outcomes: Vec<Outcome> = futures::stream::iter(claimed)
+        // Sent messages are marked in groups as they complete: one statement per group keeps
+        // the worker from queueing behind submissions on SQLite's single writer connection, and
+        // flushing every `concurrency` sends bounds what a crash can re-send to the messages in
+        // flight plus one unflushed group (at most 2 x concurrency).
+        let mut outcomes = futures::stream::iter(claimed)
             .map(|m| self.deliver(m, now_ms))
-            .buffer_unordered(s.concurrency)
-            .collect()
-            .await;
-        for o in outcomes {
+            .buffer_unordered(s.concurrency);
+        let mut sent_ids = Vec::new();
+        while let Some(o) = outcomes.next().await {
             match o {
-                Outcome::Sent => report.sent += 1,
+                Outcome::Sent(id) => {
+                    sent_ids.push(id);
+                    if sent_ids.len() >= s.concurrency {
+                        report.sent += self.mark_sent(&mut sent_ids, now_ms).await;
+                    }
+                }
                 Outcome::Failed => report.failed += 1,
                 Outcome::Dead => report.dead += 1,
             }
         }
+        report.sent += self.mark_sent(&mut sent_ids, now_ms).await;
         Ok(report)
+    }
+
+    /// Marks (and empties) a group of sent messages; returns how many were sent.
+    async fn mark_sent(&self, ids: &mut Vec<String>, now_ms: i64) -> usize {
+        let n = ids.len();
+        if n > 0 {
+            if let Err(e) = self
+                .inner
+                .store
+                .mark_sent_many(ids, &self.inner.owner, now_ms)
+                .await
+            {
+                // Sent but not marked: after the lease these may go out once more.
+                tracing::error!(error = %e, count = n, "sent but could not mark the messages sent");
+            }
+            ids.clear();
+        }
+        n
     }
 
     /// Runs rounds at `now_ms` until nothing is due (tests: "dispatch all pending email").
@@ -189,12 +216,8 @@ impl OutboxWorker {
                     .emails_sent
                     .with_label_values(&[&m.kind])
                     .inc();
-                if let Err(e) = inner.store.mark_sent(&m.id, &inner.owner, now).await {
-                    // Sent but not marked: after the lease the message may go out once more.
-                    tracing::error!(error = %e, "sent but could not mark the message sent");
-                }
                 tracing::info!(%report, "email sent");
-                Outcome::Sent
+                Outcome::Sent(m.id)
             }
             Err(error) => {
                 inner
@@ -225,7 +248,8 @@ impl OutboxWorker {
 }
 
 enum Outcome {
-    Sent,
+    /// Sent; marked with the rest of its round.
+    Sent(String),
     Failed,
     Dead,
 }
