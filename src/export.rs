@@ -5,6 +5,7 @@ use std::io::Write;
 use chrono::{DateTime, SecondsFormat};
 use serde_json::{json, Value};
 
+use crate::domain::Attribution;
 use crate::forms::FormRegistry;
 use crate::store::{LeadQuery, LeadRecord, LeadStore, StoreError, SubmissionRecord};
 
@@ -75,16 +76,6 @@ const FIXED: [&str; 7] = [
     "form_id",
     "submitted_at",
 ];
-const TRAILING: [&str; 8] = [
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "referrer",
-    "landing_page",
-    "extra",
-];
 
 /// Writes every (non-spam) lead with its latest submission, page by page (memory stays flat).
 pub async fn export_leads(
@@ -112,7 +103,13 @@ pub async fn export_leads(
                 .iter()
                 .copied()
                 .chain(field_columns.iter().map(String::as_str))
-                .chain(TRAILING.iter().copied())
+                .chain(
+                    Attribution::default()
+                        .columns()
+                        .iter()
+                        .map(|(name, _)| *name),
+                )
+                .chain(["extra"])
                 .collect();
             w.write_record(&header)?;
             csv_out = Some(w);
@@ -172,17 +169,11 @@ fn csv_row(lead: &LeadRecord, field_columns: &[String]) -> Vec<String> {
             .iter()
             .map(|c| s.fields.get(c).map(|v| v.as_text()).unwrap_or_default()),
     );
-    for v in [
-        &a.utm_source,
-        &a.utm_medium,
-        &a.utm_campaign,
-        &a.utm_term,
-        &a.utm_content,
-        &a.referrer,
-        &a.landing_page,
-    ] {
-        row.push(v.clone().unwrap_or_default());
-    }
+    row.extend(
+        a.columns()
+            .iter()
+            .map(|(_, v)| v.unwrap_or_default().to_string()),
+    );
     row.push(if s.extra.is_empty() {
         String::new()
     } else {

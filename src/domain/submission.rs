@@ -69,6 +69,20 @@ pub struct Attribution {
 }
 
 impl Attribution {
+    /// The flat columns stored (and exported) with every submission, in their order.
+    pub fn columns(&self) -> [(&'static str, Option<&str>); 8] {
+        [
+            ("utm_source", self.utm_source.as_deref()),
+            ("utm_medium", self.utm_medium.as_deref()),
+            ("utm_campaign", self.utm_campaign.as_deref()),
+            ("utm_term", self.utm_term.as_deref()),
+            ("utm_content", self.utm_content.as_deref()),
+            ("referrer", self.referrer.as_deref()),
+            ("landing_page", self.landing_page.as_deref()),
+            ("user_agent", self.user_agent.as_deref()),
+        ]
+    }
+
     /// Sets an attribution key (one of [`ATTRIBUTION_KEYS`] or a click id) from a cleaned value.
     pub fn set(&mut self, key: &str, value: String) {
         let slot = match key {

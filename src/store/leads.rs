@@ -404,17 +404,8 @@ async fn insert_submissions(
             sql.bind_opt(sub.spam.map(|s| s.as_str())).push(", ");
             sql.bind_opt(sub.idempotency_key.as_ref().map(|k| k.as_str()))
                 .push(", ");
-            for v in [
-                &a.utm_source,
-                &a.utm_medium,
-                &a.utm_campaign,
-                &a.utm_term,
-                &a.utm_content,
-                &a.referrer,
-                &a.landing_page,
-                &a.user_agent,
-            ] {
-                sql.bind_opt(v.as_deref()).push(", ");
+            for (_, v) in a.columns() {
+                sql.bind_opt(v).push(", ");
             }
             sql.bind_text(&json(a)).push(", ");
             sql.bind_opt(sub.client_ip.as_ref().map(|ip| ip.as_str()))
