@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, licences, unit and integration tests on SQLite and
-# PostgreSQL (PostgreSQL from INLET_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres;
-# skipped loudly when unreachable unless INLET_TEST_REQUIRE_POSTGRES=1).
+# The whole test suite: formatting, lints (examples included), licences, unit and integration
+# tests on SQLite and PostgreSQL (PostgreSQL from INLET_TEST_POSTGRES_URL, default
+# postgres://postgres@127.0.0.1:5432/postgres; skipped loudly when unreachable unless
+# INLET_TEST_REQUIRE_POSTGRES=1). The integration tests run last, so their count closes the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,4 +13,4 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "==> licence check (deny.toml)"
 python3 scripts/check-licenses.py
 echo "==> cargo test"
-cargo test --all-targets --locked
+cargo test --locked --lib --bins --tests
