@@ -92,17 +92,13 @@ impl LeadStore {
                  WHERE idempotency_key IN ("
                     .into(),
             );
-            for (j, &i) in keyed.iter().enumerate() {
-                if j > 0 {
-                    sql.push(", ");
-                }
-                let key = items[i]
+            sql.bind_list(keyed.iter().map(|&i| {
+                items[i]
                     .sub
                     .idempotency_key
                     .as_ref()
-                    .map_or("", |k| k.as_str());
-                sql.bind_text(key);
-            }
+                    .map_or("", |k| k.as_str())
+            }));
             sql.push(")");
             let mut found: HashMap<(String, String), Recorded> = HashMap::new();
             for r in sql.query().persistent(false).fetch_all(&mut *tx).await? {
@@ -352,7 +348,7 @@ async fn upsert_leads(
                 .into(),
         );
         for (j, a) in chunk.iter().enumerate() {
-            sql.push(if j == 0 { "(" } else { ", (" });
+            sql.row(j);
             sql.bind_text(&Uuid::now_v7().to_string()).push(", ");
             sql.bind_text(a.email).push(", ");
             sql.bind_int(a.first_ms).push(", ");
@@ -394,7 +390,7 @@ async fn insert_submissions(
         for (j, (i, (id, lead_id))) in chunk.iter().enumerate() {
             let sub = items[*i].sub;
             let a = &sub.attribution;
-            sql.push(if j == 0 { "(" } else { ", (" });
+            sql.row(j);
             sql.bind_text(id).push(", ");
             sql.bind_text(lead_id).push(", ");
             sql.bind_text(&sub.form_id).push(", ");
@@ -536,6 +532,22 @@ impl Sql {
     pub(super) fn bind_opt(&mut self, v: Option<&str>) -> &mut Self {
         self.binds.push(Bind::OptText(v.map(String::from)));
         self.placeholder()
+    }
+
+    /// Binds each value, comma-separated (the inside of an `IN (…)` list).
+    pub(super) fn bind_list<'a>(&mut self, values: impl IntoIterator<Item = &'a str>) -> &mut Self {
+        for (j, v) in values.into_iter().enumerate() {
+            if j > 0 {
+                self.push(", ");
+            }
+            self.bind_text(v);
+        }
+        self
+    }
+
+    /// Opens row `j` of a multi-row `VALUES` list.
+    pub(super) fn row(&mut self, j: usize) -> &mut Self {
+        self.push(if j == 0 { "(" } else { ", (" })
     }
 
     pub(super) fn bind_int(&mut self, v: i64) -> &mut Self {

@@ -113,12 +113,7 @@ pub(super) async fn enqueue_batch(
              WHERE status <> 'skipped' AND lead_id IN ("
                 .into(),
         );
-        for (j, l) in windowed_leads.iter().enumerate() {
-            if j > 0 {
-                sql.push(", ");
-            }
-            sql.bind_text(l);
-        }
+        sql.bind_list(windowed_leads.iter().copied());
         sql.push(") GROUP BY lead_id, form_id, kind");
         for r in sql.query().persistent(false).fetch_all(&mut **tx).await? {
             let kind: String = get(&r, 2)?;
@@ -172,7 +167,7 @@ pub(super) async fn enqueue_batch(
                 .into(),
         );
         for (j, r) in chunk.iter().enumerate() {
-            sql.push(if j == 0 { "(" } else { ", (" });
+            sql.row(j);
             sql.bind_text(&Uuid::now_v7().to_string()).push(", ");
             sql.bind_text(r.lead_id).push(", ");
             sql.bind_text(r.submission_id).push(", ");
@@ -279,12 +274,7 @@ impl LeadStore {
             sql.bind_int(now_ms)
                 .push(", lease_until = NULL, last_error = NULL WHERE lease_owner = ");
             sql.bind_text(owner).push(" AND id IN (");
-            for (j, id) in chunk.iter().enumerate() {
-                if j > 0 {
-                    sql.push(", ");
-                }
-                sql.bind_text(id);
-            }
+            sql.bind_list(chunk.iter().map(String::as_str));
             sql.push(")");
             done += sql.query().execute(&self.writer).await?.rows_affected();
         }
