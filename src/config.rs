@@ -574,8 +574,9 @@ impl Settings {
         })
     }
 
-    /// Checks everything that can be checked without touching the network.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks every plain setting (addresses, URLs, limits, modes) without building anything
+    /// and without touching the network.
+    pub fn validate_scalars(&self) -> Result<(), ConfigError> {
         self.database_backend()?;
         self.bind_addr()?;
         self.trusted_proxies()?;
@@ -631,10 +632,19 @@ impl Settings {
         }
         crate::mail::parse_mailbox(&self.mail.from)
             .map_err(|m| ConfigError::invalid("mail.from (INLET_MAIL_FROM)", m))?;
+        Ok(())
+    }
+
+    /// Everything [`Settings::validate_scalars`] checks, plus the parts that are built: forms,
+    /// email templates (compiled and rendered once with sample data) and the DKIM key.
+    /// `Application::build` builds those itself instead, so it calls only the scalar half.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_scalars()?;
+        crate::forms::FormRegistry::build(self)?;
+        crate::mail::Templates::build(self)?;
         if let Some(d) = &self.mail.dkim {
             crate::mail::load_dkim(d)?;
         }
-        crate::forms::FormRegistry::build(self)?;
         Ok(())
     }
 

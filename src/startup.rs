@@ -81,9 +81,10 @@ pub struct Application {
 }
 
 impl Application {
-    /// Validates the settings, opens the database (running migrations), binds the listener.
+    /// Validates the settings (each part once, as it is built), opens the database (running
+    /// migrations), binds the listener.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
-        settings.validate()?;
+        settings.validate_scalars()?;
         let forms = FormRegistry::build(&settings)?;
         let templates = Templates::build(&settings)?;
         let store = LeadStore::connect(&settings.database)

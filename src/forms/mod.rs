@@ -97,7 +97,6 @@ impl FormRegistry {
             }
             forms.push(Arc::new(form));
         }
-        crate::mail::Templates::build(settings)?;
         Ok(FormRegistry { forms, by_id })
     }
 
