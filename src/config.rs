@@ -449,6 +449,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("INLET_OUTBOX_MAX_ATTEMPTS", "outbox.max_attempts"),
     ("INLET_OUTBOX_LEASE_MS", "outbox.lease_ms"),
     ("INLET_OUTBOX_BACKOFF_BASE_MS", "outbox.backoff_base_ms"),
+    ("INLET_SPAM_MIN_SUBMIT_MS", "spam.min_submit_ms"),
     ("INLET_LOG_FORMAT", "log.format (text|json)"),
     ("INLET_LOG_LEVEL", "log.level"),
 ];
@@ -557,6 +558,7 @@ impl Settings {
                 "INLET_OUTBOX_MAX_ATTEMPTS" => self.outbox.max_attempts = parse(var, &v)?,
                 "INLET_OUTBOX_LEASE_MS" => self.outbox.lease_ms = parse(var, &v)?,
                 "INLET_OUTBOX_BACKOFF_BASE_MS" => self.outbox.backoff_base_ms = parse(var, &v)?,
+                "INLET_SPAM_MIN_SUBMIT_MS" => self.spam.min_submit_ms = parse(var, &v)?,
                 "INLET_LOG_FORMAT" => self.log.format = parse_enum(var, &v)?,
                 "INLET_LOG_LEVEL" => self.log.level = v,
                 _ => {}

@@ -6,6 +6,7 @@ pub mod forms;
 pub mod mail;
 pub mod rate_limit;
 pub mod routes;
+pub mod snippet;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

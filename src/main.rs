@@ -1,6 +1,7 @@
 //! The `inlet` command: thin. Parses the command line, loads settings, runs one command.
 //! Exit codes: 0 success, 1 a runtime failure, 2 a configuration or startup error.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -47,6 +48,13 @@ enum Command {
     Leads {
         #[command(subcommand)]
         command: LeadsCommand,
+    },
+    /// Print the tags to paste into a page: the embed script and stylesheet pinned to this
+    /// version with their Subresource Integrity hashes (uses server.public_url).
+    Snippet {
+        /// Print the machine-readable description instead (as `GET /v1/snippet`).
+        #[arg(long)]
+        json: bool,
     },
     /// See and revive outgoing email.
     Outbox {
@@ -131,6 +139,22 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
             }
             Err(e) => fail(2, StartupError::Database(e)),
         },
+        Command::Snippet { json } => {
+            let base = settings
+                .server
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", settings.server.bind));
+            let assets = inlet::snippet::Assets::load();
+            let text = if json {
+                format!("{:#}", assets.describe(&base))
+            } else {
+                assets.embed_tags(&base)
+            };
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout(), "{text}");
+            ExitCode::SUCCESS
+        }
         Command::CheckConfig => {
             print!("{}", settings.to_redacted_toml());
             eprintln!(

@@ -44,6 +44,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub templates: Templates,
     pub pages: Pages,
+    /// The embed script, its stylesheet and the demo files, prepared once.
+    pub assets: Arc<crate::snippet::Assets>,
     pub public_url: String,
     /// Wakes the outbox worker as soon as a submission with messages commits.
     pub outbox_wake: Arc<tokio::sync::Notify>,
@@ -142,6 +144,7 @@ impl Application {
         );
         let state = web::Data::new(AppState {
             writer,
+            assets: Arc::new(crate::snippet::Assets::load()),
             public_url,
             settings: Arc::new(settings),
             forms,

@@ -1,6 +1,7 @@
 //! HTTP routes, one file per resource. Handlers are thin: extract -> domain -> store -> respond.
 
 mod admin;
+mod assets;
 mod health;
 mod pages;
 mod submissions;
@@ -35,9 +36,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/v1/admin/submissions",
         web::get().to(admin::list_submissions),
     )
+    .service(get_or_head("/inlet.js").to(assets::script))
+    .service(get_or_head("/inlet.css").to(assets::style))
+    .service(get_or_head("/inlet/{version}/{file}").to(assets::pinned))
+    .service(get_or_head("/assets/{name}").to(assets::file))
+    .route("/v1/snippet", web::get().to(assets::describe))
     .route("/thanks", web::get().to(pages::thanks))
     .route("/", web::get().to(pages::index))
     .default_service(web::to(not_found));
+}
+
+/// A resource answering GET and HEAD (static files are often checked with HEAD).
+fn get_or_head(path: &str) -> actix_web::Resource {
+    web::resource(path)
+        .guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
 }
 
 async fn not_found(_req: HttpRequest) -> Result<HttpResponse, ApiError> {

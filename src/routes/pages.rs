@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use minijinja::{context, Environment};
 use serde::Deserialize;
 
+use crate::config::{FieldType, FormKind};
 use crate::error::{ApiError, FieldErrors};
 use crate::startup::AppState;
 
@@ -15,12 +16,13 @@ const LAYOUT: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{% block title %}Inlet{% endblock %}</title>
-<style>
-body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;line-height:1.5;color:#1d2330}
-label{display:block;margin:.6rem 0 .2rem}input,textarea,select{width:100%;padding:.5rem;box-sizing:border-box}
-button{margin-top:1rem;padding:.6rem 1.2rem}.err{color:#a4001f}code{background:#f3f4f6;padding:.1rem .3rem}
-section{border:1px solid #dde;border-radius:8px;padding:1rem 1.5rem;margin:1.5rem 0}
-</style></head><body>{% block body %}{% endblock %}</body></html>"#;
+<link rel="stylesheet" href="/assets/demo.css">
+{% block head %}{% endblock %}</head><body>{% block body %}{% endblock %}</body></html>"#;
+
+/// Inlet's own pages load scripts, styles and connections from Inlet only: no inline code,
+/// no third parties, not framed.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 const THANKS: &str = r#"{% extends "layout.html" %}{% block title %}Thank you{% endblock %}
 {% block body %}<h1>Thank you</h1><p>{{ message }}</p>
@@ -34,23 +36,6 @@ const ERROR: &str = r#"{% extends "layout.html" %}{% block title %}Please check 
 {% if back %}<p><a href="{{ back }}">Go back and try again</a></p>
 {% else %}<p>Use your browser's back button to correct the form.</p>{% endif %}{% endblock %}"#;
 
-const INDEX: &str = r#"{% extends "layout.html" %}{% block title %}Inlet{% endblock %}
-{% block body %}<h1>Inlet is running</h1>
-<p>These forms post straight to Inlet, with no JavaScript. Each submission is stored as a lead.</p>
-{% for form in forms %}<section><h2>{{ form.id }} <small>({{ form.kind }})</small></h2>
-<form action="/v1/forms/{{ form.id }}/submissions" method="post">
-{% for f in form.fields %}{% if f.kind == "checkbox" %}
-<label><input type="checkbox" name="{{ f.name }}" style="width:auto"> {{ f.label }}</label>
-{% elif f.kind == "textarea" %}<label for="{{ form.id }}-{{ f.name }}">{{ f.label }}</label>
-<textarea id="{{ form.id }}-{{ f.name }}" name="{{ f.name }}"{% if f.required %} required{% endif %}></textarea>
-{% elif f.kind == "select" %}<label for="{{ form.id }}-{{ f.name }}">{{ f.label }}</label>
-<select id="{{ form.id }}-{{ f.name }}" name="{{ f.name }}">{% for o in f.options %}<option>{{ o }}</option>{% endfor %}</select>
-{% else %}<label for="{{ form.id }}-{{ f.name }}">{{ f.label }}</label>
-<input id="{{ form.id }}-{{ f.name }}" name="{{ f.name }}" type="{{ f.input_type }}"{% if f.required %} required{% endif %}>
-{% endif %}{% endfor %}<button type="submit">Send</button></form></section>{% endfor %}
-<p>API: <code>POST /v1/forms/&lt;id&gt;/submissions</code> with JSON or a form post.</p>
-{% endblock %}"#;
-
 /// The compiled page templates.
 #[derive(Clone)]
 pub struct Pages {
@@ -63,7 +48,7 @@ impl Pages {
         env.add_template("layout.html", LAYOUT)?;
         env.add_template("thanks.html", THANKS)?;
         env.add_template("error.html", ERROR)?;
-        env.add_template("index.html", INDEX)?;
+        env.add_template("index.html", crate::snippet::DEMO_PAGE)?;
         Ok(Pages { env: Arc::new(env) })
     }
 
@@ -92,9 +77,9 @@ impl Pages {
             "error.html",
             context! { title, message => err.to_string(), fields, back },
         );
-        let mut resp = HttpResponse::build(status);
+        let mut resp = html(status);
         err.decorate(&mut resp);
-        resp.content_type("text/html; charset=utf-8").body(body)
+        resp.body(body)
     }
 
     pub fn thanks_page(
@@ -127,41 +112,70 @@ pub async fn thanks(state: web::Data<AppState>, q: web::Query<ThanksQuery>) -> H
     let download = form
         .and_then(|f| f.download_url.as_deref())
         .map(|u| state.absolute_url(u));
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(state.pages.thanks_page(message, download.as_deref(), None))
+    html(StatusCode::OK).body(state.pages.thanks_page(message, download.as_deref(), None))
 }
 
-/// A plain page with every form as a no-JavaScript HTML form.
+/// An HTML answer with Inlet's page headers.
+fn html(status: StatusCode) -> actix_web::HttpResponseBuilder {
+    let mut resp = HttpResponse::build(status);
+    resp.content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "strict-origin-when-cross-origin"));
+    resp
+}
+
+/// The demo landing page: every configured form, enhanced by the served embed script. Forms
+/// are placed by kind: downloads as gated sections, inline forms as sections, newsletter and
+/// pop-up forms as pop-ups (the first opens after a delay or on exit intent) with a plain copy
+/// in the footer for visitors without JavaScript.
 pub async fn index(state: web::Data<AppState>) -> HttpResponse {
-    let forms: Vec<minijinja::Value> = state
-        .forms
-        .all()
-        .iter()
-        .map(|f| {
-            let fields: Vec<minijinja::Value> = f
-                .fields
-                .iter()
-                .map(|d| {
-                    let kind = serde_json::to_value(d.kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from));
-                    let input_type = match kind.as_deref() {
-                        Some("hidden") => "hidden",
-                        Some("email") => "email",
-                        Some("tel") => "tel",
-                        Some("url") => "url",
-                        _ => "text",
-                    };
-                    context! { name => d.name, label => d.label, required => d.required,
-                    kind, input_type, options => d.options }
-                })
-                .collect();
-            let kind = serde_json::to_value(f.kind).ok();
-            context! { id => f.id, kind, fields }
-        })
-        .collect();
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(state.pages.render("index.html", context! { forms }))
+    let view = |f: &crate::forms::Form| {
+        let fields: Vec<minijinja::Value> = f
+            .fields
+            .iter()
+            .map(|d| {
+                let (input_type, autocomplete) = match d.kind {
+                    FieldType::Email => ("email", Some("email")),
+                    FieldType::Tel => ("tel", Some("tel")),
+                    FieldType::Url => ("url", Some("url")),
+                    FieldType::Hidden => ("hidden", None),
+                    _ => (
+                        "text",
+                        match d.name.as_str() {
+                            "name" => Some("name"),
+                            "company" => Some("organization"),
+                            "job_title" => Some("organization-title"),
+                            _ => None,
+                        },
+                    ),
+                };
+                let kind = serde_json::to_value(d.kind).ok();
+                context! { name => d.name, label => d.label, required => d.required,
+                kind, input_type, autocomplete, max_length => d.max_length, options => d.options }
+            })
+            .collect();
+        context! { id => f.id, fields }
+    };
+    let of_kind = |kinds: &[FormKind]| -> Vec<minijinja::Value> {
+        state
+            .forms
+            .all()
+            .iter()
+            .filter(|f| kinds.contains(&f.kind))
+            .map(|f| view(f))
+            .collect()
+    };
+    let page = state.pages.render(
+        "index.html",
+        context! {
+            version => crate::snippet::VERSION,
+            public_url => state.public_url,
+            popup_delay_secs => 15,
+            downloads => of_kind(&[FormKind::Download]),
+            inline => of_kind(&[FormKind::Inline]),
+            newsletters => of_kind(&[FormKind::Newsletter, FormKind::Popup]),
+        },
+    );
+    html(StatusCode::OK).body(page)
 }

@@ -265,3 +265,26 @@ both_backends! {
         assert_eq!(lines[0]["latest_submission"]["fields"]["name"], "+Plus", "JSON keeps values exact");
     }
 }
+
+#[test]
+fn snippet_prints_pinned_tags_with_the_integrity_of_the_served_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = inlet(
+        &["snippet"],
+        &[("INLET_PUBLIC_URL", "https://leads.example.com/")],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let assets = inlet::snippet::Assets::load();
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(text.contains(&format!(
+        "<script src=\"https://leads.example.com/inlet/{version}/inlet.js\" integrity=\"{}\" crossorigin=\"anonymous\" async></script>",
+        assets.script.integrity
+    )), "{text}");
+    assert!(text.contains(&assets.style.integrity), "{text}");
+    let json = inlet(&["snippet", "--json"], &[], dir.path());
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["version"], version);
+    assert_eq!(v["script"]["url"], "http://127.0.0.1:8080/inlet.js");
+}

@@ -11,5 +11,6 @@ mod hostile;
 mod idempotency;
 mod operations;
 mod rate_limit;
+mod snippet;
 mod submissions;
 mod writer;

@@ -103,7 +103,7 @@ both_backends! {
         let app = TestApp::spawn(backend).await;
         let page = app.client.get(app.url("/")).send().await.unwrap().text().await.unwrap();
         for id in ["newsletter", "contact", "whitepaper"] {
-            assert!(page.contains(&format!("action=\"/v1/forms/{id}/submissions\"")), "{id}");
+            assert!(page.contains(&format!("action=\"/v1/forms/{id}/submissions\" method=\"post\"")), "{id}");
         }
     }
 }

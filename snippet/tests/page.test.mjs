@@ -1,0 +1,114 @@
+// The page as a whole: the strict CSP, accessibility (axe-core), the demo landing page Inlet
+// serves at /, screenshots for review, and the script's build and size budget.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { setup, unique, SHOTS } from './harness.mjs';
+
+const require = createRequire(import.meta.url);
+const AXE = require.resolve('axe-core/axe.min.js');
+
+/** Serious or critical axe violations inside `selector`. */
+async function axe(page, selector) {
+  // Contrast is judged on the final frame, not mid fade-in.
+  await page.waitForFunction(() => document.getAnimations().every((a) => a.playState !== 'running'));
+  if (!(await page.evaluate(() => !!window.axe))) await page.addScriptTag({ path: AXE });
+  const result = await page.evaluate((sel) => window.axe.run(sel, { resultTypes: ['violations'] }), selector);
+  return result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`);
+}
+
+test('a strict Content-Security-Policy page reports zero violations', async (t) => {
+  const { site, page } = await setup(t);
+  await page.goto(site.url + '/landing.html?trigger=delay:0');
+  await page.waitForSelector('dialog[open]');
+  await page.fill('dialog[open] #n-email', unique('csp'));
+  await page.click('dialog[open] button[type=submit]');
+  await page.waitForSelector('dialog[open] form[data-inlet-state=success]');
+  await page.keyboard.press('Escape');
+  await page.fill('#c-name', 'Csp');
+  await page.fill('#c-email', 'bad@localhost'); // an error state too
+  await page.click('#contact button[type=submit]');
+  await page.waitForSelector('#contact .inlet-error');
+  assert.deepEqual(await page.evaluate(() => window.__csp), [], 'no CSP violation');
+  // Control: the listener does see a violation when there is one (an inline script).
+  await page.addScriptTag({ content: 'window.__inline = 1;' }).catch(() => {});
+  await page.waitForFunction(() => window.__csp.length > 0);
+  assert.equal(await page.evaluate(() => window.__csp[0].directive), 'script-src-elem');
+});
+
+test('axe-core finds no serious or critical violation: form, error state, open pop-up', async (t) => {
+  const { site, page } = await setup(t, { context: { bypassCSP: true } }); // to inject axe
+  await page.goto(site.url + '/landing.html');
+  await page.waitForFunction(() => window.inlet);
+  assert.deepEqual(await axe(page, '#contact'), [], 'the form');
+  await page.fill('#c-name', 'Axe');
+  await page.fill('#c-email', 'axe@localhost');
+  await page.fill('#c-phone', 'not a phone');
+  await page.click('#contact button[type=submit]');
+  await page.waitForSelector('#contact .inlet-error');
+  assert.deepEqual(await axe(page, '#contact'), [], 'the error state');
+  await page.click('#opener');
+  await page.waitForSelector('dialog[open]');
+  assert.deepEqual(await axe(page, 'dialog[open]'), [], 'the open pop-up');
+});
+
+test('the demo page at / works with the served script, passes axe, and is screenshotted', async (t) => {
+  const { inlet, page, context } = await setup(t, { context: { bypassCSP: true } });
+  mkdirSync(SHOTS, { recursive: true });
+  const resp = await page.goto(inlet.url + '/');
+  assert.match(resp.headers()['content-security-policy'], /script-src 'self'/);
+  await page.waitForFunction(() => window.inlet);
+  for (const id of ['contact', 'whitepaper']) {
+    assert.equal(await page.locator(`form[data-inlet=${id}]`).count(), 1, id);
+  }
+  assert.equal(await page.locator('template[data-inlet-popup=newsletter]').getAttribute('data-trigger'), 'delay:15 exit');
+  assert.deepEqual(await axe(page, 'body'), [], 'the demo page');
+  await page.screenshot({ path: join(SHOTS, 'demo-page.png'), fullPage: true });
+
+  // The contact form on the demo page stores a lead.
+  const email = unique('demo');
+  await page.fill('#contact-name', 'Demo Visitor');
+  await page.fill('#contact-email', email);
+  await page.click('form[data-inlet=contact] button[type=submit]');
+  await page.waitForSelector('form[data-inlet=contact][data-inlet-state=success]');
+  assert.deepEqual((await inlet.leads('&form=contact')).map((l) => l.email), [email]);
+
+  // The newsletter pop-up, opened from the header link.
+  await page.click('a[data-inlet-open=newsletter]');
+  await page.waitForSelector('dialog[data-inlet-popup=newsletter][open]');
+  assert.deepEqual(await axe(page, 'dialog[open]'), [], 'the demo pop-up');
+  await page.screenshot({ path: join(SHOTS, 'demo-popup.png') });
+  console.log(`# screenshots: ${SHOTS}/demo-page.png, ${SHOTS}/demo-popup.png`);
+
+  // Without the bypass, Inlet's own page runs under its CSP with no violation.
+  const strict = await context.browser().newContext();
+  const p2 = await strict.newPage();
+  const violations = [];
+  p2.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) violations.push(m.text()); });
+  await p2.goto(inlet.url + '/');
+  await p2.waitForFunction(() => window.inlet);
+  await p2.click('a[data-inlet-open=newsletter]');
+  await p2.waitForSelector('dialog[open]');
+  assert.deepEqual(violations, []);
+  await strict.close();
+});
+
+test('the served script is the built one and stays within 6 KB gzipped', async () => {
+  execFileSync(process.execPath, [new URL('../build.mjs', import.meta.url).pathname, '--check'], { stdio: 'inherit' });
+  const { readFileSync } = await import('node:fs');
+  const min = readFileSync(new URL('../dist/inlet.min.js', import.meta.url));
+  const size = gzipSync(min, { level: 9 }).length;
+  console.log(`# inlet.min.js: ${min.length} bytes, ${size} bytes gzipped (budget 6144)`);
+  assert.ok(size <= 6144, `${size} bytes gzipped is over the 6 KB budget`);
+  // No eval-like constructs or cookies: the CSP and privacy promises, checked in the source.
+  const src = readFileSync(new URL('../inlet.js', import.meta.url), 'utf8');
+  for (const bad of [/\beval\(/, /new Function\(/, /document\.cookie/, /innerHTML/, /setAttribute\('on/]) {
+    assert.doesNotMatch(src, bad);
+  }
+});
