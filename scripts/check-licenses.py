@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fails when a dependency's licence is not on deny.toml's allow-list (or is banned).
 
-Reads `cargo metadata` (no network, no extra tool) and evaluates each SPDX expression:
+Reads `cargo metadata` and snippet/package-lock.json (no network, no extra tool) and evaluates each SPDX expression:
 `A OR B` passes when either side is allowed, `A AND B` when both are.
 """
 import json
@@ -67,7 +67,21 @@ for p in meta["packages"]:
     elif not ok(lic):
         problems.append(f"{p['name']} {p['version']}: {lic}")
 
+# The embed script has no runtime dependencies; its build and browser tests use npm packages
+# (never shipped), held to the same allow-list.
+lock = json.loads((root / "snippet" / "package-lock.json").read_text())
+npm = {k: v for k, v in lock["packages"].items() if k}
+for path, p in npm.items():
+    name = path.rsplit("node_modules/", 1)[-1]
+    lic = p.get("license")
+    if name in banned:
+        problems.append(f"npm {name} {p.get('version')}: banned")
+    elif not lic:
+        problems.append(f"npm {name} {p.get('version')}: no SPDX licence field")
+    elif not ok(lic):
+        problems.append(f"npm {name} {p.get('version')}: {lic}")
+
 if problems:
     print("licence check failed:\n  " + "\n  ".join(problems))
     sys.exit(1)
-print(f"licence check: {len(meta['packages']) - len(ours)} dependencies, all allowed")
+print(f"licence check: {len(meta['packages']) - len(ours)} crates and {len(npm)} npm packages, all allowed")
