@@ -49,6 +49,8 @@ pub struct Settings {
     pub spam: SpamSettings,
     pub outbox: OutboxSettings,
     pub writer: WriterSettings,
+    pub consent: ConsentSettings,
+    pub retention: RetentionSettings,
     pub log: LogSettings,
     /// The forms this instance serves. Absent: the three demo forms.
     #[serde(default = "crate::forms::demo_forms")]
@@ -279,6 +281,72 @@ impl Default for OutboxSettings {
     }
 }
 
+/// Double opt-in, signed links (confirmation, download, unsubscribe) and where downloads live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsentSettings {
+    /// HMAC keys for signed links, newest first: the first signs, every one verifies (key
+    /// rotation: put the new key first, keep the old one until its links have expired). Empty:
+    /// a key is generated once and kept in the database, so every instance shares it.
+    #[serde(serialize_with = "redact_list")]
+    pub signing_keys: Vec<SecretString>,
+    /// How long a double opt-in confirmation link works; pending entries expire with it.
+    pub confirm_ttl_secs: u64,
+    /// Re-submitting while pending re-sends the confirmation at most once per this window.
+    pub confirm_resend_window_secs: u64,
+    /// How long a download link works.
+    pub download_ttl_secs: u64,
+    /// Folder holding the files named by forms' `download_file` (also Inlet's built-in demo
+    /// files are found by name when this folder does not have them).
+    pub downloads_dir: Option<PathBuf>,
+    /// The `mailto:` half of `List-Unsubscribe`. Default: `unsubscribe@` the `mail.from` domain.
+    /// Inlet does not read mail: route this mailbox to someone who runs `inlet leads unsubscribe`.
+    pub unsubscribe_mailto: Option<String>,
+}
+
+impl Default for ConsentSettings {
+    fn default() -> Self {
+        ConsentSettings {
+            signing_keys: Vec::new(),
+            confirm_ttl_secs: 30 * 86_400,
+            confirm_resend_window_secs: 3_600,
+            download_ttl_secs: 7 * 86_400,
+            downloads_dir: None,
+            unsubscribe_mailto: None,
+        }
+    }
+}
+
+/// What the retention job deletes, and how often it runs. 0 days keeps forever.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Spam-flagged submissions are deleted after this many days.
+    pub spam_days: u32,
+    /// Unconfirmed (double opt-in) submissions are deleted this many days after their
+    /// confirmation link expired.
+    pub unconfirmed_days: u32,
+    /// Stored client IPs (and consent records' IPs) are cleared after this many days.
+    pub ip_days: u32,
+    /// How often the job runs in each instance (it is idempotent; several may run).
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            spam_days: 30,
+            unconfirmed_days: 0,
+            ip_days: 90,
+            interval_secs: 3_600,
+        }
+    }
+}
+
+fn redact_list<S: Serializer>(v: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|_| "[redacted]"))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -382,9 +450,18 @@ pub struct FormConfig {
     /// Owners notified of each submission.
     #[serde(default)]
     pub notify: Vec<String>,
-    /// For `download` forms: the asset the lead gets (URL or path under Inlet's public URL).
+    /// For `download` forms: the asset the lead gets, as a URL (or a path under Inlet's
+    /// public URL) that the signed link redirects to...
     #[serde(default)]
     pub download_url: Option<String>,
+    /// ...or as a file name in `consent.downloads_dir` (or a built-in demo file), streamed by
+    /// the signed link itself.
+    #[serde(default)]
+    pub download_file: Option<String>,
+    /// Store submissions as pending and send only a confirmation link; the follow-up (and any
+    /// download) goes out once the person confirms.
+    #[serde(default)]
+    pub double_opt_in: bool,
     /// The honeypot field's name: filled in means spam.
     #[serde(default = "default_honeypot")]
     pub honeypot: String,
@@ -450,6 +527,24 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("INLET_OUTBOX_LEASE_MS", "outbox.lease_ms"),
     ("INLET_OUTBOX_BACKOFF_BASE_MS", "outbox.backoff_base_ms"),
     ("INLET_SPAM_MIN_SUBMIT_MS", "spam.min_submit_ms"),
+    (
+        "INLET_SIGNING_KEYS",
+        "consent.signing_keys (comma-separated, newest first)",
+    ),
+    ("INLET_CONFIRM_TTL_SECS", "consent.confirm_ttl_secs"),
+    (
+        "INLET_CONFIRM_RESEND_WINDOW_SECS",
+        "consent.confirm_resend_window_secs",
+    ),
+    ("INLET_DOWNLOAD_TTL_SECS", "consent.download_ttl_secs"),
+    ("INLET_DOWNLOADS_DIR", "consent.downloads_dir"),
+    ("INLET_UNSUBSCRIBE_MAILTO", "consent.unsubscribe_mailto"),
+    ("INLET_RETENTION_SPAM_DAYS", "retention.spam_days"),
+    (
+        "INLET_RETENTION_UNCONFIRMED_DAYS",
+        "retention.unconfirmed_days",
+    ),
+    ("INLET_RETENTION_IP_DAYS", "retention.ip_days"),
     ("INLET_LOG_FORMAT", "log.format (text|json)"),
     ("INLET_LOG_LEVEL", "log.level"),
 ];
@@ -559,6 +654,26 @@ impl Settings {
                 "INLET_OUTBOX_LEASE_MS" => self.outbox.lease_ms = parse(var, &v)?,
                 "INLET_OUTBOX_BACKOFF_BASE_MS" => self.outbox.backoff_base_ms = parse(var, &v)?,
                 "INLET_SPAM_MIN_SUBMIT_MS" => self.spam.min_submit_ms = parse(var, &v)?,
+                "INLET_SIGNING_KEYS" => {
+                    self.consent.signing_keys = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(|k| SecretString::from(k.to_string()))
+                        .collect();
+                }
+                "INLET_CONFIRM_TTL_SECS" => self.consent.confirm_ttl_secs = parse(var, &v)?,
+                "INLET_CONFIRM_RESEND_WINDOW_SECS" => {
+                    self.consent.confirm_resend_window_secs = parse(var, &v)?;
+                }
+                "INLET_DOWNLOAD_TTL_SECS" => self.consent.download_ttl_secs = parse(var, &v)?,
+                "INLET_DOWNLOADS_DIR" => self.consent.downloads_dir = Some(PathBuf::from(v)),
+                "INLET_UNSUBSCRIBE_MAILTO" => self.consent.unsubscribe_mailto = Some(v),
+                "INLET_RETENTION_SPAM_DAYS" => self.retention.spam_days = parse(var, &v)?,
+                "INLET_RETENTION_UNCONFIRMED_DAYS" => {
+                    self.retention.unconfirmed_days = parse(var, &v)?;
+                }
+                "INLET_RETENTION_IP_DAYS" => self.retention.ip_days = parse(var, &v)?,
                 "INLET_LOG_FORMAT" => self.log.format = parse_enum(var, &v)?,
                 "INLET_LOG_LEVEL" => self.log.level = v,
                 _ => {}
@@ -611,6 +726,31 @@ impl Settings {
                 "must be normal, full or off",
             ));
         }
+        if self
+            .consent
+            .signing_keys
+            .iter()
+            .any(|k| k.expose_secret().len() < 32)
+        {
+            return Err(ConfigError::invalid(
+                "consent.signing_keys (INLET_SIGNING_KEYS)",
+                "each key must be at least 32 characters (e.g. `openssl rand -hex 32`)",
+            ));
+        }
+        if self.consent.confirm_ttl_secs == 0 || self.consent.download_ttl_secs == 0 {
+            return Err(ConfigError::invalid(
+                "consent.confirm_ttl_secs / consent.download_ttl_secs",
+                "must be at least 1",
+            ));
+        }
+        if let Some(m) = &self.consent.unsubscribe_mailto {
+            crate::domain::EmailAddress::parse(m).map_err(|e| {
+                ConfigError::invalid(
+                    "consent.unsubscribe_mailto (INLET_UNSUBSCRIBE_MAILTO)",
+                    format!("'{m}' {e}"),
+                )
+            })?;
+        }
         if self.privacy.ip == IpPrivacy::Hash && self.privacy.ip_hash_key.is_none() {
             return Err(ConfigError::invalid(
                 "privacy.ip_hash_key (INLET_IP_HASH_KEY)",
@@ -644,6 +784,11 @@ impl Settings {
         self.validate_scalars()?;
         crate::forms::FormRegistry::build(self)?;
         crate::mail::Templates::build(self)?;
+        crate::consent::ResolvedAssets::resolve(
+            self,
+            &crate::snippet::Assets::load(),
+            "http://localhost",
+        )?;
         if let Some(d) = &self.mail.dkim {
             crate::mail::load_dkim(d)?;
         }

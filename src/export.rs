@@ -28,6 +28,8 @@ pub fn submission_json(s: &SubmissionRecord) -> Value {
         "attribution": s.attribution,
         "client_ip": s.client_ip,
         "created_at": rfc3339(s.created_at_ms),
+        "confirmation": s.confirmation,
+        "confirmed_at": s.confirmed_at_ms.map(rfc3339),
     })
 }
 

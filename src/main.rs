@@ -56,6 +56,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the retention job once (the server also runs it every retention.interval_secs).
+    Retention,
     /// See and revive outgoing email.
     Outbox {
         #[command(subcommand)]
@@ -92,6 +94,12 @@ enum LeadsCommand {
         #[arg(long)]
         form: Option<String>,
     },
+    /// Print everything held about one person (as GET /v1/admin/leads/{id}/export).
+    Show { email: String },
+    /// Erase one person everywhere; the address stays suppressed (as a hash).
+    Erase { email: String },
+    /// Put one person on the suppression list (e.g. from a mailto: unsubscribe).
+    Unsubscribe { email: String },
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
@@ -186,6 +194,40 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
             store.close().await;
             code
         }
+        Command::Retention => {
+            let store = match LeadStore::connect(&settings.database).await {
+                Ok(s) => s,
+                Err(e) => return fail(2, StartupError::Database(e)),
+            };
+            let now = chrono::Utc::now().timestamp_millis();
+            let result = store.apply_retention(now, &settings.retention).await;
+            store.close().await;
+            match result {
+                Ok(r) => {
+                    let _ = writeln!(
+                        std::io::stdout(),
+                        "{}",
+                        serde_json::to_string_pretty(&r).unwrap_or_default()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, e),
+            }
+        }
+        Command::Leads {
+            command:
+                command @ (LeadsCommand::Show { .. }
+                | LeadsCommand::Erase { .. }
+                | LeadsCommand::Unsubscribe { .. }),
+        } => {
+            let store = match LeadStore::connect(&settings.database).await {
+                Ok(s) => s,
+                Err(e) => return fail(2, StartupError::Database(e)),
+            };
+            let code = person(&store, command).await;
+            store.close().await;
+            code
+        }
         Command::Leads {
             command: LeadsCommand::Export { format, form },
         } => {
@@ -209,6 +251,49 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
                 Err(e) => fail(1, e),
             }
         }
+    }
+}
+
+/// `inlet leads show|erase|unsubscribe EMAIL`.
+async fn person(store: &LeadStore, command: LeadsCommand) -> ExitCode {
+    let (LeadsCommand::Show { email }
+    | LeadsCommand::Erase { email }
+    | LeadsCommand::Unsubscribe { email }) = &command
+    else {
+        return fail(1, "not a per-person command");
+    };
+    let email = match EmailAddress::parse(email) {
+        Ok(e) => e,
+        Err(e) => return fail(2, format!("'{email}' {e}")),
+    };
+    let lead = match store.lead_id_by_email(email.as_str()).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return fail(1, "no lead with that address"),
+        Err(e) => return fail(1, e),
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let result = match command {
+        LeadsCommand::Show { .. } => store
+            .export_lead(&lead)
+            .await
+            .map(|r| format!("{:#}", r.unwrap_or_default())),
+        LeadsCommand::Erase { .. } => store.erase_lead(&lead, now).await.map(|n| {
+            format!(
+                "erased lead {lead}: {} submissions removed; the address stays suppressed",
+                n.unwrap_or(0)
+            )
+        }),
+        LeadsCommand::Unsubscribe { .. } | LeadsCommand::Export { .. } => store
+            .unsubscribe(&lead, now, &inlet::store::Actor::default())
+            .await
+            .map(|_| format!("lead {lead} is unsubscribed (suppressed)")),
+    };
+    match result {
+        Ok(text) => {
+            let _ = writeln!(std::io::stdout(), "{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, e),
     }
 }
 

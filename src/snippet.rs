@@ -73,8 +73,11 @@ impl Asset {
 pub struct Assets {
     pub script: Asset,
     pub style: Asset,
-    /// Files under `/assets/` (the demo page's stylesheet and the demo whitepaper).
+    /// Public files under `/assets/` (the demo page's stylesheet).
     pub files: Vec<Asset>,
+    /// Built-in lead magnets (the demo whitepaper): only ever served through a signed
+    /// download link, never at a public URL.
+    pub downloads: Vec<Asset>,
 }
 
 impl Assets {
@@ -84,15 +87,17 @@ impl Assets {
         Assets {
             script: Asset::new("inlet.js", "text/javascript; charset=utf-8", SCRIPT),
             style: Asset::new("inlet.css", "text/css; charset=utf-8", STYLE),
-            files: vec![
-                Asset::new("demo.css", "text/css; charset=utf-8", DEMO_CSS),
-                whitepaper,
-            ],
+            files: vec![Asset::new("demo.css", "text/css; charset=utf-8", DEMO_CSS)],
+            downloads: vec![whitepaper],
         }
     }
 
     pub fn file(&self, name: &str) -> Option<&Asset> {
         self.files.iter().find(|a| a.name == name)
+    }
+
+    pub fn download(&self, name: &str) -> Option<&Asset> {
+        self.downloads.iter().find(|a| a.name == name)
     }
 
     /// The tags a marketer pastes, pinned to this version with SRI.
@@ -145,7 +150,12 @@ mod tests {
         assert!(a.script.etag.starts_with('"') && a.script.etag.len() == 26);
         assert!(a.script.integrity.starts_with("sha384-"));
         assert!(a.script.gzip_len() < a.script.body.len());
-        assert!(a.file("whitepaper.pdf").unwrap().body.starts_with(b"%PDF-"));
+        assert!(a
+            .download("whitepaper.pdf")
+            .unwrap()
+            .body
+            .starts_with(b"%PDF-"));
+        assert!(a.file("whitepaper.pdf").is_none(), "gated, not public");
         assert!(a.file("../Cargo.toml").is_none());
     }
 }

@@ -46,6 +46,10 @@ pub struct AppState {
     pub pages: Pages,
     /// The embed script, its stylesheet and the demo files, prepared once.
     pub assets: Arc<crate::snippet::Assets>,
+    /// Signed links (confirm, download, unsubscribe) and delivery decisions.
+    pub links: Arc<crate::consent::Links>,
+    /// Each download form's asset.
+    pub downloads: crate::consent::ResolvedAssets,
     pub public_url: String,
     /// Wakes the outbox worker as soon as a submission with messages commits.
     pub outbox_wake: Arc<tokio::sync::Notify>,
@@ -54,15 +58,6 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A URL for people: absolute ones as they are, paths under the public URL.
-    pub fn absolute_url(&self, u: &str) -> String {
-        if u.starts_with("http://") || u.starts_with("https://") {
-            u.to_string()
-        } else {
-            format!("{}/{}", self.public_url, u.trim_start_matches('/'))
-        }
-    }
-
     pub fn ip_hash_key(&self) -> &[u8] {
         self.settings
             .privacy
@@ -106,6 +101,29 @@ impl Application {
         let default_from = crate::mail::parse_mailbox(&settings.mail.from)
             .map_err(|m| ConfigError::invalid("mail.from (INLET_MAIL_FROM)", m))?;
         let public_url = settings.public_url(addr);
+        let assets = Arc::new(crate::snippet::Assets::load());
+        let downloads = crate::consent::ResolvedAssets::resolve(&settings, &assets, &public_url)?;
+        let generated;
+        let secrets: Vec<&[u8]> = if settings.consent.signing_keys.is_empty() {
+            generated = store
+                .generated_signing_key()
+                .await
+                .map_err(StartupError::Database)?;
+            vec![generated.as_bytes()]
+        } else {
+            settings
+                .consent
+                .signing_keys
+                .iter()
+                .map(|k| k.expose_secret().as_bytes())
+                .collect()
+        };
+        let links = Arc::new(crate::consent::Links::new(
+            crate::consent::Signer::new(secrets),
+            &public_url,
+            &settings.consent,
+            default_from.email.domain(),
+        ));
         let metrics = Arc::new(Metrics::new());
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
         let worker = OutboxWorker::new(
@@ -115,7 +133,7 @@ impl Application {
                 templates.clone(),
                 forms.clone(),
                 default_from,
-                public_url.clone(),
+                links.clone(),
                 settings
                     .mail
                     .dkim
@@ -144,7 +162,9 @@ impl Application {
         );
         let state = web::Data::new(AppState {
             writer,
-            assets: Arc::new(crate::snippet::Assets::load()),
+            assets,
+            links,
+            downloads,
             public_url,
             settings: Arc::new(settings),
             forms,
@@ -179,6 +199,27 @@ impl Application {
                 evict_state.limits.evict_stale();
             }
         });
+        let retention_state = state.clone();
+        let retention = tokio::spawn(async move {
+            let every =
+                Duration::from_secs(retention_state.settings.retention.interval_secs.max(60));
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let now = chrono::Utc::now().timestamp_millis();
+                match retention_state
+                    .store
+                    .apply_retention(now, &retention_state.settings.retention)
+                    .await
+                {
+                    Ok(r) if r != crate::store::RetentionReport::default() => {
+                        tracing::info!(?r, "retention job deleted expired data");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "retention job failed; will retry"),
+                }
+            }
+        });
         let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
         let worker_task = state
             .settings
@@ -192,7 +233,7 @@ impl Application {
             worker,
             worker_task,
             stop_worker,
-            background: vec![evictor],
+            background: vec![evictor, retention],
         })
     }
 

@@ -11,6 +11,7 @@ pub use client_ip::{ClientIp, IpPrivacy};
 pub use email::{EmailAddress, EmailError};
 pub use outbox::{MessageKind, NewOutboxMessage};
 pub use submission::{
-    Attribution, FieldValue, IdempotencyKey, NewSubmission, SpamReason, ATTRIBUTION_KEYS,
+    Attribution, Confirmation, ConsentGiven, FieldValue, IdempotencyKey, NewSubmission, SpamReason,
+    ATTRIBUTION_KEYS,
 };
 pub use text::{clean_lossy, multi_line, single_line, FieldError};

@@ -8,6 +8,10 @@ pub enum MessageKind {
     FollowUp,
     /// The notification to one of the form's owners.
     OwnerNotification,
+    /// Double opt-in: the link the person must follow before anything else is sent.
+    Confirmation,
+    /// A fresh download link, asked for from an expired one.
+    DownloadLink,
 }
 
 impl MessageKind {
@@ -15,13 +19,24 @@ impl MessageKind {
         match self {
             MessageKind::FollowUp => "follow_up",
             MessageKind::OwnerNotification => "owner_notification",
+            MessageKind::Confirmation => "confirmation",
+            MessageKind::DownloadLink => "download_link",
         }
+    }
+
+    /// Marketing mail to the lead: carries List-Unsubscribe and an unsubscribe link, and is
+    /// never sent to a suppressed address. (A confirmation is the person's own request and an
+    /// owner notification goes to the owner.)
+    pub fn is_marketing(self) -> bool {
+        matches!(self, MessageKind::FollowUp | MessageKind::DownloadLink)
     }
 
     pub fn parse(s: &str) -> Option<MessageKind> {
         match s {
             "follow_up" => Some(MessageKind::FollowUp),
             "owner_notification" => Some(MessageKind::OwnerNotification),
+            "confirmation" => Some(MessageKind::Confirmation),
+            "download_link" => Some(MessageKind::DownloadLink),
             _ => None,
         }
     }

@@ -122,6 +122,24 @@ impl IdempotencyKey {
     }
 }
 
+/// A consent checkbox the person ticked: its exact wording and that wording's version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsentGiven {
+    pub field: String,
+    pub text: String,
+    pub version: String,
+}
+
+/// Whether the submission's mail waits for the person to confirm their address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Confirmation {
+    /// Mail goes out at once (no double opt-in, or spam, which sends nothing anyway).
+    #[default]
+    NotRequired,
+    /// Double opt-in: only the confirmation link is sent; its link works until then.
+    Pending { expires_at_ms: i64 },
+}
+
 /// A submission parsed against its form: everything here is valid and ready to store.
 #[derive(Debug, Clone)]
 pub struct NewSubmission {
@@ -137,4 +155,9 @@ pub struct NewSubmission {
     pub idempotency_key: Option<IdempotencyKey>,
     /// Milliseconds since the Unix epoch, server clock.
     pub received_at_ms: i64,
+    /// Ticked consent checkboxes, recorded in the consent ledger with the submission.
+    pub consents: Vec<ConsentGiven>,
+    pub confirmation: Confirmation,
+    /// Download forms delivering at once: the download link works until then.
+    pub download_until_ms: Option<i64>,
 }

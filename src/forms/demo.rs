@@ -27,6 +27,8 @@ fn demo(id: &str, kind: FormKind, fields: Vec<FieldConfig>, message: &str) -> Fo
         follow_up: EmailTemplateConfig::default(),
         notify: Vec::new(),
         download_url: None,
+        download_file: None,
+        double_opt_in: false,
         honeypot: "_gotcha".into(),
         min_submit_ms: None,
         extra_fields: ExtraFields::Keep,
@@ -55,17 +57,21 @@ pub fn demo_forms() -> Vec<FormConfig> {
         ],
         "Thanks! Your whitepaper is on its way.",
     );
-    whitepaper.download_url = Some("/assets/whitepaper.pdf".into());
+    // A small PDF built into the binary, delivered through a signed, expiring link.
+    whitepaper.download_file = Some("whitepaper.pdf".into());
+    let mut newsletter = demo(
+        "newsletter",
+        FormKind::Newsletter,
+        vec![
+            field("email", Email, true, "Email"),
+            field("name", Text, false, "Name"),
+        ],
+        "Thanks! Please confirm your subscription: we sent you a link.",
+    );
+    // Newsletter sign-ups are confirmed by the person before anything else is sent.
+    newsletter.double_opt_in = true;
     vec![
-        demo(
-            "newsletter",
-            FormKind::Newsletter,
-            vec![
-                field("email", Email, true, "Email"),
-                field("name", Text, false, "Name"),
-            ],
-            "Thanks for subscribing!",
-        ),
+        newsletter,
         demo(
             "contact",
             FormKind::Inline,

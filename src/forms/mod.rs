@@ -61,7 +61,10 @@ pub struct Form {
     pub min_submit_ms: u64,
     pub extra_fields: ExtraFields,
     pub max_extra_fields: usize,
-    pub download_url: Option<String>,
+    /// Download forms: a signed link to the form's asset is the reward.
+    pub delivers_download: bool,
+    /// Submissions wait for the person to confirm before any other mail.
+    pub double_opt_in: bool,
     pub notify: Vec<EmailAddress>,
     /// `From:` for this form's mail (default: `mail.from`), and an optional `Reply-To:`.
     pub from: Option<lettre::message::Mailbox>,
@@ -228,7 +231,7 @@ fn compile(index: usize, cfg: &FormConfig, min_submit_ms: u64) -> Result<Form, C
         crate::config::parse_http_url(r)
             .map_err(|m| ConfigError::invalid(at("redirect_url"), m))?;
     }
-    if cfg.kind == FormKind::Download && cfg.download_url.is_none() {
+    if cfg.kind == FormKind::Download && cfg.download_url.is_none() && cfg.download_file.is_none() {
         return Err(ConfigError::invalid(
             at("download_url"),
             "a download form needs the asset it delivers",
@@ -272,7 +275,8 @@ fn compile(index: usize, cfg: &FormConfig, min_submit_ms: u64) -> Result<Form, C
         min_submit_ms: cfg.min_submit_ms.unwrap_or(min_submit_ms),
         extra_fields: cfg.extra_fields,
         max_extra_fields: cfg.max_extra_fields.min(100),
-        download_url: cfg.download_url.clone(),
+        delivers_download: cfg.download_url.is_some() || cfg.download_file.is_some(),
+        double_opt_in: cfg.double_opt_in,
         notify,
         from,
         reply_to,

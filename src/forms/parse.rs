@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use super::{Form, RawPayload, RawValue};
 use crate::config::{ExtraFields, FieldType};
 use crate::domain::{
-    clean_lossy, multi_line, single_line, Attribution, ClientIp, EmailAddress, FieldError,
-    FieldValue, IdempotencyKey, NewSubmission, SpamReason, ATTRIBUTION_KEYS,
+    clean_lossy, multi_line, single_line, Attribution, ClientIp, ConsentGiven, EmailAddress,
+    FieldError, FieldValue, IdempotencyKey, NewSubmission, SpamReason, ATTRIBUTION_KEYS,
 };
 use crate::error::FieldErrors;
 
@@ -210,7 +210,22 @@ pub fn parse_submission(
         .as_deref()
         .and_then(|ua| clean_lossy(ua, 512));
 
+    let consents = form
+        .fields
+        .iter()
+        .filter(|d| d.kind == FieldType::Checkbox)
+        .filter(|d| fields.get(&d.name) == Some(&FieldValue::Bool(true)))
+        .map(|d| ConsentGiven {
+            field: d.name.clone(),
+            text: d.label.clone(),
+            version: crate::consent::text_version(&d.label),
+        })
+        .collect();
+
     Ok(NewSubmission {
+        consents,
+        confirmation: crate::domain::Confirmation::NotRequired,
+        download_until_ms: None,
         form_id: form.id.clone(),
         email,
         fields,

@@ -29,23 +29,40 @@ pub enum ComposeError {
     Build(#[from] lettre::error::Error),
 }
 
-/// The messages a submission implies: a follow-up to the person and one notification per
-/// owner. Spam implies none.
+/// The messages a submission implies. Spam implies none; a double opt-in submission only its
+/// confirmation link (re-sent at most once per `confirm_resend_window_secs`); any other the
+/// follow-ups.
 pub fn plan_messages(
     form: &Form,
     sub: &NewSubmission,
     outbox: &crate::config::OutboxSettings,
+    consent: &crate::config::ConsentSettings,
 ) -> Vec<NewOutboxMessage> {
     if sub.spam.is_some() {
         return Vec::new();
     }
-    let window =
-        i64::try_from(outbox.follow_up_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    if let crate::domain::Confirmation::Pending { .. } = sub.confirmation {
+        return vec![NewOutboxMessage {
+            kind: MessageKind::Confirmation,
+            recipient: sub.email.clone(),
+            max_attempts: outbox.max_attempts,
+            dedupe_window_ms: window_ms(consent.confirm_resend_window_secs),
+        }];
+    }
+    follow_ups(form, &sub.email, outbox)
+}
+
+/// The follow-up to the person and one notification per owner (at once, or on confirmation).
+pub fn follow_ups(
+    form: &Form,
+    email: &crate::domain::EmailAddress,
+    outbox: &crate::config::OutboxSettings,
+) -> Vec<NewOutboxMessage> {
     let mut out = vec![NewOutboxMessage {
         kind: MessageKind::FollowUp,
-        recipient: sub.email.clone(),
+        recipient: email.clone(),
         max_attempts: outbox.max_attempts,
-        dedupe_window_ms: (window > 0).then_some(window),
+        dedupe_window_ms: window_ms(outbox.follow_up_window_secs),
     }];
     out.extend(form.notify.iter().map(|owner| NewOutboxMessage {
         kind: MessageKind::OwnerNotification,
@@ -54,6 +71,11 @@ pub fn plan_messages(
         dedupe_window_ms: None,
     }));
     out
+}
+
+fn window_ms(secs: u64) -> Option<i64> {
+    let ms = i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    (ms > 0).then_some(ms)
 }
 
 #[derive(Serialize)]
@@ -69,7 +91,7 @@ pub struct Composer {
     templates: Templates,
     forms: FormRegistry,
     default_from: Mailbox,
-    public_url: String,
+    links: std::sync::Arc<crate::consent::Links>,
     dkim: Option<std::sync::Arc<lettre::message::dkim::DkimConfig>>,
 }
 
@@ -78,23 +100,15 @@ impl Composer {
         templates: Templates,
         forms: FormRegistry,
         default_from: Mailbox,
-        public_url: String,
+        links: std::sync::Arc<crate::consent::Links>,
         dkim: Option<std::sync::Arc<lettre::message::dkim::DkimConfig>>,
     ) -> Composer {
         Composer {
             templates,
             forms,
             default_from,
-            public_url,
+            links,
             dkim,
-        }
-    }
-
-    fn absolute(&self, u: &str) -> String {
-        if u.starts_with("http://") || u.starts_with("https://") {
-            u.to_string()
-        } else {
-            format!("{}/{}", self.public_url, u.trim_start_matches('/'))
         }
     }
 
@@ -115,11 +129,16 @@ impl Composer {
             kind: form.kind,
             success_message: &form.success_message,
         };
-        let download_url = form.download_url.as_deref().map(|u| self.absolute(u));
-        let (subject, text, html) = match kind {
+        let download_url = m
+            .download_expires_at_ms
+            .map(|until| self.links.download_url(&m.submission_id, until));
+        let unsubscribe_url = kind
+            .is_marketing()
+            .then(|| self.links.unsubscribe_url(&m.lead_id));
+        let (subject, mut text, mut html) = match kind {
             MessageKind::FollowUp => {
                 let ctx = context! { form => &form_ctx, fields => &fields, download_url => &download_url,
-                lead_id => &m.lead_id };
+                lead_id => &m.lead_id, unsubscribe_url => &unsubscribe_url };
                 (
                     self.templates.render(
                         &format!("{}.subject", form.id),
@@ -127,6 +146,37 @@ impl Composer {
                     )?,
                     self.templates.render(&format!("{}.txt", form.id), &ctx)?,
                     self.templates.render(&format!("{}.html", form.id), &ctx)?,
+                )
+            }
+            MessageKind::DownloadLink => {
+                let ctx = context! { form => &form_ctx, download_url => &download_url,
+                unsubscribe_url => &unsubscribe_url };
+                (
+                    self.templates
+                        .render(super::templates::DOWNLOAD_SUBJECT, &ctx)?,
+                    self.templates
+                        .render(super::templates::DOWNLOAD_TEXT, &ctx)?,
+                    self.templates
+                        .render(super::templates::DOWNLOAD_HTML, &ctx)?,
+                )
+            }
+            MessageKind::Confirmation => {
+                // Only the address the person typed appears: never a name or other field,
+                // which spammers use to put their text into confirmation mail.
+                let until = chrono::DateTime::from_timestamp_millis(
+                    self.links.confirm_expiry_ms(m.submitted_at_ms),
+                )
+                .map(|t| t.format("%-d %B %Y").to_string());
+                let ctx = context! { form => &form_ctx, address => &m.lead_email,
+                confirm_url => self.links.confirm_url(&m.submission_id, m.submitted_at_ms),
+                until => until };
+                (
+                    self.templates
+                        .render(super::templates::CONFIRM_SUBJECT, &ctx)?,
+                    self.templates
+                        .render(super::templates::CONFIRM_TEXT, &ctx)?,
+                    self.templates
+                        .render(super::templates::CONFIRM_HTML, &ctx)?,
                 )
             }
             MessageKind::OwnerNotification => {
@@ -171,6 +221,29 @@ impl Composer {
         } else if let Some(r) = &form.reply_to {
             builder = builder.reply_to(r.clone());
         }
+        if let Some(url) = &unsubscribe_url {
+            // RFC 2369 + RFC 8058: one-click unsubscribe that mailbox providers show as a button.
+            builder = builder
+                .header(ListUnsubscribe(format!(
+                    "<{url}>, <{}>",
+                    self.links.unsubscribe_mailto(&m.lead_id)
+                )))
+                .header(ListUnsubscribePost);
+            // A visible way out in every marketing body, whatever the form's own template says.
+            if !text.contains(url.as_str()) {
+                text.push_str(&format!("\nUnsubscribe: {url}\n"));
+            }
+            let escaped = url.replace('&', "&amp;");
+            if !html.contains(&escaped) {
+                let footer = format!(
+                    "<p style=\"color:#666;font-size:12px\"><a href=\"{escaped}\">Unsubscribe</a></p>"
+                );
+                match html.rfind("</body>") {
+                    Some(i) => html.insert_str(i, &footer),
+                    None => html.push_str(&footer),
+                }
+            }
+        }
         let mut message = builder.multipart(
             MultiPart::alternative()
                 .singlepart(
@@ -188,6 +261,46 @@ impl Composer {
             message.sign(dkim);
         }
         Ok(message)
+    }
+}
+
+/// `List-Unsubscribe: <https://…>, <mailto:…>` (RFC 2369). The value is built from our own
+/// URLs and base64url tokens only.
+#[derive(Debug, Clone)]
+struct ListUnsubscribe(String);
+
+impl lettre::message::header::Header for ListUnsubscribe {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribe(s.to_string()))
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), one_line(&self.0))
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
+#[derive(Debug, Clone)]
+struct ListUnsubscribePost;
+
+impl lettre::message::header::Header for ListUnsubscribePost {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribePost)
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(
+            Self::name(),
+            "List-Unsubscribe=One-Click".to_string(),
+        )
     }
 }
 

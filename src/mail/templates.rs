@@ -19,7 +19,8 @@ pub const DEFAULT_TEXT: &str = "Hello{% if fields.name %} {{ fields.name }}{% en
 Your download: {{ download_url }}
 {% endif %}
 You are receiving this because this address was entered on our {{ form.id }} form.
-";
+{% if unsubscribe_url %}Unsubscribe: {{ unsubscribe_url }}
+{% endif %}";
 
 pub const DEFAULT_HTML: &str = "<!doctype html>
 <html><body style=\"font-family: sans-serif; line-height: 1.5\">
@@ -27,7 +28,8 @@ pub const DEFAULT_HTML: &str = "<!doctype html>
 <p>{{ form.success_message }}</p>
 {% if download_url %}<p><a href=\"{{ download_url }}\">Download your copy</a></p>{% endif %}
 <p style=\"color: #666; font-size: 12px\">You are receiving this because this address was
-entered on our {{ form.id }} form.</p>
+entered on our {{ form.id }} form.{% if unsubscribe_url %}
+<a href=\"{{ unsubscribe_url }}\">Unsubscribe</a>{% endif %}</p>
 </body></html>
 ";
 
@@ -51,6 +53,47 @@ const OWNER_HTML_SRC: &str = "<!doctype html>
 <tr><th align=\"left\">{{ label }}</th><td>{{ value }}</td></tr>{% endfor %}
 </table>
 <p style=\"color:#666;font-size:12px\">Lead {{ lead_id }}, submission {{ submission_id }}</p>
+</body></html>
+";
+
+/// Built-in double opt-in confirmation: the address and the link, nothing the person typed.
+pub const CONFIRM_SUBJECT: &str = "builtin/confirm.subject";
+pub const CONFIRM_TEXT: &str = "builtin/confirm.txt";
+pub const CONFIRM_HTML: &str = "builtin/confirm.html";
+/// Built-in fresh download link (asked for from an expired one).
+pub const DOWNLOAD_SUBJECT: &str = "builtin/download.subject";
+pub const DOWNLOAD_TEXT: &str = "builtin/download.txt";
+pub const DOWNLOAD_HTML: &str = "builtin/download.html";
+
+const CONFIRM_SUBJECT_SRC: &str = "Please confirm your address";
+const CONFIRM_TEXT_SRC: &str = "Please confirm that {{ address }} may receive email from us.
+
+Confirm: {{ confirm_url }}
+{% if until %}
+The link works until {{ until }}.{% endif %}
+If you did not ask for this, ignore this message: nothing more will be sent.
+";
+const CONFIRM_HTML_SRC: &str = "<!doctype html>
+<html><body style=\"font-family: sans-serif; line-height: 1.5\">
+<p>Please confirm that <strong>{{ address }}</strong> may receive email from us.</p>
+<p><a href=\"{{ confirm_url }}\">Confirm my address</a></p>
+{% if until %}<p>The link works until {{ until }}.</p>{% endif %}
+<p style=\"color:#666;font-size:12px\">If you did not ask for this, ignore this message:
+nothing more will be sent.</p>
+</body></html>
+";
+const DOWNLOAD_SUBJECT_SRC: &str = "Your new download link";
+const DOWNLOAD_TEXT_SRC: &str = "Here is a fresh link to your download:
+
+{{ download_url }}
+{% if unsubscribe_url %}
+Unsubscribe: {{ unsubscribe_url }}
+{% endif %}";
+const DOWNLOAD_HTML_SRC: &str = "<!doctype html>
+<html><body style=\"font-family: sans-serif; line-height: 1.5\">
+<p>Here is a fresh link to your download:</p>
+<p><a href=\"{{ download_url }}\">Download your copy</a></p>
+{% if unsubscribe_url %}<p style=\"color:#666;font-size:12px\"><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></p>{% endif %}
 </body></html>
 ";
 
@@ -81,10 +124,15 @@ impl Templates {
             (OWNER_SUBJECT, OWNER_SUBJECT_SRC),
             (OWNER_TEXT, OWNER_TEXT_SRC),
             (OWNER_HTML, OWNER_HTML_SRC),
+            (CONFIRM_SUBJECT, CONFIRM_SUBJECT_SRC),
+            (CONFIRM_TEXT, CONFIRM_TEXT_SRC),
+            (CONFIRM_HTML, CONFIRM_HTML_SRC),
+            (DOWNLOAD_SUBJECT, DOWNLOAD_SUBJECT_SRC),
+            (DOWNLOAD_TEXT, DOWNLOAD_TEXT_SRC),
+            (DOWNLOAD_HTML, DOWNLOAD_HTML_SRC),
         ] {
-            env.add_template(name, src).map_err(|e| {
-                ConfigError::invalid("built-in owner notification template", e.to_string())
-            })?;
+            env.add_template(name, src)
+                .map_err(|e| ConfigError::invalid("built-in email template", e.to_string()))?;
         }
         let error = |form: &str, key: &str, e: &minijinja::Error| {
             let line = e.line().map(|l| format!(" (line {l})")).unwrap_or_default();
@@ -126,6 +174,7 @@ impl Templates {
                 form => minijinja::context! { id => &form.id, kind => form.kind,
                                               success_message => "Thanks" },
                 fields => fields, download_url => "https://example.com/x", lead_id => "id",
+                unsubscribe_url => "https://example.com/u",
             };
             for (ext, key) in [("subject", "subject"), ("txt", "text"), ("html", "html")] {
                 env.get_template(&format!("{}.{ext}", form.id))

@@ -215,3 +215,37 @@ pub async fn get_lead(
         "emails": emails,
     })))
 }
+
+/// `GET /v1/admin/leads/{id}/export`: everything held about one person (GDPR access).
+pub async fn export_lead(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let record = state
+        .store
+        .export_lead(&path)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(no_store(record))
+}
+
+/// `DELETE /v1/admin/leads/{id}`: erases a person everywhere (GDPR erasure). The address
+/// stays on the suppression list as a hash, and an anonymous count is kept.
+pub async fn erase_lead(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state)?;
+    let removed = state
+        .store
+        .erase_lead(&path, chrono::Utc::now().timestamp_millis())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    tracing::info!(lead_id = %path, submissions = removed, "lead erased");
+    Ok(no_store(
+        json!({ "erased": true, "lead_id": path.as_str(), "submissions_removed": removed }),
+    ))
+}

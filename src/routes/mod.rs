@@ -2,6 +2,7 @@
 
 mod admin;
 mod assets;
+mod consent;
 mod health;
 mod pages;
 mod submissions;
@@ -9,6 +10,7 @@ mod submissions;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
+use crate::startup::AppState;
 
 pub use pages::Pages;
 
@@ -31,7 +33,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route("/v1/forms", web::get().to(submissions::list_forms))
     .route("/v1/admin/leads", web::get().to(admin::list_leads))
-    .route("/v1/admin/leads/{lead_id}", web::get().to(admin::get_lead))
+    .service(
+        web::resource("/v1/admin/leads/{lead_id}")
+            .route(web::get().to(admin::get_lead))
+            .route(web::delete().to(admin::erase_lead)),
+    )
+    .route(
+        "/v1/admin/leads/{lead_id}/export",
+        web::get().to(admin::export_lead),
+    )
     .route(
         "/v1/admin/submissions",
         web::get().to(admin::list_submissions),
@@ -41,6 +51,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(get_or_head("/inlet/{version}/{file}").to(assets::pinned))
     .service(get_or_head("/assets/{name}").to(assets::file))
     .route("/v1/snippet", web::get().to(assets::describe))
+    .service(
+        web::resource("/v1/confirm/{token}")
+            .route(web::get().to(consent::confirm_page))
+            .route(web::post().to(consent::confirm)),
+    )
+    .service(get_or_head("/v1/downloads/{token}").to(consent::download))
+    .route(
+        "/v1/downloads/{token}/resend",
+        web::post().to(consent::resend_download),
+    )
+    .service(
+        web::resource("/v1/unsubscribe/{token}")
+            .route(web::get().to(consent::unsubscribe_page))
+            .route(web::post().to(consent::unsubscribe)),
+    )
     .route("/thanks", web::get().to(pages::thanks))
     .route("/", web::get().to(pages::index))
     .default_service(web::to(not_found));
@@ -50,6 +75,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 fn get_or_head(path: &str) -> actix_web::Resource {
     web::resource(path)
         .guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+}
+
+/// The client's address as the rate limiter sees it (trusted proxies honoured).
+fn client_addr(req: &HttpRequest, state: &AppState) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    state.limits.client_ip(peer, forwarded)
+}
+
+/// Who is acting, kept as the privacy setting allows (for the consent ledger).
+fn actor(req: &HttpRequest, state: &AppState) -> crate::store::Actor {
+    crate::store::Actor {
+        client_ip: client_addr(req, state)
+            .and_then(|ip| {
+                crate::domain::ClientIp::from_ip(ip, state.settings.privacy.ip, state.ip_hash_key())
+            })
+            .map(|ip| ip.as_str().to_string()),
+        user_agent: req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ua| crate::domain::clean_lossy(ua, 512)),
+    }
 }
 
 async fn not_found(_req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -19,6 +19,26 @@ const LAYOUT: &str = r#"<!doctype html>
 <link rel="stylesheet" href="/assets/demo.css">
 {% block head %}{% endblock %}</head><body>{% block body %}{% endblock %}</body></html>"#;
 
+const NOTICE: &str = r#"{% extends "layout.html" %}{% block title %}{{ title }}{% endblock %}
+{% block body %}<h1>{{ title }}</h1><p>{{ message }}</p>
+{% if action %}<form method="post" action="{{ action }}">{% for name, value in hidden|items %}
+<input type="hidden" name="{{ name }}" value="{{ value }}">{% endfor %}
+<button type="submit">{{ button }}</button></form>{% endif %}
+{% if link %}<p><a href="{{ link }}">{{ link_text }}</a></p>{% endif %}{% endblock %}"#;
+
+/// A page for a person following a link from an email: a message, and optionally a button
+/// (a POST, so link scanners that prefetch GETs change nothing) or a link.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Notice<'a> {
+    pub title: &'a str,
+    pub message: String,
+    pub action: Option<String>,
+    pub button: Option<&'a str>,
+    pub hidden: std::collections::BTreeMap<&'a str, &'a str>,
+    pub link: Option<String>,
+    pub link_text: Option<&'a str>,
+}
+
 /// Inlet's own pages load scripts, styles and connections from Inlet only: no inline code,
 /// no third parties, not framed.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -48,6 +68,7 @@ impl Pages {
         env.add_template("layout.html", LAYOUT)?;
         env.add_template("thanks.html", THANKS)?;
         env.add_template("error.html", ERROR)?;
+        env.add_template("notice.html", NOTICE)?;
         env.add_template("index.html", crate::snippet::DEMO_PAGE)?;
         Ok(Pages { env: Arc::new(env) })
     }
@@ -82,6 +103,12 @@ impl Pages {
         resp.body(body)
     }
 
+    pub fn notice(&self, status: StatusCode, notice: &Notice<'_>) -> HttpResponse {
+        html(status)
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(self.render("notice.html", minijinja::Value::from_serialize(notice)))
+    }
+
     pub fn thanks_page(
         &self,
         message: &str,
@@ -101,6 +128,8 @@ impl std::fmt::Debug for Pages {
 #[derive(Deserialize)]
 pub struct ThanksQuery {
     form: Option<String>,
+    /// A signed download token (download forms without double opt-in).
+    download: Option<String>,
 }
 
 /// The built-in thank-you page a no-JavaScript post lands on when its form has no redirect.
@@ -109,9 +138,16 @@ pub async fn thanks(state: web::Data<AppState>, q: web::Query<ThanksQuery>) -> H
     let message = form.map_or("Thank you! We received your submission.", |f| {
         f.success_message.as_str()
     });
-    let download = form
-        .and_then(|f| f.download_url.as_deref())
-        .map(|u| state.absolute_url(u));
+    let download = q
+        .download
+        .as_deref()
+        .filter(|t| {
+            state
+                .links
+                .verify(crate::consent::LinkKind::Download, t)
+                .is_ok()
+        })
+        .map(|t| format!("{}/v1/downloads/{t}", state.public_url));
     html(StatusCode::OK).body(state.pages.thanks_page(message, download.as_deref(), None))
 }
 

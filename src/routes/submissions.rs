@@ -174,20 +174,28 @@ pub async fn submit(
             if rec.replayed {
                 resp.insert_header(("Idempotent-Replayed", "true"));
             }
-            let download_url = form.download_url.as_deref().map(|u| state.absolute_url(u));
+            let download_url = immediate_download(&state, form)
+                .map(|until| state.links.download_url(&rec.submission_id, until));
             resp.insert_header((header::CACHE_CONTROL, "no-store"))
                 .json(json!({
                     "submission_id": rec.submission_id,
                     "lead_id": rec.lead_id,
                     "message": form.success_message,
                     "download_url": download_url,
+                    "confirmation_required": form.double_opt_in,
                 }))
         }
-        (Ok((form, _, _)), Format::Html) => {
-            let location = form
-                .redirect_url
-                .clone()
-                .unwrap_or_else(|| format!("/thanks?form={}", form.id));
+        (Ok((form, rec, _)), Format::Html) => {
+            let location = form.redirect_url.clone().unwrap_or_else(|| {
+                match immediate_download(&state, form) {
+                    Some(until) => format!(
+                        "/thanks?form={}&download={}",
+                        form.id,
+                        state.links.download_token(&rec.submission_id, until)
+                    ),
+                    None => format!("/thanks?form={}", form.id),
+                }
+            });
             HttpResponse::build(StatusCode::SEE_OTHER)
                 .insert_header((header::LOCATION, location))
                 .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -210,6 +218,16 @@ pub async fn submit(
     }
 }
 
+/// A download form without double opt-in hands out its link at once (also on an idempotent
+/// replay, and to spam, which gets the same answer as a person but no download behind it).
+fn immediate_download(state: &AppState, form: &Form) -> Option<i64> {
+    (form.delivers_download && !form.double_opt_in).then(|| {
+        state
+            .links
+            .download_expiry_ms(chrono::Utc::now().timestamp_millis())
+    })
+}
+
 /// The whole acceptance path; returns the form, what was stored, and whether it was spam.
 async fn accept<'s>(
     req: &HttpRequest,
@@ -219,12 +237,7 @@ async fn accept<'s>(
 ) -> Result<(&'s Form, crate::store::Recorded, bool), ApiError> {
     let form = resolve_form(state, form_id, origin(req))?;
 
-    let peer = req.peer_addr().map(|a| a.ip());
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let client = state.limits.client_ip(peer, forwarded);
+    let client = super::client_addr(req, state);
     if let Err(limited) = state.limits.check(client, form.index) {
         state
             .metrics
@@ -263,7 +276,7 @@ async fn accept<'s>(
             .get("idempotency-key")
             .map(|v| v.to_str().unwrap_or("\u{0}").to_string()),
     };
-    let submission = forms::parse_submission(form, payload, ctx).map_err(|e| match e {
+    let mut submission = forms::parse_submission(form, payload, ctx).map_err(|e| match e {
         SubmissionError::Invalid(fields) => ApiError::Validation(fields),
         SubmissionError::TooManyFields { max } => ApiError::TooManyFields { max },
         SubmissionError::BadIdempotencyKey => ApiError::BadRequest(
@@ -281,7 +294,13 @@ async fn accept<'s>(
             .inc();
     }
 
-    let messages = crate::mail::plan_messages(form, &submission, &state.settings.outbox);
+    state.links.schedule(form, &mut submission);
+    let messages = crate::mail::plan_messages(
+        form,
+        &submission,
+        &state.settings.outbox,
+        &state.settings.consent,
+    );
     let has_messages = !messages.is_empty();
     let spam = submission.spam;
     let recorded = state

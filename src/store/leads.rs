@@ -9,7 +9,7 @@ use super::models::{
     Cursor, LeadQuery, LeadRecord, Page, Recorded, SubmissionQuery, SubmissionRecord,
 };
 use super::{get, LeadStore, StoreError};
-use crate::domain::{NewOutboxMessage, NewSubmission};
+use crate::domain::{Confirmation, NewOutboxMessage, NewSubmission};
 
 use std::collections::hash_map::{Entry, HashMap};
 
@@ -22,7 +22,9 @@ pub struct BatchItem<'a> {
 
 /// The columns of a submission, in the order [`submission_from_row`] reads them.
 const SUBMISSION_COLUMNS: &str = "s.id, s.lead_id, s.form_id, s.email, s.fields, s.extra, \
-     s.spam_reason, s.attribution, s.client_ip, s.created_at";
+     s.spam_reason, s.attribution, s.client_ip, s.created_at, s.confirmation, s.confirmed_at";
+/// How many columns [`SUBMISSION_COLUMNS`] selects (columns after it start here).
+const SUBMISSION_COLUMN_COUNT: usize = 12;
 
 impl LeadStore {
     /// Stores a submission and upserts its lead, in one transaction.
@@ -134,6 +136,8 @@ impl LeadStore {
             }
             insert_submissions(&mut tx, self.backend, items, &writes, &rows).await?;
             super::outbox::enqueue_batch(&mut tx, self.backend, items, &writes, &rows).await?;
+            super::consent::record_batch_extras(&mut tx, self.backend, items, &writes, &rows)
+                .await?;
             for (&i, (submission_id, lead_id)) in writes.iter().zip(rows) {
                 results[i] = Some(Recorded {
                     submission_id,
@@ -200,9 +204,9 @@ impl LeadStore {
                 Ok(LeadRecord {
                     id: latest.lead_id.clone(),
                     email: latest.email.clone(),
-                    created_at_ms: get(r, 10)?,
-                    updated_at_ms: get(r, 11)?,
-                    submission_count: get(r, 12)?,
+                    created_at_ms: get(r, SUBMISSION_COLUMN_COUNT)?,
+                    updated_at_ms: get(r, SUBMISSION_COLUMN_COUNT + 1)?,
+                    submission_count: get(r, SUBMISSION_COLUMN_COUNT + 2)?,
                     latest_submission: latest,
                 })
             })
@@ -384,7 +388,8 @@ async fn insert_submissions(
             backend,
             "INSERT INTO submissions (id, lead_id, form_id, email, fields, extra, spam_reason, \
                idempotency_key, utm_source, utm_medium, utm_campaign, utm_term, utm_content, \
-               referrer, landing_page, user_agent, attribution, client_ip, created_at) VALUES "
+               referrer, landing_page, user_agent, attribution, client_ip, created_at, \
+               confirmation, confirm_expires_at) VALUES "
                 .into(),
         );
         for (j, (i, (id, lead_id))) in chunk.iter().enumerate() {
@@ -406,7 +411,14 @@ async fn insert_submissions(
             sql.bind_text(&json(a)).push(", ");
             sql.bind_opt(sub.client_ip.as_ref().map(|ip| ip.as_str()))
                 .push(", ");
-            sql.bind_int(sub.received_at_ms).push(")");
+            sql.bind_int(sub.received_at_ms).push(", ");
+            match sub.confirmation {
+                Confirmation::NotRequired => sql.push("'none', NULL)"),
+                Confirmation::Pending { expires_at_ms } => {
+                    sql.push("'pending', ");
+                    sql.bind_int(expires_at_ms).push(")")
+                }
+            };
         }
         sql.push(" ON CONFLICT (form_id, idempotency_key) DO NOTHING");
         let done = sql.query().execute(&mut **tx).await?;
@@ -440,6 +452,8 @@ fn submission_from_row(r: &AnyRow) -> Result<SubmissionRecord, StoreError> {
         attribution: from_json(&get::<String>(r, 7)?)?,
         client_ip: get(r, 8)?,
         created_at_ms: get(r, 9)?,
+        confirmation: get(r, 10)?,
+        confirmed_at_ms: get(r, 11)?,
     })
 }
 
@@ -494,6 +508,27 @@ pub(super) fn split<T>(rows: &[T]) -> Vec<&[T]> {
             head
         })
         .collect()
+}
+
+/// `INSERT INTO … VALUES (…), (…)` for many rows, in statements of a few repeating sizes;
+/// `row` binds one row's values (the parentheses are added here).
+pub(super) async fn insert_many<T>(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    backend: super::Backend,
+    head: &str,
+    rows: &[T],
+    row: impl Fn(&mut Sql, &T),
+) -> Result<(), StoreError> {
+    for chunk in split(rows) {
+        let mut sql = Sql::for_backend(backend, format!("{head} VALUES "));
+        for (j, r) in chunk.iter().enumerate() {
+            sql.row(j);
+            row(&mut sql, r);
+            sql.push(")");
+        }
+        sql.query().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 enum Bind {
@@ -579,7 +614,15 @@ impl Sql {
 
 #[cfg(test)]
 mod tests {
-    use super::{pieces, ROWS_PER_STATEMENT};
+    use super::{pieces, ROWS_PER_STATEMENT, SUBMISSION_COLUMNS, SUBMISSION_COLUMN_COUNT};
+
+    #[test]
+    fn the_submission_column_count_matches_the_list() {
+        assert_eq!(
+            SUBMISSION_COLUMNS.split(',').count(),
+            SUBMISSION_COLUMN_COUNT
+        );
+    }
 
     #[test]
     fn batches_split_into_few_repeating_statement_sizes() {

@@ -6,6 +6,7 @@
 //! A contract test suite runs every behaviour against both engines.
 
 mod backend;
+mod consent;
 mod leads;
 mod models;
 mod outbox;
@@ -16,6 +17,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use backend::Backend;
+pub use consent::{
+    Actor, ConfirmOutcome, DownloadRecord, PendingSubmission, ResendOutcome, RetentionReport,
+};
 pub use leads::BatchItem;
 pub use models::{
     Cursor, LeadQuery, LeadRecord, Page, Recorded, SubmissionQuery, SubmissionRecord,

@@ -28,6 +28,9 @@ pub struct SubmissionRecord {
     pub attribution: Attribution,
     pub client_ip: Option<String>,
     pub created_at_ms: i64,
+    /// Double opt-in state: `none` (not required), `pending` or `confirmed`.
+    pub confirmation: String,
+    pub confirmed_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::Any;
 use uuid::Uuid;
 
-use super::leads::{split, BatchItem, Sql};
+use super::leads::{insert_many, split, BatchItem, Sql};
 use super::{get, Backend, LeadStore, StoreError};
 use crate::domain::{FieldValue, MessageKind, NewOutboxMessage};
 use std::collections::HashMap;
@@ -26,6 +26,10 @@ pub struct ClaimedMessage {
     pub max_attempts: i64,
     pub lead_email: String,
     pub fields: BTreeMap<String, FieldValue>,
+    /// When the submission arrived (its confirmation link's lifetime counts from here).
+    pub submitted_at_ms: i64,
+    /// Download forms: until when the lead's download link works.
+    pub download_expires_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -122,15 +126,7 @@ pub(super) async fn enqueue_batch(
             }
         }
     }
-    struct Row<'a> {
-        lead_id: &'a str,
-        submission_id: &'a str,
-        form_id: &'a str,
-        message: &'a NewOutboxMessage,
-        now_ms: i64,
-        skipped: Option<String>,
-    }
-    let mut out: Vec<Row<'_>> = Vec::new();
+    let mut out: Vec<OutboxRow<'_>> = Vec::new();
     for (&i, (submission_id, lead_id)) in writes.iter().zip(rows) {
         let sub = items[i].sub;
         for m in items[i].messages {
@@ -149,7 +145,7 @@ pub(super) async fn enqueue_batch(
                     }
                 }
             }
-            out.push(Row {
+            out.push(OutboxRow {
                 lead_id,
                 submission_id,
                 form_id: &sub.form_id,
@@ -159,15 +155,33 @@ pub(super) async fn enqueue_batch(
             });
         }
     }
-    for chunk in split(&out) {
-        let mut sql = Sql::for_backend(
-            backend,
-            "INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, \
-               attempts, max_attempts, next_attempt_at, last_error, created_at) VALUES "
-                .into(),
-        );
-        for (j, r) in chunk.iter().enumerate() {
-            sql.row(j);
+    insert_rows(tx, backend, &out).await
+}
+
+/// One outbox row about to be written.
+pub(super) struct OutboxRow<'a> {
+    pub lead_id: &'a str,
+    pub submission_id: &'a str,
+    pub form_id: &'a str,
+    pub message: &'a NewOutboxMessage,
+    pub now_ms: i64,
+    /// Stored as `skipped` with this reason instead of being sent.
+    pub skipped: Option<String>,
+}
+
+/// Writes outbox rows with a constant number of multi-row statements.
+pub(super) async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    backend: Backend,
+    out: &[OutboxRow<'_>],
+) -> Result<(), StoreError> {
+    insert_many(
+        tx,
+        backend,
+        "INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, \
+           attempts, max_attempts, next_attempt_at, last_error, created_at)",
+        out,
+        |sql, r| {
             sql.bind_text(&Uuid::now_v7().to_string()).push(", ");
             sql.bind_text(r.lead_id).push(", ");
             sql.bind_text(r.submission_id).push(", ");
@@ -183,11 +197,10 @@ pub(super) async fn enqueue_batch(
             sql.bind_int(i64::from(r.message.max_attempts)).push(", ");
             sql.bind_int(r.now_ms).push(", ");
             sql.bind_opt(r.skipped.as_deref()).push(", ");
-            sql.bind_int(r.now_ms).push(")");
-        }
-        sql.query().execute(&mut **tx).await?;
-    }
-    Ok(())
+            sql.bind_int(r.now_ms);
+        },
+    )
+    .await
 }
 
 impl LeadStore {
@@ -228,8 +241,9 @@ impl LeadStore {
         let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT o.id, o.lead_id, o.submission_id, o.form_id, o.kind, o.recipient, o.attempts, \
-               o.max_attempts, s.email, s.fields \
+               o.max_attempts, s.email, s.fields, s.created_at, d.expires_at \
              FROM outbox o JOIN submissions s ON s.id = o.submission_id \
+             LEFT JOIN downloads d ON d.id = o.submission_id \
              WHERE o.id IN ({}) ORDER BY o.next_attempt_at, o.id",
             placeholders.join(", ")
         );
@@ -253,6 +267,8 @@ impl LeadStore {
                     lead_email: get(r, 8)?,
                     fields: serde_json::from_str(&fields)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    submitted_at_ms: get(r, 10)?,
+                    download_expires_at_ms: get(r, 11)?,
                 })
             })
             .collect()
@@ -265,14 +281,39 @@ impl LeadStore {
         owner: &str,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
+        self.update_claimed(ids, owner, |sql| {
+            sql.push("status = 'sent', last_error = NULL, sent_at = ")
+                .bind_int(now_ms);
+        })
+        .await
+    }
+
+    /// Marks claimed messages `skipped` with the reason (e.g. the address is suppressed).
+    pub async fn mark_skipped_many(
+        &self,
+        ids: &[String],
+        owner: &str,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
+        self.update_claimed(ids, owner, |sql| {
+            sql.push("status = 'skipped', last_error = ")
+                .bind_text(reason);
+        })
+        .await
+    }
+
+    /// `UPDATE outbox SET <set>, lease_until = NULL` for the claimed ids this owner holds.
+    async fn update_claimed(
+        &self,
+        ids: &[String],
+        owner: &str,
+        set: impl Fn(&mut Sql),
+    ) -> Result<u64, StoreError> {
         let mut done = 0;
         for chunk in split(ids) {
-            let mut sql = Sql::for_backend(
-                self.backend,
-                "UPDATE outbox SET status = 'sent', sent_at = ".into(),
-            );
-            sql.bind_int(now_ms)
-                .push(", lease_until = NULL, last_error = NULL WHERE lease_owner = ");
+            let mut sql = Sql::for_backend(self.backend, "UPDATE outbox SET ".into());
+            set(&mut sql);
+            sql.push(", lease_until = NULL WHERE lease_owner = ");
             sql.bind_text(owner).push(" AND id IN (");
             sql.bind_list(chunk.iter().map(String::as_str));
             sql.push(")");

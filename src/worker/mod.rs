@@ -132,6 +132,7 @@ impl OutboxWorker {
             claimed: claimed.len(),
             ..RoundReport::default()
         };
+        let claimed = self.drop_suppressed(claimed).await?;
         // Sent messages are marked in groups as they complete: one statement per group keeps
         // the worker from queueing behind submissions on SQLite's single writer connection, and
         // flushing every `concurrency` sends bounds what a crash can re-send to the messages in
@@ -154,6 +155,44 @@ impl OutboxWorker {
         }
         report.sent += self.mark_sent(&mut sent_ids, now_ms).await;
         Ok(report)
+    }
+
+    /// The suppression list is checked before every send: marketing mail to an address that
+    /// unsubscribed or was erased is marked `skipped` instead, and never sent.
+    async fn drop_suppressed(
+        &self,
+        claimed: Vec<ClaimedMessage>,
+    ) -> Result<Vec<ClaimedMessage>, StoreError> {
+        let marketing = |m: &ClaimedMessage| {
+            crate::domain::MessageKind::parse(&m.kind).is_some_and(|k| k.is_marketing())
+        };
+        let hashes: Vec<String> = claimed
+            .iter()
+            .filter(|m| marketing(m))
+            .map(|m| crate::consent::suppression_hash(&m.recipient))
+            .collect();
+        if hashes.is_empty() {
+            return Ok(claimed);
+        }
+        let suppressed = self.inner.store.suppressed_among(&hashes).await?;
+        if suppressed.is_empty() {
+            return Ok(claimed);
+        }
+        let (skip, keep): (Vec<ClaimedMessage>, Vec<ClaimedMessage>) =
+            claimed.into_iter().partition(|m| {
+                marketing(m) && suppressed.contains(&crate::consent::suppression_hash(&m.recipient))
+            });
+        let ids: Vec<String> = skip.iter().map(|m| m.id.clone()).collect();
+        self.inner
+            .store
+            .mark_skipped_many(
+                &ids,
+                &self.inner.owner,
+                "not sent: the address is on the suppression list (unsubscribed or erased)",
+            )
+            .await?;
+        tracing::info!(count = ids.len(), "suppressed addresses skipped");
+        Ok(keep)
     }
 
     /// Marks (and empties) a group of sent messages; returns how many were sent.

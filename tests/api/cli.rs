@@ -112,7 +112,28 @@ fn configuration_errors_are_one_line_naming_the_setting_and_exit_2() {
         "[[forms]]\nid = \"t\"\nkind = \"inline\"\nfields = [{ name = \"email\", type = \"email\", required = true }]\n[forms.follow_up]\nhtml = \"<p>\\n{% if %}</p>\"\n",
     )
     .unwrap();
+    let missing_file = dir.path().join("missing-download.toml");
+    std::fs::write(
+        &missing_file,
+        "[[forms]]\nid = \"ebook\"\nkind = \"download\"\ndownload_file = \"ebook.pdf\"\nfields = [{ name = \"email\", type = \"email\", required = true }]\n",
+    )
+    .unwrap();
     let cases: Vec<ErrorCase> = vec![
+        (
+            vec!["check-config"],
+            vec![("INLET_SIGNING_KEYS", "short")],
+            "INLET_SIGNING_KEYS",
+        ),
+        (
+            vec!["check-config", "--config", missing_file.to_str().unwrap()],
+            vec![],
+            "forms[ebook].download_file",
+        ),
+        (
+            vec!["check-config"],
+            vec![("INLET_UNSUBSCRIBE_MAILTO", "not an address")],
+            "INLET_UNSUBSCRIBE_MAILTO",
+        ),
         (
             vec!["check-config"],
             vec![("DATABASE_URL", "mysql://db/inlet")],
@@ -263,6 +284,41 @@ both_backends! {
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0]["email"], "second@example.com");
         assert_eq!(lines[0]["latest_submission"]["fields"]["name"], "+Plus", "JSON keeps values exact");
+    }
+
+    async fn leads_show_unsubscribe_and_erase_work_by_address(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut c = contact("cli.person@example.com");
+        c["name"] = "Cli Person".into();
+        app.post_json("contact", &c).await;
+        let url = app.db.url();
+        let env = [("DATABASE_URL", url.as_str())];
+
+        let out = inlet(&["leads", "show", "CLI.Person@example.com"], &env, app.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(record["lead"]["email"], "cli.person@example.com");
+        assert_eq!(record["submissions"][0]["fields"]["name"], "Cli Person");
+        assert_eq!(record["suppressed"], false);
+
+        let out = inlet(&["leads", "unsubscribe", "cli.person@example.com"], &env, app.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = inlet(&["leads", "show", "cli.person@example.com"], &env, app.dir.path());
+        let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(record["suppressed"], true);
+
+        let out = inlet(&["leads", "erase", "cli.person@example.com"], &env, app.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("1 submissions removed"), "{}", stdout(&out));
+        let out = inlet(&["leads", "show", "cli.person@example.com"], &env, app.dir.path());
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("no lead with that address"));
+        assert!(app.leads().await.is_empty());
+
+        let out = inlet(&["retention"], &env, app.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["spam_submissions_deleted"], 0);
     }
 }
 

@@ -6,6 +6,7 @@ mod smtp;
 
 mod admin;
 mod cli;
+mod consent;
 mod email;
 mod hostile;
 mod idempotency;

@@ -123,6 +123,10 @@ async fn the_demo_whitepaper_downloads_as_a_pdf_attachment() {
         file.headers()["content-disposition"],
         "attachment; filename=\"whitepaper.pdf\""
     );
+    assert!(
+        url.contains("/v1/downloads/"),
+        "a signed link, not a public file: {url}"
+    );
     let bytes = file.bytes().await.unwrap();
     assert_eq!(
         &bytes[..],

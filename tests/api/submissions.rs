@@ -191,7 +191,7 @@ both_backends! {
         assert_eq!(leads[0]["email"], "slow@example.com");
     }
 
-    async fn download_forms_answer_with_the_asset_url(backend: Backend) {
+    async fn download_forms_answer_with_a_signed_download_link(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let resp = app
             .post_json("whitepaper", &json!({"email": "dl@example.com", "name": "Dee", "consent": true}))
@@ -199,7 +199,19 @@ both_backends! {
         assert_eq!(resp.status(), 201);
         let body: Value = resp.json().await.unwrap();
         let url = body["download_url"].as_str().unwrap();
-        assert!(url.starts_with(&app.address) && url.ends_with("/assets/whitepaper.pdf"), "{url}");
+        assert!(url.starts_with(&format!("{}/v1/downloads/d.", app.address)), "{url}");
+        assert_eq!(app.client.get(url).send().await.unwrap().status(), 200);
+        // A plain form post lands on the thank-you page, which shows the same kind of link.
+        let resp = app.post_form("whitepaper", "email=nojs%40example.com&name=N&consent=on&_elapsed_ms=5000").await;
+        assert_eq!(resp.status(), 303);
+        let location = header(resp.headers(), "location").unwrap();
+        assert!(location.starts_with("/thanks?form=whitepaper&download=d."), "{location}");
+        let page = app.client.get(app.url(&location)).send().await.unwrap().text().await.unwrap();
+        // (minijinja escapes "/" in HTML as "&#x2f;", which browsers read as "/".)
+        let href = format!("href=\"{}/v1/downloads/d.", app.address).replace('/', "&#x2f;");
+        assert!(page.contains(&href), "{page}");
+        let forged = app.client.get(app.url("/thanks?form=whitepaper&download=d.x.1.y.z")).send().await.unwrap().text().await.unwrap();
+        assert!(!forged.contains("/v1/downloads/"), "a forged token shows no link");
     }
 
     async fn cors_preflight_and_headers_follow_the_forms_origins(backend: Backend) {

@@ -1,0 +1,351 @@
+//! Consent and delivery: signed links (double opt-in confirmation, downloads, unsubscribe),
+//! the suppression hash, and where a download form's asset lives.
+//!
+//! A link token is `{kind}.{id}.{expires}.{key id}.{signature}`: HMAC-SHA256 over the first
+//! three parts with the key the key id names. Several keys may verify (rotation); the first
+//! configured one signs. Tokens carry no personal data: `id` is a submission or lead id.
+
+mod asset;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+pub use asset::{DownloadAsset, ResolvedAssets};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// What a link is for; a token made for one purpose never works for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    /// Confirms a double opt-in submission (id: the submission).
+    Confirm,
+    /// Downloads a lead magnet (id: the submission that earned it).
+    Download,
+    /// Unsubscribes a person (id: the lead).
+    Unsubscribe,
+}
+
+impl LinkKind {
+    fn tag(self) -> &'static str {
+        match self {
+            LinkKind::Confirm => "c",
+            LinkKind::Download => "d",
+            LinkKind::Unsubscribe => "u",
+        }
+    }
+}
+
+/// Why a token was refused. Tampered and expired are told apart so the page can say which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("this link is not valid: it may be incomplete or altered")]
+    Invalid,
+    #[error("this link has expired")]
+    Expired,
+}
+
+/// A verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub id: String,
+    /// Seconds since the epoch; 0 = never.
+    pub expires_at_secs: u64,
+}
+
+struct Key {
+    id: String,
+    secret: Vec<u8>,
+}
+
+/// Signs and verifies link tokens with the configured keys (the first signs).
+pub struct Signer {
+    keys: Vec<Key>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer({} keys)", self.keys.len())
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl Signer {
+    /// `secrets` newest first; must not be empty.
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a [u8]>) -> Signer {
+        Signer {
+            keys: secrets
+                .into_iter()
+                .map(|s| Key {
+                    id: hex::encode(&Sha256::digest(s)[..4]),
+                    secret: s.to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    fn mac(key: &Key, message: &str) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&key.secret).expect("HMAC takes any key length");
+        mac.update(message.as_bytes());
+        mac
+    }
+
+    /// A token for `id`, valid until `expires_at_secs` (0: no expiry).
+    pub fn sign(&self, kind: LinkKind, id: &str, expires_at_secs: u64) -> String {
+        let key = &self.keys[0];
+        let body = format!("{}.{id}.{expires_at_secs}", kind.tag());
+        let sig = Self::mac(key, &body).finalize().into_bytes();
+        format!("{body}.{}.{}", key.id, b64(&sig))
+    }
+
+    /// Checks the signature (with whichever key the token names), the purpose and the expiry.
+    pub fn verify(&self, kind: LinkKind, token: &str, now_secs: u64) -> Result<Link, LinkError> {
+        let link = self.verify_signature(kind, token)?;
+        if link.expires_at_secs != 0 && now_secs >= link.expires_at_secs {
+            return Err(LinkError::Expired);
+        }
+        Ok(link)
+    }
+
+    /// Checks the signature and purpose only: an expired link is still known to be ours (for
+    /// "send me a fresh link").
+    pub fn verify_signature(&self, kind: LinkKind, token: &str) -> Result<Link, LinkError> {
+        if token.len() > 256 {
+            return Err(LinkError::Invalid);
+        }
+        let parts: Vec<&str> = token.split('.').collect();
+        let [tag, id, exp, kid, sig] = parts[..] else {
+            return Err(LinkError::Invalid);
+        };
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.id == kid)
+            .ok_or(LinkError::Invalid)?;
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| LinkError::Invalid)?;
+        Self::mac(key, &format!("{tag}.{id}.{exp}"))
+            .verify_slice(&sig)
+            .map_err(|_| LinkError::Invalid)?;
+        let expires_at_secs: u64 = exp.parse().map_err(|_| LinkError::Invalid)?;
+        if tag != kind.tag() {
+            return Err(LinkError::Invalid);
+        }
+        Ok(Link {
+            id: id.to_string(),
+            expires_at_secs,
+        })
+    }
+}
+
+/// The public URLs of signed links, and the delivery decisions that depend on consent
+/// settings. Built once at startup; cheap to share.
+#[derive(Debug)]
+pub struct Links {
+    signer: Signer,
+    public_url: String,
+    settings: crate::config::ConsentSettings,
+    mailto: String,
+}
+
+impl Links {
+    pub fn new(
+        signer: Signer,
+        public_url: &str,
+        settings: &crate::config::ConsentSettings,
+        from_domain: &str,
+    ) -> Links {
+        Links {
+            signer,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            mailto: settings
+                .unsubscribe_mailto
+                .clone()
+                .unwrap_or_else(|| format!("unsubscribe@{from_domain}")),
+            settings: settings.clone(),
+        }
+    }
+
+    pub fn settings(&self) -> &crate::config::ConsentSettings {
+        &self.settings
+    }
+
+    fn secs(ms: i64) -> u64 {
+        u64::try_from(ms.div_euclid(1000)).unwrap_or(0)
+    }
+
+    /// Until when a double opt-in submission received at `received_at_ms` may be confirmed.
+    pub fn confirm_expiry_ms(&self, received_at_ms: i64) -> i64 {
+        received_at_ms.saturating_add(ttl_ms(self.settings.confirm_ttl_secs))
+    }
+
+    /// Until when a download granted at `now_ms` works.
+    pub fn download_expiry_ms(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_add(ttl_ms(self.settings.download_ttl_secs))
+    }
+
+    pub fn confirm_url(&self, submission_id: &str, received_at_ms: i64) -> String {
+        let exp = Self::secs(self.confirm_expiry_ms(received_at_ms));
+        let token = self.signer.sign(LinkKind::Confirm, submission_id, exp);
+        format!("{}/v1/confirm/{token}", self.public_url)
+    }
+
+    pub fn download_token(&self, submission_id: &str, expires_at_ms: i64) -> String {
+        self.signer
+            .sign(LinkKind::Download, submission_id, Self::secs(expires_at_ms))
+    }
+
+    pub fn download_url(&self, submission_id: &str, expires_at_ms: i64) -> String {
+        format!(
+            "{}/v1/downloads/{}",
+            self.public_url,
+            self.download_token(submission_id, expires_at_ms)
+        )
+    }
+
+    /// Unsubscribe links never expire: an old newsletter must still let people leave.
+    pub fn unsubscribe_url(&self, lead_id: &str) -> String {
+        let token = self.signer.sign(LinkKind::Unsubscribe, lead_id, 0);
+        format!("{}/v1/unsubscribe/{token}", self.public_url)
+    }
+
+    /// The `mailto:` half of `List-Unsubscribe`: the token travels in the subject.
+    pub fn unsubscribe_mailto(&self, lead_id: &str) -> String {
+        let token = self.signer.sign(LinkKind::Unsubscribe, lead_id, 0);
+        format!("mailto:{}?subject=unsubscribe%20{token}", self.mailto)
+    }
+
+    pub fn verify(&self, kind: LinkKind, token: &str) -> Result<Link, LinkError> {
+        self.signer.verify(kind, token, now_secs())
+    }
+
+    pub fn verify_signature(&self, kind: LinkKind, token: &str) -> Result<Link, LinkError> {
+        self.signer.verify_signature(kind, token)
+    }
+
+    /// Decides what a fresh submission waits for: double opt-in forms hold everything until
+    /// the person confirms; download forms grant a link at once otherwise. Spam gets neither.
+    pub fn schedule(&self, form: &crate::forms::Form, sub: &mut crate::domain::NewSubmission) {
+        if sub.spam.is_some() {
+            return;
+        }
+        if form.double_opt_in {
+            sub.confirmation = crate::domain::Confirmation::Pending {
+                expires_at_ms: self.confirm_expiry_ms(sub.received_at_ms),
+            };
+        } else if form.delivers_download {
+            sub.download_until_ms = Some(self.download_expiry_ms(sub.received_at_ms));
+        }
+    }
+}
+
+fn ttl_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// The suppression list's key for an address: a hash, so an erased person's address is not
+/// kept, yet a later submission by the same address is recognised.
+pub fn suppression_hash(email: &str) -> String {
+    hex::encode(Sha256::digest(
+        format!("inlet-suppression:{email}").as_bytes(),
+    ))
+}
+
+/// The version of a consent text: its own hash, so any change of wording is a new version.
+pub fn text_version(text: &str) -> String {
+    format!(
+        "sha256:{}",
+        &hex::encode(Sha256::digest(text.as_bytes()))[..16]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> Signer {
+        Signer::new([
+            b"new key: 0123456789abcdef0123456789".as_slice(),
+            b"old key: 0123456789abcdef0123456789".as_slice(),
+        ])
+    }
+
+    #[test]
+    fn tokens_round_trip_and_refuse_tampering() {
+        let s = signer();
+        let t = s.sign(LinkKind::Confirm, "0193-abc", 2_000);
+        assert_eq!(
+            s.verify(LinkKind::Confirm, &t, 1_000),
+            Ok(Link {
+                id: "0193-abc".into(),
+                expires_at_secs: 2_000
+            })
+        );
+        assert_eq!(
+            s.verify(LinkKind::Confirm, &t, 2_000),
+            Err(LinkError::Expired)
+        );
+        assert_eq!(
+            s.verify(LinkKind::Download, &t, 1_000),
+            Err(LinkError::Invalid),
+            "other purpose"
+        );
+        let longer = t.replacen(".2000.", ".9000.", 1);
+        assert_eq!(
+            s.verify(LinkKind::Confirm, &longer, 1_000),
+            Err(LinkError::Invalid),
+            "expiry edited"
+        );
+        let other_id = t.replacen("0193-abc", "0193-abd", 1);
+        assert_eq!(
+            s.verify(LinkKind::Confirm, &other_id, 1_000),
+            Err(LinkError::Invalid)
+        );
+        for junk in ["", "a.b.c", "c.x.0.zz.zz", &"x".repeat(300)] {
+            assert_eq!(
+                s.verify(LinkKind::Confirm, junk, 1_000),
+                Err(LinkError::Invalid),
+                "{junk}"
+            );
+        }
+        assert_eq!(
+            s.verify(
+                LinkKind::Unsubscribe,
+                &s.sign(LinkKind::Unsubscribe, "l", 0),
+                u64::MAX
+            )
+            .map(|l| l.id),
+            Ok("l".into())
+        );
+    }
+
+    #[test]
+    fn rotation_keeps_old_links_working_until_the_old_key_is_removed() {
+        let old = Signer::new([b"old key: 0123456789abcdef0123456789".as_slice()]);
+        let t = old.sign(LinkKind::Download, "s1", 0);
+        assert!(
+            signer().verify(LinkKind::Download, &t, 1).is_ok(),
+            "old key still verifies"
+        );
+        let only_new = Signer::new([b"new key: 0123456789abcdef0123456789".as_slice()]);
+        assert_eq!(
+            only_new.verify(LinkKind::Download, &t, 1),
+            Err(LinkError::Invalid)
+        );
+        assert!(signer()
+            .sign(LinkKind::Download, "s1", 0)
+            .contains(&signer().keys[0].id));
+    }
+}
