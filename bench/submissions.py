@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 import statistics
+import socket
 import subprocess
 import sys
 import tempfile
@@ -82,7 +83,15 @@ def metric(name):
     return float("nan")
 
 
+def port_taken():
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", PORT)) == 0
+
+
 def serve(cmd, env):
+    # Something else on the port would answer wrk instead of the target: refuse to measure it.
+    if port_taken():
+        sys.exit(f"bench: 127.0.0.1:{PORT} is already in use; stop whatever listens there first")
     proc = subprocess.Popen(cmd, env=dict(os.environ, **env), stdout=subprocess.DEVNULL,
                             stderr=open(Path(tempfile.gettempdir()) / "inlet-bench.log", "w"))
     wait_ready(proc)

@@ -4,7 +4,8 @@ ALTER TABLE submissions ADD COLUMN confirmation TEXT NOT NULL DEFAULT 'none';
 -- 'none' (no double opt-in) | 'pending' | 'confirmed'
 ALTER TABLE submissions ADD COLUMN confirm_expires_at BIGINT;
 ALTER TABLE submissions ADD COLUMN confirmed_at BIGINT;
-CREATE INDEX submissions_pending ON submissions (confirmation, confirm_expires_at);
+-- Partial: ordinary submissions (the hot path) never touch this index.
+CREATE INDEX submissions_pending ON submissions (confirm_expires_at) WHERE confirmation = 'pending';
 
 -- One row per consent event; rows are only ever added (and removed by erasure or retention).
 -- kind: checkbox | double_opt_in | unsubscribe | resubscribe
