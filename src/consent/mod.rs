@@ -182,8 +182,9 @@ impl Links {
         &self.settings
     }
 
+    /// Whole seconds, rounded up: a link never expires before the time it promises.
     fn secs(ms: i64) -> u64 {
-        u64::try_from(ms.div_euclid(1000)).unwrap_or(0)
+        u64::try_from(ms.saturating_add(999).div_euclid(1000)).unwrap_or(0)
     }
 
     /// Until when a double opt-in submission received at `received_at_ms` may be confirmed.

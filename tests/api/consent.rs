@@ -244,10 +244,11 @@ both_backends! {
 
     async fn an_expired_download_link_offers_a_fresh_one_by_email(backend: Backend) {
         let smtp = SmtpServer::start();
-        let app = spawn(backend, &smtp, |s| s.consent.download_ttl_secs = 1).await;
+        // Long enough for the fresh link to be fetched well within its own lifetime.
+        let app = spawn(backend, &smtp, |s| s.consent.download_ttl_secs = 4).await;
         let resp = app.post_json("whitepaper", &json!({"email": "slow@example.com", "name": "Slow", "consent": true})).await;
         let url = resp.json::<Value>().await.unwrap()["download_url"].as_str().unwrap().to_string();
-        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(5100)).await;
         let page = app.client.get(&url).send().await.unwrap();
         assert_eq!(page.status(), 410);
         let html = page.text().await.unwrap();
