@@ -218,13 +218,13 @@ test('twenty rapid clicks on submit store one submission', async (t) => {
 });
 
 test('the time trap: the script reports how long the form was on screen', async (t) => {
-  const { inlet, page } = await landing(t, '', { inletEnv: { INLET_SPAM_MIN_SUBMIT_MS: '1500' } });
+  const { inlet, page } = await landing(t, '', { inletEnv: { INLET_SPAM_MIN_SUBMIT_MS: '3000' } });
   // A bot-fast submit is accepted (2xx) but stored as spam...
   await fillContact(page, unique('fast'));
   await page.click('#contact button[type=submit]');
   await page.waitForSelector('#contact[data-inlet-state=success]');
   // ...while a person who took their time is a lead.
-  await sleep(1600);
+  await sleep(3100);
   await page.fill('#w-email', unique('slow'));
   await page.fill('#w-name', 'Slow');
   await page.check('#whitepaper input[name=consent]');
