@@ -6,6 +6,8 @@ import { setup, unique, sleep } from './harness.mjs';
 const isOpen = (page, id = 'newsletter') =>
   page.evaluate((id) => !!document.querySelector(`dialog[data-inlet-popup="${id}"][open]`), id);
 const ready = (page) => page.waitForFunction(() => window.inlet);
+/** The dialog's `close` event (and so `inlet:dismissed`) is dispatched as a task after Escape. */
+const dismissed = (page) => page.waitForFunction(() => window.__events.at(-1)?.type === 'dismissed');
 const events = (page) => page.evaluate(() => window.__events.map((e) => e.type + (e.detail.popup ? ':' + e.detail.popup : '')));
 
 test('opens after the configured delay, not before', async (t) => {
@@ -67,6 +69,7 @@ test('focus is trapped, Escape closes, focus returns, and it stays closed on rel
   }
   assert.equal(await page.locator('dialog[open] button.inlet-close').getAttribute('aria-label'), 'Close');
   await page.keyboard.press('Escape');
+  await dismissed(page);
   assert.equal(await isOpen(page), false);
   assert.equal(await page.evaluate(() => document.activeElement.id), 'opener');
   assert.deepEqual(await events(page), ['ready', 'shown:newsletter', 'dismissed:newsletter']);
@@ -96,6 +99,7 @@ test('subscribing in the pop-up stores the lead and caps it', async (t) => {
   await page.waitForSelector('dialog[open] form[data-inlet-state=success]');
   assert.deepEqual((await inlet.leads('&form=newsletter')).map((l) => l.email), [email]);
   await page.keyboard.press('Escape');
+  await dismissed(page);
   const last = await page.evaluate(() => window.__events.at(-1));
   assert.deepEqual(last, { type: 'dismissed', detail: { popup: 'newsletter', submitted: true } });
   await page.reload();
