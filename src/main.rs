@@ -115,7 +115,8 @@ fn main() -> ExitCode {
     };
     if let Some(Command::Serve { bind: Some(bind) }) = &cli.command {
         settings.server.bind.clone_from(bind);
-        if let Err(e) = settings.validate() {
+        // Only a scalar changed; Application::build checks forms, templates and keys once.
+        if let Err(e) = settings.validate_scalars() {
             return fail(2, e);
         }
     }

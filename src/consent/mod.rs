@@ -216,16 +216,15 @@ impl Links {
         )
     }
 
-    /// Unsubscribe links never expire: an old newsletter must still let people leave.
-    pub fn unsubscribe_url(&self, lead_id: &str) -> String {
+    /// The lead's unsubscribe links, signed once: the HTTPS URL (body and one-click) and the
+    /// `mailto:` half of `List-Unsubscribe` (the token travels in the subject). They never
+    /// expire: an old newsletter must still let people leave.
+    pub fn unsubscribe_links(&self, lead_id: &str) -> UnsubscribeLinks {
         let token = self.signer.sign(LinkKind::Unsubscribe, lead_id, 0);
-        format!("{}/v1/unsubscribe/{token}", self.public_url)
-    }
-
-    /// The `mailto:` half of `List-Unsubscribe`: the token travels in the subject.
-    pub fn unsubscribe_mailto(&self, lead_id: &str) -> String {
-        let token = self.signer.sign(LinkKind::Unsubscribe, lead_id, 0);
-        format!("mailto:{}?subject=unsubscribe%20{token}", self.mailto)
+        UnsubscribeLinks {
+            url: format!("{}/v1/unsubscribe/{token}", self.public_url),
+            mailto: format!("mailto:{}?subject=unsubscribe%20{token}", self.mailto),
+        }
     }
 
     pub fn verify(&self, kind: LinkKind, token: &str) -> Result<Link, LinkError> {
@@ -250,6 +249,13 @@ impl Links {
             sub.download_until_ms = Some(self.download_expiry_ms(sub.received_at_ms));
         }
     }
+}
+
+/// See [`Links::unsubscribe_links`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsubscribeLinks {
+    pub url: String,
+    pub mailto: String,
 }
 
 fn ttl_ms(secs: u64) -> i64 {

@@ -132,9 +132,10 @@ impl Composer {
         let download_url = m
             .download_expires_at_ms
             .map(|until| self.links.download_url(&m.submission_id, until));
-        let unsubscribe_url = kind
+        let unsubscribe = kind
             .is_marketing()
-            .then(|| self.links.unsubscribe_url(&m.lead_id));
+            .then(|| self.links.unsubscribe_links(&m.lead_id));
+        let unsubscribe_url = unsubscribe.as_ref().map(|u| u.url.as_str());
         let (subject, mut text, mut html) = match kind {
             MessageKind::FollowUp => {
                 let ctx = context! { form => &form_ctx, fields => &fields, download_url => &download_url,
@@ -221,13 +222,10 @@ impl Composer {
         } else if let Some(r) = &form.reply_to {
             builder = builder.reply_to(r.clone());
         }
-        if let Some(url) = &unsubscribe_url {
+        if let Some(crate::consent::UnsubscribeLinks { url, mailto }) = &unsubscribe {
             // RFC 2369 + RFC 8058: one-click unsubscribe that mailbox providers show as a button.
             builder = builder
-                .header(ListUnsubscribe(format!(
-                    "<{url}>, <{}>",
-                    self.links.unsubscribe_mailto(&m.lead_id)
-                )))
+                .header(ListUnsubscribe(format!("<{url}>, <{mailto}>")))
                 .header(ListUnsubscribePost);
             // A visible way out in every marketing body, whatever the form's own template says.
             if !text.contains(url.as_str()) {

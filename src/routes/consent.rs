@@ -116,17 +116,17 @@ pub async fn confirm(
         }
         Err(e) => return store_failed(&state, e),
     };
+    let now = now_ms();
     let form = state.forms.get(&pending.form_id);
     let email = crate::domain::EmailAddress::parse(&pending.email).ok();
     let (messages, download_until) = match (form, &email) {
         (Some(form), Some(email)) => (
             crate::mail::follow_ups(form, email, &state.settings.outbox),
             form.delivers_download
-                .then(|| state.links.download_expiry_ms(now_ms())),
+                .then(|| state.links.download_expiry_ms(now)),
         ),
         _ => (Vec::new(), None),
     };
-    let now = now_ms();
     let outcome = state
         .store
         .confirm(

@@ -163,26 +163,29 @@ impl OutboxWorker {
         &self,
         claimed: Vec<ClaimedMessage>,
     ) -> Result<Vec<ClaimedMessage>, StoreError> {
-        let marketing = |m: &ClaimedMessage| {
-            crate::domain::MessageKind::parse(&m.kind).is_some_and(|k| k.is_marketing())
-        };
-        let hashes: Vec<String> = claimed
+        // Each marketing message's recipient hash, computed once (None: not marketing).
+        let hashes: Vec<Option<String>> = claimed
             .iter()
-            .filter(|m| marketing(m))
-            .map(|m| crate::consent::suppression_hash(&m.recipient))
+            .map(|m| {
+                crate::domain::MessageKind::parse(&m.kind)
+                    .is_some_and(|k| k.is_marketing())
+                    .then(|| crate::consent::suppression_hash(&m.recipient))
+            })
             .collect();
-        if hashes.is_empty() {
+        let lookup: Vec<String> = hashes.iter().flatten().cloned().collect();
+        if lookup.is_empty() {
             return Ok(claimed);
         }
-        let suppressed = self.inner.store.suppressed_among(&hashes).await?;
+        let suppressed = self.inner.store.suppressed_among(&lookup).await?;
         if suppressed.is_empty() {
             return Ok(claimed);
         }
-        let (skip, keep): (Vec<ClaimedMessage>, Vec<ClaimedMessage>) =
-            claimed.into_iter().partition(|m| {
-                marketing(m) && suppressed.contains(&crate::consent::suppression_hash(&m.recipient))
-            });
-        let ids: Vec<String> = skip.iter().map(|m| m.id.clone()).collect();
+        let (skip, keep): (Vec<_>, Vec<_>) = claimed
+            .into_iter()
+            .zip(hashes)
+            .partition(|(_, h)| h.as_ref().is_some_and(|h| suppressed.contains(h)));
+        let keep: Vec<ClaimedMessage> = keep.into_iter().map(|(m, _)| m).collect();
+        let ids: Vec<String> = skip.into_iter().map(|(m, _)| m.id).collect();
         self.inner
             .store
             .mark_skipped_many(
