@@ -8,12 +8,12 @@
 //! PostgreSQL may run several in parallel.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use crate::domain::{NewOutboxMessage, NewSubmission};
-use crate::store::{BatchItem, LeadStore, Recorded, StoreError};
+use crate::store::{BatchItem, LeadStore, Recorded, StoreError, WriteConn};
 use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +107,10 @@ impl SubmissionWriter {
     }
 }
 
+/// How long a writer keeps its connection across back-to-back batches before giving others
+/// (the outbox worker, confirmations; on SQLite there is one writer connection) a turn.
+const HOLD: Duration = Duration::from_millis(10);
+
 async fn run(
     store: LeadStore,
     rx: Arc<Mutex<mpsc::Receiver<Job>>>,
@@ -114,30 +118,29 @@ async fn run(
     config: WriterConfig,
     metrics: Arc<Metrics>,
 ) {
+    let mut session: Option<(WriteConn, Instant)> = None;
     loop {
         let batch = {
             let mut rx = rx.lock().await;
-            let first = if *stop.borrow() {
-                // Stopping: take what is left without waiting.
-                match rx.try_recv() {
-                    Ok(j) => j,
-                    Err(_) => return,
-                }
-            } else {
-                tokio::select! {
-                    job = rx.recv() => match job {
-                        Some(j) => j,
-                        None => return,
-                    },
-                    _ = stop.changed() => continue,
-                }
-            };
-            let mut batch = vec![first];
-            while batch.len() < config.max_batch {
-                match rx.try_recv() {
-                    Ok(j) => batch.push(j),
-                    Err(_) => break,
-                }
+            let mut batch = Vec::new();
+            take_queued(&mut rx, &mut batch, config.max_batch);
+            if batch.is_empty() {
+                // Idle: give the connection back while waiting.
+                session = None;
+                let first = if *stop.borrow() {
+                    // Stopping and nothing is left.
+                    return;
+                } else {
+                    tokio::select! {
+                        job = rx.recv() => match job {
+                            Some(j) => j,
+                            None => return,
+                        },
+                        _ = stop.changed() => continue,
+                    }
+                };
+                batch.push(first);
+                take_queued(&mut rx, &mut batch, config.max_batch);
             }
             if !config.max_wait.is_zero() && batch.len() < config.max_batch {
                 let deadline = tokio::time::Instant::now() + config.max_wait;
@@ -150,12 +153,39 @@ async fn run(
             }
             batch
         };
-        commit(&store, batch, &metrics).await;
+        // Past its turn (or unusable), the connection goes back before a new one is taken: on
+        // SQLite it is the only one.
+        session = session.filter(|(conn, since)| since.elapsed() < HOLD && conn.is_usable());
+        let held = match session.take() {
+            Some(s) => Ok(s),
+            None => store.write_connection().await.map(|c| (c, Instant::now())),
+        };
+        match held {
+            Ok((mut conn, since)) => {
+                commit(&store, &mut conn, batch, &metrics).await;
+                session = Some((conn, since));
+            }
+            Err(e) => {
+                for job in batch {
+                    let _ = job.reply.send(Err(e.replicate()));
+                }
+            }
+        }
+    }
+}
+
+/// Moves what is already queued into `batch`, up to `max` jobs, without waiting.
+fn take_queued(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(j) => batch.push(j),
+            Err(_) => break,
+        }
     }
 }
 
 #[allow(clippy::cast_precision_loss)]
-async fn commit(store: &LeadStore, batch: Vec<Job>, metrics: &Metrics) {
+async fn commit(store: &LeadStore, conn: &mut WriteConn, batch: Vec<Job>, metrics: &Metrics) {
     metrics.write_batch_size.observe(batch.len() as f64);
     let items: Vec<BatchItem<'_>> = batch
         .iter()
@@ -164,45 +194,23 @@ async fn commit(store: &LeadStore, batch: Vec<Job>, metrics: &Metrics) {
             messages: &j.messages,
         })
         .collect();
-    match store.record_batch(&items).await {
-        Ok(results) => {
-            drop(items);
-            for (job, result) in batch.into_iter().zip(results) {
-                let _ = job.reply.send(Ok(result));
+    let outcome = store.record_batch(conn, &items).await;
+    drop(items);
+    let size = batch.len();
+    let results: Vec<Result<Recorded, StoreError>> = match outcome {
+        Ok(results) => results,
+        Err(e) => batch.iter().map(|_| Err(e.replicate())).collect(),
+    };
+    for (job, result) in batch.into_iter().zip(results) {
+        let result = match result {
+            // One bad row must not fail its neighbours: a failed item is retried on its own
+            // (also a lone item whose idempotency key another writer committed first).
+            Err(e) if !e.is_unavailable() && (size > 1 || matches!(e, StoreError::Conflict)) => {
+                tracing::warn!(error = %e, size, "batch item failed; retrying it on its own");
+                store.record_one(conn, &job.sub, &job.messages).await
             }
-        }
-        Err(e) if batch.len() > 1 && !e.is_unavailable() => {
-            // One bad row must not fail its neighbours: retry each on its own.
-            tracing::warn!(error = %e, size = batch.len(), "batch failed; retrying its items one by one");
-            drop(items);
-            for job in batch {
-                let result = store.record_submission(&job.sub, &job.messages).await;
-                let _ = job.reply.send(result);
-            }
-        }
-        Err(e) => {
-            drop(items);
-            let single = batch.len() == 1;
-            for job in batch {
-                let result = if single && matches!(e, StoreError::Conflict) {
-                    store.record_submission(&job.sub, &job.messages).await
-                } else {
-                    Err(clone_error(&e))
-                };
-                let _ = job.reply.send(result);
-            }
-        }
-    }
-}
-
-/// Store errors are not `Clone` (they wrap driver errors); a batch answers each request with
-/// an equivalent one.
-fn clone_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(inner) => {
-            StoreError::Unavailable(sqlx::Error::Protocol(format!("batch failed: {inner}")))
-        }
-        StoreError::Conflict => StoreError::Conflict,
-        other => StoreError::Corrupt(format!("batch failed: {other}")),
+            other => other,
+        };
+        let _ = job.reply.send(result);
     }
 }

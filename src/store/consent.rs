@@ -7,21 +7,20 @@ use serde_json::{json, Value};
 use sqlx::Any;
 use uuid::Uuid;
 
-use super::leads::{insert_many, split, BatchItem, Sql};
-use super::outbox::{insert_rows, OutboxRow};
+use super::batch::{self, Frame, Insert};
+use super::leads::{split, BatchItem, Sql};
+use super::outbox::{outbox_insert, OutboxRow};
 use super::{get, Backend, LeadStore, StoreError};
 use crate::domain::NewOutboxMessage;
 
-/// Writes the batch's consent checkboxes and download links, in its transaction.
-pub(super) async fn record_batch_extras(
-    tx: &mut sqlx::Transaction<'_, Any>,
-    backend: Backend,
-    items: &[BatchItem<'_>],
+/// The batch's consent checkboxes and download links, for its transaction.
+pub(super) fn batch_extras<'a>(
+    items: &[BatchItem<'a>],
     writes: &[usize],
-    rows: &[(String, String)],
-) -> Result<(), StoreError> {
-    let mut consents: Vec<ConsentRow<'_>> = Vec::new();
-    let mut downloads: Vec<(&str, &str, &str, i64, i64)> = Vec::new();
+    rows: &'a [(String, String)],
+) -> [Insert<'a>; 2] {
+    let mut consents: Vec<ConsentRow<'a>> = Vec::new();
+    let mut downloads = download_insert();
     for (&i, (submission_id, lead_id)) in writes.iter().zip(rows) {
         let sub = items[i].sub;
         if sub.spam.is_some() {
@@ -42,30 +41,24 @@ pub(super) async fn record_batch_extras(
             });
         }
         if let Some(until) = sub.download_until_ms {
-            downloads.push((
-                submission_id,
-                lead_id,
-                &sub.form_id,
-                sub.received_at_ms,
-                until,
-            ));
+            downloads.row([
+                submission_id.as_str().into(),
+                lead_id.as_str().into(),
+                sub.form_id.as_str().into(),
+                sub.received_at_ms.into(),
+                until.into(),
+            ]);
         }
     }
-    insert_consents(tx, backend, &consents).await?;
-    insert_many(
-        tx,
-        backend,
-        "INSERT INTO downloads (id, lead_id, form_id, created_at, expires_at)",
-        &downloads,
-        |sql, (id, lead, form, at, until)| {
-            sql.bind_text(id).push(", ");
-            sql.bind_text(lead).push(", ");
-            sql.bind_text(form).push(", ");
-            sql.bind_int(*at).push(", ");
-            sql.bind_int(*until);
-        },
+    [consent_insert(&consents), downloads]
+}
+
+fn download_insert<'a>() -> Insert<'a> {
+    Insert::new(
+        "downloads",
+        &["id", "lead_id", "form_id", "created_at", "expires_at"],
+        "",
     )
-    .await
 }
 
 /// One consent ledger entry.
@@ -83,32 +76,41 @@ pub struct ConsentRow<'a> {
     pub at_ms: i64,
 }
 
-async fn insert_consents(
-    tx: &mut sqlx::Transaction<'_, Any>,
-    backend: Backend,
-    rows: &[ConsentRow<'_>],
-) -> Result<(), StoreError> {
-    insert_many(
-        tx,
-        backend,
-        "INSERT INTO consents (id, lead_id, submission_id, form_id, kind, field, text, \
-           text_version, client_ip, user_agent, created_at)",
-        rows,
-        |sql, c| {
-            sql.bind_text(&Uuid::now_v7().to_string()).push(", ");
-            sql.bind_text(c.lead_id).push(", ");
-            sql.bind_opt(c.submission_id).push(", ");
-            sql.bind_opt(c.form_id).push(", ");
-            sql.bind_text(c.kind).push(", ");
-            sql.bind_opt(c.field).push(", ");
-            sql.bind_opt(c.text).push(", ");
-            sql.bind_opt(c.version).push(", ");
-            sql.bind_opt(c.client_ip).push(", ");
-            sql.bind_opt(c.user_agent).push(", ");
-            sql.bind_int(c.at_ms);
-        },
-    )
-    .await
+/// Ledger entries as one multi-row insert.
+fn consent_insert<'a>(rows: &[ConsentRow<'a>]) -> Insert<'a> {
+    let mut insert = Insert::new(
+        "consents",
+        &[
+            "id",
+            "lead_id",
+            "submission_id",
+            "form_id",
+            "kind",
+            "field",
+            "text",
+            "text_version",
+            "client_ip",
+            "user_agent",
+            "created_at",
+        ],
+        "",
+    );
+    for c in rows {
+        insert.row([
+            Uuid::now_v7().to_string().into(),
+            c.lead_id.into(),
+            c.submission_id.into(),
+            c.form_id.into(),
+            c.kind.into(),
+            c.field.into(),
+            c.text.into(),
+            c.version.into(),
+            c.client_ip.into(),
+            c.user_agent.into(),
+            c.at_ms.into(),
+        ]);
+    }
+    insert
 }
 
 /// A double opt-in submission as a confirmation link finds it.
@@ -296,7 +298,6 @@ impl LeadStore {
                 ..ledger[0]
             });
         }
-        insert_consents(&mut tx, self.backend, &ledger).await?;
         if let Some(until) = download_until_ms {
             sqlx::query(
                 "INSERT INTO downloads (id, lead_id, form_id, created_at, expires_at) \
@@ -321,7 +322,13 @@ impl LeadStore {
                 skipped: None,
             })
             .collect();
-        insert_rows(&mut tx, self.backend, &rows).await?;
+        batch::run(
+            &mut tx,
+            self.backend,
+            &[consent_insert(&ledger), outbox_insert(rows)],
+            Frame::Plain,
+        )
+        .await?;
         tx.commit().await?;
         Ok(ConfirmOutcome::Confirmed)
     }
@@ -397,19 +404,15 @@ impl LeadStore {
             max_attempts,
             dedupe_window_ms: None,
         };
-        insert_rows(
-            &mut tx,
-            self.backend,
-            &[OutboxRow {
-                lead_id: &lead_id,
-                submission_id: id,
-                form_id: &form_id,
-                message: &message,
-                now_ms,
-                skipped: None,
-            }],
-        )
-        .await?;
+        let row = outbox_insert(vec![OutboxRow {
+            lead_id: &lead_id,
+            submission_id: id,
+            form_id: &form_id,
+            message: &message,
+            now_ms,
+            skipped: None,
+        }]);
+        batch::run(&mut tx, self.backend, &[row], Frame::Plain).await?;
         tx.commit().await?;
         Ok(ResendOutcome::Queued)
     }
@@ -452,7 +455,13 @@ impl LeadStore {
                 user_agent: actor.user_agent.as_deref(),
                 at_ms: now_ms,
             };
-            insert_consents(&mut tx, self.backend, &[row]).await?;
+            batch::run(
+                &mut tx,
+                self.backend,
+                &[consent_insert(&[row])],
+                Frame::Plain,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(Some(added))

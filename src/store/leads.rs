@@ -1,10 +1,12 @@
 //! Writing submissions and reading leads back.
 
 use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
-use sqlx::Any;
+use sqlx::{Any, Executor};
 use uuid::Uuid;
 
+use super::batch::{self, Frame, Insert, Val};
 use super::models::{
     Cursor, LeadQuery, LeadRecord, Page, Recorded, SubmissionQuery, SubmissionRecord,
 };
@@ -12,6 +14,7 @@ use super::{get, LeadStore, StoreError};
 use crate::domain::{Confirmation, NewOutboxMessage, NewSubmission};
 
 use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashSet;
 
 /// One submission of a batch, with the messages it implies.
 #[derive(Debug, Clone, Copy)]
@@ -39,10 +42,27 @@ impl LeadStore {
         sub: &NewSubmission,
         messages: &[NewOutboxMessage],
     ) -> Result<Recorded, StoreError> {
-        match self.record_batch(&[BatchItem { sub, messages }]).await {
+        let mut conn = self.write_connection().await?;
+        self.record_one(&mut conn, sub, messages).await
+    }
+
+    /// [`LeadStore::record_submission`] on a writer connection the caller holds.
+    pub async fn record_one(
+        &self,
+        conn: &mut WriteConn,
+        sub: &NewSubmission,
+        messages: &[NewOutboxMessage],
+    ) -> Result<Recorded, StoreError> {
+        let result = match self
+            .record_batch(conn, &[BatchItem { sub, messages }])
+            .await
+        {
             Ok(mut recorded) => recorded
                 .pop()
-                .ok_or_else(|| StoreError::Corrupt("empty batch result".into())),
+                .unwrap_or_else(|| Err(StoreError::Corrupt("empty batch result".into()))),
+            Err(e) => Err(e),
+        };
+        match result {
             // A concurrent request with the same idempotency key committed first.
             Err(StoreError::Conflict) => {
                 let key = sub
@@ -50,21 +70,44 @@ impl LeadStore {
                     .as_ref()
                     .map(|k| k.as_str())
                     .unwrap_or_default();
-                self.find_idempotent(&sub.form_id, key)
-                    .await?
+                let found = find_idempotent(&mut conn.conn, &sub.form_id, key).await;
+                if let Err(e) = &found {
+                    conn.broken |= e.is_unavailable();
+                }
+                found?
                     .ok_or_else(|| StoreError::Corrupt("idempotency conflict without a row".into()))
             }
-            Err(e) => Err(e),
+            other => other,
         }
     }
 
+    /// A connection for [`LeadStore::record_batch`]. The group-commit writer keeps one across
+    /// back-to-back batches: every acquire and release costs sqlx a ping round trip.
+    pub async fn write_connection(&self) -> Result<WriteConn, StoreError> {
+        Ok(WriteConn {
+            conn: self.writer.acquire().await?,
+            open: false,
+            broken: false,
+        })
+    }
+
     /// The write path's one function: stores a batch of submissions (leads upserted, outbox
-    /// rows written) in **one** transaction, answers in input order. Idempotency and lead
-    /// de-duplication hold inside the batch: a repeated key returns the first item's ids, two
-    /// submissions by one person update one lead. Any failure fails the whole batch (nothing is
-    /// written); [`StoreError::Conflict`] means another writer committed the same idempotency
-    /// key first. The group-commit writer retries a failed batch item by item.
-    pub async fn record_batch(&self, items: &[BatchItem<'_>]) -> Result<Vec<Recorded>, StoreError> {
+    /// rows written), answers in input order. Idempotency and lead de-duplication hold inside
+    /// the batch: a repeated key returns the first item's ids, two submissions by one person
+    /// update one lead. An `Err` means nothing was written; [`StoreError::Conflict`] means
+    /// another writer committed the same idempotency key first. An item's own `Err` means that
+    /// item was not written while others were committed. The group-commit writer retries
+    /// failed items one by one.
+    ///
+    /// Round trips (see [`batch`](super::batch)): the key lookup, only when keys are present;
+    /// on PostgreSQL, one autocommitted statement that writes everything for people who are
+    /// new (most submissions); then, for people seen before, one transaction: `BEGIN` with the
+    /// lead upsert, the follow-up window lookup, and every other insert with `COMMIT`.
+    pub async fn record_batch(
+        &self,
+        conn: &mut WriteConn,
+        items: &[BatchItem<'_>],
+    ) -> Result<Vec<Result<Recorded, StoreError>>, StoreError> {
         // Items that repeat an idempotency key seen earlier in this batch follow their leader.
         let mut leaders: HashMap<(&str, &str), usize> = HashMap::new();
         let follower_of: Vec<Option<usize>> = items
@@ -81,10 +124,18 @@ impl LeadStore {
                 }
             })
             .collect();
-        let mut results: Vec<Option<Recorded>> = vec![None; items.len()];
-        let mut tx = self.writer.begin().await?;
+        let mut results: Vec<Option<Result<Recorded, StoreError>>> =
+            std::iter::repeat_with(|| None).take(items.len()).collect();
+        if !conn.is_usable() {
+            // A rollback failed on it: the caller takes a new connection; the client retries.
+            return Err(StoreError::Unavailable(sqlx::Error::Protocol(
+                "the writer connection was lost mid-transaction".into(),
+            )));
+        }
 
-        // 1. Keys that an earlier (committed) submission already holds: one lookup.
+        // 1. Keys that an earlier (committed) submission already holds: one lookup, outside the
+        //    transaction. A key another writer commits after it fails the insert below with
+        //    `Conflict`.
         let keyed: Vec<usize> = (0..items.len())
             .filter(|&i| follower_of[i].is_none() && items[i].sub.idempotency_key.is_some())
             .collect();
@@ -103,7 +154,12 @@ impl LeadStore {
             }));
             sql.push(")");
             let mut found: HashMap<(String, String), Recorded> = HashMap::new();
-            for r in sql.query().persistent(false).fetch_all(&mut *tx).await? {
+            let found_rows = sql
+                .query()
+                .persistent(false)
+                .fetch_all(&mut *conn.conn)
+                .await;
+            for r in conn.check(found_rows)? {
                 found.insert(
                     (get(&r, 0)?, get(&r, 1)?),
                     Recorded {
@@ -116,58 +172,177 @@ impl LeadStore {
             for &i in &keyed {
                 let sub = items[i].sub;
                 let key = sub.idempotency_key.as_ref().map_or("", |k| k.as_str());
-                results[i] = found.get(&(sub.form_id.clone(), key.to_string())).cloned();
+                results[i] = found
+                    .get(&(sub.form_id.clone(), key.to_string()))
+                    .cloned()
+                    .map(Ok);
             }
         }
 
-        // 2. The rest are new: a constant number of multi-row statements for the whole batch.
-        let writes: Vec<usize> = (0..items.len())
+        // 2. The rest are new.
+        let mut writes: Vec<usize> = (0..items.len())
             .filter(|&i| follower_of[i].is_none() && results[i].is_none())
             .collect();
-        if !writes.is_empty() {
-            let lead_ids = upsert_leads(&mut tx, self.backend, items, &writes).await?;
-            let mut rows: Vec<(String, String)> = Vec::with_capacity(writes.len());
-            for &i in &writes {
-                let lead_id = lead_ids
-                    .get(items[i].sub.email.as_str())
-                    .cloned()
-                    .ok_or_else(|| StoreError::Corrupt("lead upsert returned no id".into()))?;
-                rows.push((Uuid::now_v7().to_string(), lead_id));
+        let fresh_written = if self.backend == super::Backend::Postgres && !writes.is_empty() {
+            let fresh = self.write_fresh(&mut conn.conn, items, &writes).await;
+            let fresh = conn.check_store(fresh)?;
+            let any = !fresh.is_empty();
+            for (i, recorded) in fresh {
+                results[i] = Some(Ok(recorded));
             }
-            insert_submissions(&mut tx, self.backend, items, &writes, &rows).await?;
-            super::outbox::enqueue_batch(&mut tx, self.backend, items, &writes, &rows).await?;
-            super::consent::record_batch_extras(&mut tx, self.backend, items, &writes, &rows)
-                .await?;
-            for (&i, (submission_id, lead_id)) in writes.iter().zip(rows) {
-                results[i] = Some(Recorded {
-                    submission_id,
-                    lead_id,
-                    replayed: false,
-                });
+            writes.retain(|&i| results[i].is_none());
+            any
+        } else {
+            false
+        };
+        if !writes.is_empty() {
+            conn.open = true;
+            match self.write_new(&mut conn.conn, items, &writes).await {
+                Ok(rows) => {
+                    conn.open = false;
+                    for (&i, (submission_id, lead_id)) in writes.iter().zip(rows) {
+                        results[i] = Some(Ok(Recorded {
+                            submission_id,
+                            lead_id,
+                            replayed: false,
+                        }));
+                    }
+                }
+                Err(e) => {
+                    if !e.is_unavailable() && conn.conn.execute("ROLLBACK").await.is_ok() {
+                        conn.open = false;
+                    }
+                    conn.broken |= e.is_unavailable();
+                    if !fresh_written {
+                        return Err(e);
+                    }
+                    // Part of the batch is committed: only these items failed.
+                    for &i in &writes {
+                        results[i] = Some(Err(e.replicate()));
+                    }
+                }
             }
         }
-        tx.commit().await?;
         for (i, leader) in follower_of.iter().enumerate() {
             if let Some(l) = leader {
-                results[i] = results[*l].clone().map(|r| Recorded {
-                    replayed: true,
-                    ..r
-                });
+                results[i] = match &results[*l] {
+                    Some(Ok(r)) => Some(Ok(Recorded {
+                        replayed: true,
+                        ..r.clone()
+                    })),
+                    Some(Err(e)) => Some(Err(e.replicate())),
+                    None => None,
+                };
             }
         }
-        results
+        Ok(results
             .into_iter()
-            .map(|r| r.ok_or_else(|| StoreError::Corrupt("a batch item has no result".into())))
-            .collect()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(StoreError::Corrupt("a batch item has no result".into())))
+            })
+            .collect())
     }
 
-    async fn find_idempotent(
+    /// PostgreSQL: writes, in one autocommitted statement, the items of people who have no
+    /// lead yet; returns those items' results. A person seen before (their lead insert
+    /// conflicts) is left out entirely, for the transactional path: only there can earlier
+    /// follow-ups need looking up, and the lead row's lock orders concurrent writers. Two
+    /// writers racing to create one lead are ordered by the unique email: the loser finds the
+    /// winner's committed lead and goes the transactional way.
+    async fn write_fresh(
         &self,
-        form_id: &str,
-        key: &str,
-    ) -> Result<Option<Recorded>, StoreError> {
-        let mut conn = self.writer.acquire().await?;
-        find_idempotent(&mut conn, form_id, key).await
+        conn: &mut sqlx::AnyConnection,
+        items: &[BatchItem<'_>],
+        writes: &[usize],
+    ) -> Result<Vec<(usize, Recorded)>, StoreError> {
+        let (leads, proposed) = lead_upserts(
+            items,
+            writes,
+            " ON CONFLICT (email) DO NOTHING RETURNING id",
+        );
+        let proposed: HashMap<&str, String> = proposed.into_iter().collect();
+        let rows: Vec<(String, String)> = writes
+            .iter()
+            .map(|&i| {
+                let lead = proposed
+                    .get(items[i].sub.email.as_str())
+                    .cloned()
+                    .unwrap_or_default();
+                (Uuid::now_v7().to_string(), lead)
+            })
+            .collect();
+        let mut rest = vec![submission_inserts(items, writes, &rows)];
+        rest.push(
+            super::outbox::batch_messages(conn, items, writes, &rows, &HashSet::new()).await?,
+        );
+        rest.extend(super::consent::batch_extras(items, writes, &rows));
+        let created: HashSet<String> = batch::run_fresh(conn, &leads, &rest)
+            .await
+            .map_err(conflict_on_unique)?
+            .iter()
+            .map(|r| get::<String>(r, 0))
+            .collect::<Result<_, _>>()?;
+        Ok(writes
+            .iter()
+            .zip(rows)
+            .filter(|(_, (_, lead_id))| created.contains(lead_id))
+            .map(|(&i, (submission_id, lead_id))| {
+                (
+                    i,
+                    Recorded {
+                        submission_id,
+                        lead_id,
+                        replayed: false,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Writes the new submissions of a batch in one transaction that this opens and commits;
+    /// returns `(submission id, lead id)` per write. On error the transaction may be open.
+    async fn write_new(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        items: &[BatchItem<'_>],
+        writes: &[usize],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let backend = self.backend;
+        let (leads, proposed) = lead_upserts(
+            items,
+            writes,
+            " ON CONFLICT (email) DO UPDATE SET updated_at = excluded.updated_at, \
+             submission_count = leads.submission_count + excluded.submission_count, \
+             real_submission_count = leads.real_submission_count + excluded.real_submission_count \
+             RETURNING id, email",
+        );
+        let mut lead_ids: HashMap<String, String> = HashMap::with_capacity(proposed.len());
+        for r in batch::run(conn, backend, &[leads], Frame::Begin).await? {
+            lead_ids.insert(get::<String>(&r, 1)?, get::<String>(&r, 0)?);
+        }
+        // A lead whose id is not the one proposed here existed before this batch.
+        let existing: HashSet<&str> = proposed
+            .iter()
+            .filter_map(|(email, id)| {
+                let stored = lead_ids.get(*email)?;
+                (stored != id).then_some(stored.as_str())
+            })
+            .collect();
+        let mut rows: Vec<(String, String)> = Vec::with_capacity(writes.len());
+        for &i in writes {
+            let lead_id = lead_ids
+                .get(items[i].sub.email.as_str())
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt("lead upsert returned no id".into()))?;
+            rows.push((Uuid::now_v7().to_string(), lead_id));
+        }
+        let mut inserts = vec![submission_inserts(items, writes, &rows)];
+        inserts.push(super::outbox::batch_messages(conn, items, writes, &rows, &existing).await?);
+        inserts.extend(super::consent::batch_extras(items, writes, &rows));
+        batch::run(conn, backend, &inserts, Frame::Commit)
+            .await
+            .map_err(conflict_on_unique)?;
+        Ok(rows)
     }
 
     /// Leads with their newest matching submission, oldest lead first (stable keyset order).
@@ -303,14 +478,14 @@ async fn find_idempotent(
 /// the number of distinct statement texts small).
 pub(super) const ROWS_PER_STATEMENT: usize = 64;
 
-/// Upserts one row per distinct email of the batch (PostgreSQL refuses to update one row twice
-/// in one statement, so counts are summed here first). Returns email -> lead id.
-async fn upsert_leads(
-    tx: &mut sqlx::Transaction<'_, Any>,
-    backend: super::Backend,
-    items: &[BatchItem<'_>],
+/// The batch's lead upserts, one row per distinct email (PostgreSQL refuses to update one row
+/// twice in one statement, so counts are summed here first), and the id proposed for each
+/// email: the stored id differs when the lead existed before.
+fn lead_upserts<'a>(
+    items: &[BatchItem<'a>],
     writes: &[usize],
-) -> Result<HashMap<String, String>, StoreError> {
+    tail: &'static str,
+) -> (Insert<'a>, Vec<(&'a str, String)>) {
     struct Agg<'a> {
         email: &'a str,
         first_ms: i64,
@@ -318,7 +493,7 @@ async fn upsert_leads(
         count: i64,
         real: i64,
     }
-    let mut aggs: Vec<Agg<'_>> = Vec::new();
+    let mut aggs: Vec<Agg<'a>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for &i in writes {
         let sub = items[i].sub;
@@ -343,90 +518,150 @@ async fn upsert_leads(
             }
         }
     }
-    let mut ids = HashMap::with_capacity(aggs.len());
-    for chunk in split(&aggs) {
-        let mut sql = Sql::for_backend(
-            backend,
-            "INSERT INTO leads (id, email, created_at, updated_at, submission_count, \
-             real_submission_count) VALUES "
-                .into(),
-        );
-        for (j, a) in chunk.iter().enumerate() {
-            sql.row(j);
-            sql.bind_text(&Uuid::now_v7().to_string()).push(", ");
-            sql.bind_text(a.email).push(", ");
-            sql.bind_int(a.first_ms).push(", ");
-            sql.bind_int(a.last_ms).push(", ");
-            sql.bind_int(a.count).push(", ");
-            sql.bind_int(a.real).push(")");
-        }
-        sql.push(
-            " ON CONFLICT (email) DO UPDATE SET updated_at = excluded.updated_at, \
-             submission_count = leads.submission_count + excluded.submission_count, \
-             real_submission_count = leads.real_submission_count + excluded.real_submission_count \
-             RETURNING id, email",
-        );
-        for r in sql.query().fetch_all(&mut **tx).await? {
-            ids.insert(get::<String>(&r, 1)?, get::<String>(&r, 0)?);
-        }
+    let mut insert = Insert::new(
+        "leads",
+        &[
+            "id",
+            "email",
+            "created_at",
+            "updated_at",
+            "submission_count",
+            "real_submission_count",
+        ],
+        tail,
+    );
+    let mut proposed = Vec::with_capacity(aggs.len());
+    for a in aggs {
+        let id = Uuid::now_v7().to_string();
+        insert.row([
+            id.clone().into(),
+            a.email.into(),
+            a.first_ms.into(),
+            a.last_ms.into(),
+            a.count.into(),
+            a.real.into(),
+        ]);
+        proposed.push((a.email, id));
     }
-    Ok(ids)
+    (insert, proposed)
 }
 
-/// Inserts the batch's submissions; a row refused by the idempotency constraint (another
-/// writer committed the key first) fails the batch with [`StoreError::Conflict`].
-async fn insert_submissions(
-    tx: &mut sqlx::Transaction<'_, Any>,
-    backend: super::Backend,
-    items: &[BatchItem<'_>],
-    writes: &[usize],
-    rows: &[(String, String)],
-) -> Result<(), StoreError> {
-    let pairs: Vec<(usize, &(String, String))> = writes.iter().copied().zip(rows).collect();
-    for chunk in split(&pairs) {
-        let mut sql = Sql::for_backend(
-            backend,
-            "INSERT INTO submissions (id, lead_id, form_id, email, fields, extra, spam_reason, \
-               idempotency_key, utm_source, utm_medium, utm_campaign, utm_term, utm_content, \
-               referrer, landing_page, user_agent, attribution, client_ip, created_at, \
-               confirmation, confirm_expires_at) VALUES "
-                .into(),
-        );
-        for (j, (i, (id, lead_id))) in chunk.iter().enumerate() {
-            let sub = items[*i].sub;
-            let a = &sub.attribution;
-            sql.row(j);
-            sql.bind_text(id).push(", ");
-            sql.bind_text(lead_id).push(", ");
-            sql.bind_text(&sub.form_id).push(", ");
-            sql.bind_text(sub.email.as_str()).push(", ");
-            sql.bind_text(&json(&sub.fields)).push(", ");
-            sql.bind_text(&json(&sub.extra)).push(", ");
-            sql.bind_opt(sub.spam.map(|s| s.as_str())).push(", ");
-            sql.bind_opt(sub.idempotency_key.as_ref().map(|k| k.as_str()))
-                .push(", ");
-            for (_, v) in a.columns() {
-                sql.bind_opt(v).push(", ");
-            }
-            sql.bind_text(&json(a)).push(", ");
-            sql.bind_opt(sub.client_ip.as_ref().map(|ip| ip.as_str()))
-                .push(", ");
-            sql.bind_int(sub.received_at_ms).push(", ");
-            match sub.confirmation {
-                Confirmation::NotRequired => sql.push("'none', NULL)"),
-                Confirmation::Pending { expires_at_ms } => {
-                    sql.push("'pending', ");
-                    sql.bind_int(expires_at_ms).push(")")
-                }
-            };
+/// The only unique constraint a new submission row can break: another writer committed the
+/// same idempotency key since the lookup.
+fn conflict_on_unique(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Other(sqlx::Error::Database(db))
+            if db.kind() == sqlx::error::ErrorKind::UniqueViolation =>
+        {
+            StoreError::Conflict
         }
-        sql.push(" ON CONFLICT (form_id, idempotency_key) DO NOTHING");
-        let done = sql.query().execute(&mut **tx).await?;
-        if done.rows_affected() != chunk.len() as u64 {
-            return Err(StoreError::Conflict);
+        other => other,
+    }
+}
+
+/// The batch's submission rows. No `ON CONFLICT`: a key that another writer committed since the
+/// lookup breaks the unique constraint and fails the batch with [`StoreError::Conflict`].
+fn submission_inserts<'a>(
+    items: &[BatchItem<'a>],
+    writes: &[usize],
+    rows: &'a [(String, String)],
+) -> Insert<'a> {
+    let mut insert = Insert::new(
+        "submissions",
+        &[
+            "id",
+            "lead_id",
+            "form_id",
+            "email",
+            "fields",
+            "extra",
+            "spam_reason",
+            "idempotency_key",
+            "utm_source",
+            "utm_medium",
+            "utm_campaign",
+            "utm_term",
+            "utm_content",
+            "referrer",
+            "landing_page",
+            "user_agent",
+            "attribution",
+            "client_ip",
+            "created_at",
+            "confirmation",
+            "confirm_expires_at",
+        ],
+        "",
+    );
+    for (&i, (id, lead_id)) in writes.iter().zip(rows) {
+        let sub = items[i].sub;
+        let a = &sub.attribution;
+        let [source, medium, campaign, term, content, referrer, landing, agent] =
+            a.columns().map(|(_, v)| Val::from(v));
+        let (confirmation, expires) = match sub.confirmation {
+            Confirmation::NotRequired => ("none", None),
+            Confirmation::Pending { expires_at_ms } => ("pending", Some(expires_at_ms)),
+        };
+        insert.row([
+            id.as_str().into(),
+            lead_id.as_str().into(),
+            sub.form_id.as_str().into(),
+            sub.email.as_str().into(),
+            json(&sub.fields).into(),
+            json(&sub.extra).into(),
+            sub.spam.map(|s| s.as_str()).into(),
+            sub.idempotency_key.as_ref().map(|k| k.as_str()).into(),
+            source,
+            medium,
+            campaign,
+            term,
+            content,
+            referrer,
+            landing,
+            agent,
+            json(a).into(),
+            sub.client_ip.as_ref().map(|ip| ip.as_str()).into(),
+            sub.received_at_ms.into(),
+            confirmation.into(),
+            expires.into(),
+        ]);
+    }
+    insert
+}
+
+/// A writer connection held across batches. One that is dropped inside a transaction (a
+/// rollback that failed, or a cancelled future) or after the database became unreachable is
+/// closed rather than handed back to the pool.
+pub struct WriteConn {
+    conn: PoolConnection<Any>,
+    open: bool,
+    broken: bool,
+}
+
+impl WriteConn {
+    /// False once an error showed the connection cannot be trusted; take a new one.
+    pub fn is_usable(&self) -> bool {
+        !self.open && !self.broken
+    }
+
+    fn check<T>(&mut self, r: Result<T, sqlx::Error>) -> Result<T, StoreError> {
+        self.check_store(r.map_err(StoreError::from))
+    }
+
+    fn check_store<T>(&mut self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &r {
+            self.broken |= e.is_unavailable();
+        }
+        r
+    }
+}
+
+impl Drop for WriteConn {
+    fn drop(&mut self) {
+        if self.open || self.broken {
+            self.conn.close_on_drop();
         }
     }
-    Ok(())
 }
 
 fn json(v: &impl serde::Serialize) -> String {
@@ -510,30 +745,8 @@ pub(super) fn split<T>(rows: &[T]) -> Vec<&[T]> {
         .collect()
 }
 
-/// `INSERT INTO … VALUES (…), (…)` for many rows, in statements of a few repeating sizes;
-/// `row` binds one row's values (the parentheses are added here).
-pub(super) async fn insert_many<T>(
-    tx: &mut sqlx::Transaction<'_, Any>,
-    backend: super::Backend,
-    head: &str,
-    rows: &[T],
-    row: impl Fn(&mut Sql, &T),
-) -> Result<(), StoreError> {
-    for chunk in split(rows) {
-        let mut sql = Sql::for_backend(backend, format!("{head} VALUES "));
-        for (j, r) in chunk.iter().enumerate() {
-            sql.row(j);
-            row(&mut sql, r);
-            sql.push(")");
-        }
-        sql.query().execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
 enum Bind {
     Text(String),
-    OptText(Option<String>),
     Int(i64),
 }
 
@@ -564,11 +777,6 @@ impl Sql {
         self.placeholder()
     }
 
-    pub(super) fn bind_opt(&mut self, v: Option<&str>) -> &mut Self {
-        self.binds.push(Bind::OptText(v.map(String::from)));
-        self.placeholder()
-    }
-
     /// Binds each value, comma-separated (the inside of an `IN (…)` list).
     pub(super) fn bind_list<'a>(&mut self, values: impl IntoIterator<Item = &'a str>) -> &mut Self {
         for (j, v) in values.into_iter().enumerate() {
@@ -578,11 +786,6 @@ impl Sql {
             self.bind_text(v);
         }
         self
-    }
-
-    /// Opens row `j` of a multi-row `VALUES` list.
-    pub(super) fn row(&mut self, j: usize) -> &mut Self {
-        self.push(if j == 0 { "(" } else { ", (" })
     }
 
     pub(super) fn bind_int(&mut self, v: i64) -> &mut Self {
@@ -606,7 +809,6 @@ impl Sql {
             .iter()
             .fold(sqlx::query(&self.text), |q, b| match b {
                 Bind::Text(s) => q.bind(s.as_str()),
-                Bind::OptText(s) => q.bind(s.as_deref()),
                 Bind::Int(i) => q.bind(*i),
             })
     }

@@ -6,6 +6,7 @@
 //! A contract test suite runs every behaviour against both engines.
 
 mod backend;
+mod batch;
 mod consent;
 mod leads;
 mod models;
@@ -20,7 +21,7 @@ pub use backend::Backend;
 pub use consent::{
     Actor, ConfirmOutcome, DownloadRecord, PendingSubmission, ResendOutcome, RetentionReport,
 };
-pub use leads::BatchItem;
+pub use leads::{BatchItem, WriteConn};
 pub use models::{
     Cursor, LeadQuery, LeadRecord, Page, Recorded, SubmissionQuery, SubmissionRecord,
 };
@@ -46,6 +47,18 @@ pub enum StoreError {
 impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// An equivalent error (driver errors are not `Clone`), for answering each request of a
+    /// batch that failed as a whole.
+    pub fn replicate(&self) -> StoreError {
+        match self {
+            StoreError::Unavailable(inner) => {
+                StoreError::Unavailable(sqlx::Error::Protocol(format!("batch failed: {inner}")))
+            }
+            StoreError::Conflict => StoreError::Conflict,
+            other => StoreError::Corrupt(format!("batch failed: {other}")),
+        }
     }
 }
 

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use sqlx::any::AnyRow;
-use sqlx::Any;
 use uuid::Uuid;
 
-use super::leads::{insert_many, split, BatchItem, Sql};
+use super::batch::{Insert, Val};
+use super::leads::{split, BatchItem, Sql};
 use super::{get, Backend, LeadStore, StoreError};
 use crate::domain::{FieldValue, MessageKind, NewOutboxMessage};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A message claimed by a worker, with what it needs to compose it.
 #[derive(Debug, Clone)]
@@ -87,27 +87,28 @@ fn record_from_row(r: &AnyRow) -> Result<OutboxRecord, StoreError> {
     })
 }
 
-/// Writes the batch's messages inside its transaction: one lookup for the de-duplication
-/// window, one multi-row insert. A follow-up to a person who already got one for the same form
-/// within its window (earlier, or earlier in this batch) is stored as `skipped`, so what
-/// happened stays visible.
-pub(super) async fn enqueue_batch(
-    tx: &mut sqlx::Transaction<'_, Any>,
-    backend: Backend,
-    items: &[BatchItem<'_>],
+/// The batch's messages, for its transaction: a follow-up to a person who already got one for
+/// the same form within its window (earlier, or earlier in this batch) is stored as `skipped`,
+/// so what happened stays visible. Only leads that existed before the batch can have earlier
+/// messages, so only they are looked up (one query, and none at all for a batch of new people).
+pub(super) async fn batch_messages<'a>(
+    conn: &mut sqlx::AnyConnection,
+    items: &[BatchItem<'a>],
     writes: &[usize],
-    rows: &[(String, String)],
-) -> Result<(), StoreError> {
+    rows: &'a [(String, String)],
+    existing: &HashSet<&str>,
+) -> Result<Insert<'a>, StoreError> {
     // (lead, form, kind) -> newest non-skipped message time, for the windowed kinds.
     let mut last_sent: HashMap<(String, String, &'static str), i64> = HashMap::new();
     let windowed_leads: Vec<&str> = writes
         .iter()
         .zip(rows)
-        .filter(|(&i, _)| {
-            items[i]
-                .messages
-                .iter()
-                .any(|m| m.dedupe_window_ms.is_some())
+        .filter(|(&i, (_, lead_id))| {
+            existing.contains(lead_id.as_str())
+                && items[i]
+                    .messages
+                    .iter()
+                    .any(|m| m.dedupe_window_ms.is_some())
         })
         .map(|(_, (_, lead_id))| lead_id.as_str())
         .collect();
@@ -119,17 +120,18 @@ pub(super) async fn enqueue_batch(
         );
         sql.bind_list(windowed_leads.iter().copied());
         sql.push(") GROUP BY lead_id, form_id, kind");
-        for r in sql.query().persistent(false).fetch_all(&mut **tx).await? {
+        for r in sql.query().persistent(false).fetch_all(&mut *conn).await? {
             let kind: String = get(&r, 2)?;
             if let Some(kind) = MessageKind::parse(&kind) {
                 last_sent.insert((get(&r, 0)?, get(&r, 1)?, kind.as_str()), get(&r, 3)?);
             }
         }
     }
-    let mut out: Vec<OutboxRow<'_>> = Vec::new();
+    let mut out: Vec<OutboxRow<'a>> = Vec::new();
     for (&i, (submission_id, lead_id)) in writes.iter().zip(rows) {
-        let sub = items[i].sub;
-        for m in items[i].messages {
+        let item = items[i];
+        let sub = item.sub;
+        for m in item.messages {
             let mut skipped = None;
             if let Some(window) = m.dedupe_window_ms {
                 let key = (lead_id.clone(), sub.form_id.clone(), m.kind.as_str());
@@ -155,7 +157,7 @@ pub(super) async fn enqueue_batch(
             });
         }
     }
-    insert_rows(tx, backend, &out).await
+    Ok(outbox_insert(out))
 }
 
 /// One outbox row about to be written.
@@ -169,38 +171,48 @@ pub(super) struct OutboxRow<'a> {
     pub skipped: Option<String>,
 }
 
-/// Writes outbox rows with a constant number of multi-row statements.
-pub(super) async fn insert_rows(
-    tx: &mut sqlx::Transaction<'_, Any>,
-    backend: Backend,
-    out: &[OutboxRow<'_>],
-) -> Result<(), StoreError> {
-    insert_many(
-        tx,
-        backend,
-        "INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, \
-           attempts, max_attempts, next_attempt_at, last_error, created_at)",
-        out,
-        |sql, r| {
-            sql.bind_text(&Uuid::now_v7().to_string()).push(", ");
-            sql.bind_text(r.lead_id).push(", ");
-            sql.bind_text(r.submission_id).push(", ");
-            sql.bind_text(r.form_id).push(", ");
-            sql.bind_text(r.message.kind.as_str()).push(", ");
-            sql.bind_text(r.message.recipient.as_str()).push(", ");
-            sql.bind_text(if r.skipped.is_some() {
-                "skipped"
-            } else {
-                "pending"
-            })
-            .push(", 0, ");
-            sql.bind_int(i64::from(r.message.max_attempts)).push(", ");
-            sql.bind_int(r.now_ms).push(", ");
-            sql.bind_opt(r.skipped.as_deref()).push(", ");
-            sql.bind_int(r.now_ms);
-        },
-    )
-    .await
+/// The outbox rows as one multi-row insert.
+pub(super) fn outbox_insert(out: Vec<OutboxRow<'_>>) -> Insert<'_> {
+    let mut insert = Insert::new(
+        "outbox",
+        &[
+            "id",
+            "lead_id",
+            "submission_id",
+            "form_id",
+            "kind",
+            "recipient",
+            "status",
+            "attempts",
+            "max_attempts",
+            "next_attempt_at",
+            "last_error",
+            "created_at",
+        ],
+        "",
+    );
+    for r in out {
+        let status = if r.skipped.is_some() {
+            "skipped"
+        } else {
+            "pending"
+        };
+        insert.row([
+            Uuid::now_v7().to_string().into(),
+            r.lead_id.into(),
+            r.submission_id.into(),
+            r.form_id.into(),
+            r.message.kind.as_str().into(),
+            r.message.recipient.as_str().into(),
+            status.into(),
+            Val::Int(0),
+            i64::from(r.message.max_attempts).into(),
+            r.now_ms.into(),
+            r.skipped.map_or(Val::Null, Val::from),
+            r.now_ms.into(),
+        ]);
+    }
+    insert
 }
 
 impl LeadStore {

@@ -41,6 +41,23 @@ impl Raw {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// Makes every insert of a submission by `email` fail, as a constraint would.
+    async fn poison_submissions_of(&mut self, email: &str, backend: Backend) {
+        let sql = match backend {
+            Backend::Sqlite => format!(
+                "CREATE TRIGGER poison BEFORE INSERT ON submissions WHEN NEW.email = '{email}' \
+                 BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;"
+            ),
+            Backend::Postgres => format!(
+                "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+                   IF NEW.email = '{email}' THEN RAISE EXCEPTION 'poisoned row'; END IF; \
+                   RETURN NEW; END $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER poison BEFORE INSERT ON submissions FOR EACH ROW EXECUTE FUNCTION poison();"
+            ),
+        };
+        self.exec(&sql).await;
+    }
+
     async fn count(&mut self, table: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         match self {
@@ -98,18 +115,7 @@ both_backends! {
     async fn a_row_that_fails_does_not_fail_its_neighbours(backend: Backend) {
         let app = TestApp::spawn_with(backend, |s| s.writer.max_wait_us = 100_000).await;
         let mut db = raw(&app.db).await;
-        match backend {
-            Backend::Sqlite => db.exec(
-                "CREATE TRIGGER poison BEFORE INSERT ON submissions WHEN NEW.email = 'poison@example.com' \
-                 BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
-            ).await,
-            Backend::Postgres => db.exec(
-                "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
-                   IF NEW.email = 'poison@example.com' THEN RAISE EXCEPTION 'poisoned row'; END IF; \
-                   RETURN NEW; END $$ LANGUAGE plpgsql; \
-                 CREATE TRIGGER poison BEFORE INSERT ON submissions FOR EACH ROW EXECUTE FUNCTION poison();",
-            ).await,
-        }
+        db.poison_submissions_of("poison@example.com", backend).await;
         let mut bodies: Vec<(&str, Value)> = (0..20).map(|i| ("contact", contact(&format!("ok{i}@example.com")))).collect();
         bodies.insert(7, ("contact", contact("poison@example.com")));
         let answers = post_many(&app, bodies).await;
@@ -118,6 +124,47 @@ both_backends! {
         assert_eq!(bad[0].1 .0, 500, "the poisoned row alone fails");
         assert_eq!(db.count("submissions").await, 20);
         assert_eq!(db.count("leads").await, 20, "the failed row left no half-written lead");
+    }
+
+    async fn a_batch_of_new_and_returning_people_keeps_each_returning_persons_follow_up_window(backend: Backend) {
+        // On PostgreSQL new people take the one-statement path and returning people the
+        // transactional one; both kinds, and a new person twice, share this batch.
+        let app = TestApp::spawn_with(backend, |s| s.writer.max_wait_us = 200_000).await;
+        for i in 0..4 {
+            assert_eq!(app.post_json("contact", &contact(&format!("back{i}@example.com"))).await.status(), 201);
+        }
+        let mut bodies: Vec<(&str, Value)> = (0..4).map(|i| ("contact", contact(&format!("back{i}@example.com")))).collect();
+        bodies.extend((0..4).map(|i| ("contact", contact(&format!("new{i}@example.com")))));
+        bodies.push(("contact", contact("new0@example.com")));
+        let answers = post_many(&app, bodies).await;
+        assert!(answers.iter().all(|(s, _)| *s == 201), "{answers:?}");
+        assert_eq!(answers[8].1["lead_id"], answers[4].1["lead_id"], "one lead for a new person twice in a batch");
+        let mut db = raw(&app.db).await;
+        assert_eq!(db.count("leads").await, 8);
+        assert_eq!(db.count("submissions").await, 4 + 9);
+        assert_eq!(db.count("outbox WHERE status = 'pending'").await, 4 + 4, "first follow-ups only");
+        assert_eq!(db.count("outbox WHERE status = 'skipped'").await, 4 + 1, "within the window: skipped");
+        let leads = app.leads().await;
+        for l in &leads {
+            let want = if l["email"] == "new1@example.com" || l["email"] == "new2@example.com" || l["email"] == "new3@example.com" { 1 } else { 2 };
+            assert_eq!(l["submission_count"], want, "{l}");
+        }
+    }
+
+    async fn a_failing_returning_person_does_not_fail_the_new_people_in_its_batch(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |s| s.writer.max_wait_us = 100_000).await;
+        assert_eq!(app.post_json("contact", &contact("poison@example.com")).await.status(), 201);
+        let mut db = raw(&app.db).await;
+        db.poison_submissions_of("poison@example.com", backend).await;
+        let mut bodies: Vec<(&str, Value)> = (0..10).map(|i| ("contact", contact(&format!("fresh{i}@example.com")))).collect();
+        bodies.insert(3, ("contact", contact("poison@example.com")));
+        let answers = post_many(&app, bodies).await;
+        assert_eq!(answers[3].0, 500, "{answers:?}");
+        assert!(answers.iter().enumerate().all(|(i, (s, _))| i == 3 || *s == 201), "{answers:?}");
+        assert_eq!(db.count("submissions").await, 1 + 10, "each new person stored once");
+        assert_eq!(db.count("leads").await, 11);
+        let poisoned = app.leads().await.into_iter().find(|l| l["email"] == "poison@example.com").unwrap();
+        assert_eq!(poisoned["submission_count"], 1, "the failed submission left its lead as it was");
     }
 
     async fn shutdown_with_a_half_full_batch_commits_it_before_exiting(backend: Backend) {
