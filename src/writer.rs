@@ -127,17 +127,15 @@ async fn run(
             if batch.is_empty() {
                 // Idle: give the connection back while waiting.
                 session = None;
-                let first = if *stop.borrow() {
-                    // Stopping and nothing is left.
-                    return;
-                } else {
-                    tokio::select! {
-                        job = rx.recv() => match job {
-                            Some(j) => j,
-                            None => return,
-                        },
-                        _ = stop.changed() => continue,
-                    }
+                if *stop.borrow() {
+                    return; // stopping, and nothing is left
+                }
+                let first = tokio::select! {
+                    job = rx.recv() => match job {
+                        Some(j) => j,
+                        None => return,
+                    },
+                    _ = stop.changed() => continue,
                 };
                 batch.push(first);
                 take_queued(&mut rx, &mut batch, config.max_batch);

@@ -141,12 +141,7 @@ pub(super) async fn run(
             let rows = if inserts.is_empty() {
                 Vec::new()
             } else {
-                let (text, params) = postgres_statement(&inserts);
-                params
-                    .iter()
-                    .fold(sqlx::query(&text), |q, p| q.bind(p.as_str()))
-                    .fetch_all(&mut *conn)
-                    .await?
+                postgres_fetch(conn, &inserts, Chain::Plain).await?
             };
             if frame == Frame::Commit {
                 conn.execute("COMMIT").await?;
@@ -166,22 +161,25 @@ pub(super) async fn run_fresh(
 ) -> Result<Vec<AnyRow>, StoreError> {
     let mut inserts = vec![leads];
     inserts.extend(rest.iter().filter(|i| !i.is_empty()));
-    let mut text = String::new();
-    for (n, ins) in inserts.iter().enumerate() {
-        let filter = if n == 0 {
-            ""
-        } else {
-            " WHERE lead_id IN (SELECT id FROM w0)"
-        };
-        let sep = if n == 0 { "WITH" } else { "," };
-        let _ = write!(
-            text,
-            "{sep} w{n} AS ({}) ",
-            postgres_insert(ins, n + 1, filter)
-        );
-    }
-    text.push_str("SELECT id FROM w0");
-    let params: Vec<String> = inserts.iter().map(|ins| json_rows(ins)).collect();
+    postgres_fetch(conn, &inserts, Chain::FreshLeads).await
+}
+
+/// How a PostgreSQL statement chains its inserts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chain {
+    /// Every insert but the last is a CTE; the last is the statement (its `RETURNING` answers).
+    Plain,
+    /// The first insert creates leads; the others keep only rows for those leads; the
+    /// statement answers the created leads' ids.
+    FreshLeads,
+}
+
+async fn postgres_fetch(
+    conn: &mut AnyConnection,
+    inserts: &[&Insert<'_>],
+    chain: Chain,
+) -> Result<Vec<AnyRow>, StoreError> {
+    let (text, params) = postgres_statement(inserts, chain);
     Ok(params
         .iter()
         .fold(sqlx::query(&text), |q, p| q.bind(p.as_str()))
@@ -227,17 +225,25 @@ fn sqlite_command<'v, 'a>(inserts: &[&'v Insert<'a>], frame: Frame) -> (String, 
 }
 
 /// The PostgreSQL statement and its JSON parameters, one per insert.
-fn postgres_statement(inserts: &[&Insert<'_>]) -> (String, Vec<String>) {
+fn postgres_statement(inserts: &[&Insert<'_>], chain: Chain) -> (String, Vec<String>) {
     let mut text = String::new();
     let last = inserts.len() - 1;
     for (n, ins) in inserts.iter().enumerate() {
-        let insert = postgres_insert(ins, n + 1, "");
-        if n == last {
+        let filter = if chain == Chain::FreshLeads && n > 0 {
+            " WHERE lead_id IN (SELECT id FROM w0)"
+        } else {
+            ""
+        };
+        let insert = postgres_insert(ins, n + 1, filter);
+        if chain == Chain::Plain && n == last {
             text.push_str(&insert);
         } else {
             let sep = if n == 0 { "WITH" } else { "," };
             let _ = write!(text, "{sep} w{n} AS ({insert}) ");
         }
+    }
+    if chain == Chain::FreshLeads {
+        text.push_str("SELECT id FROM w0");
     }
     let params = inserts.iter().map(|ins| json_rows(ins)).collect();
     (text, params)
@@ -276,7 +282,9 @@ fn json_rows(ins: &Insert<'_>) -> String {
                     // Writing a string into a Vec cannot fail.
                     let _ = serde_json::to_writer(&mut out, s.as_ref());
                 }
-                Val::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+                Val::Int(i) => {
+                    let _ = std::io::Write::write_fmt(&mut out, format_args!("{i}"));
+                }
                 Val::Null => out.extend_from_slice(b"null"),
             }
         }
@@ -322,12 +330,18 @@ mod tests {
     #[test]
     fn postgres_sends_one_json_parameter_per_table() {
         let (a, b) = (two_rows(), two_rows());
-        let (text, params) = postgres_statement(&[&a, &b]);
+        let (text, params) = postgres_statement(&[&a, &b], Chain::Plain);
         assert_eq!(
             text,
             "WITH w0 AS (INSERT INTO t (id, n) SELECT id, n FROM json_populate_recordset(NULL::t, $1::json) RETURNING id) \
              INSERT INTO t (id, n) SELECT id, n FROM json_populate_recordset(NULL::t, $2::json) RETURNING id"
         );
         assert_eq!(params[0], r#"[{"id":"a\"\n","n":1},{"id":"b","n":null}]"#);
+
+        let (text, _) = postgres_statement(&[&a, &b], Chain::FreshLeads);
+        assert!(text.ends_with(
+            "json_populate_recordset(NULL::t, $2::json) WHERE lead_id IN (SELECT id FROM w0) \
+             RETURNING id) SELECT id FROM w0"
+        ));
     }
 }

@@ -271,11 +271,7 @@ impl LeadStore {
                 (Uuid::now_v7().to_string(), lead)
             })
             .collect();
-        let mut rest = vec![submission_inserts(items, writes, &rows)];
-        rest.push(
-            super::outbox::batch_messages(conn, items, writes, &rows, &HashSet::new()).await?,
-        );
-        rest.extend(super::consent::batch_extras(items, writes, &rows));
+        let rest = dependent_inserts(conn, items, writes, &rows, &HashSet::new()).await?;
         let created: HashSet<String> = batch::run_fresh(conn, &leads, &rest)
             .await
             .map_err(conflict_on_unique)?
@@ -336,9 +332,7 @@ impl LeadStore {
                 .ok_or_else(|| StoreError::Corrupt("lead upsert returned no id".into()))?;
             rows.push((Uuid::now_v7().to_string(), lead_id));
         }
-        let mut inserts = vec![submission_inserts(items, writes, &rows)];
-        inserts.push(super::outbox::batch_messages(conn, items, writes, &rows, &existing).await?);
-        inserts.extend(super::consent::batch_extras(items, writes, &rows));
+        let inserts = dependent_inserts(conn, items, writes, &rows, &existing).await?;
         batch::run(conn, backend, &inserts, Frame::Commit)
             .await
             .map_err(conflict_on_unique)?;
@@ -544,6 +538,21 @@ fn lead_upserts<'a>(
         proposed.push((a.email, id));
     }
     (insert, proposed)
+}
+
+/// Everything a batch writes after its leads: submissions, outbox messages (the follow-up
+/// window looked up for `existing` leads only), consent ledger entries and download links.
+async fn dependent_inserts<'a>(
+    conn: &mut sqlx::AnyConnection,
+    items: &[BatchItem<'a>],
+    writes: &[usize],
+    rows: &'a [(String, String)],
+    existing: &HashSet<&str>,
+) -> Result<Vec<Insert<'a>>, StoreError> {
+    let mut inserts = vec![submission_inserts(items, writes, rows)];
+    inserts.push(super::outbox::batch_messages(conn, items, writes, rows, existing).await?);
+    inserts.extend(super::consent::batch_extras(items, writes, rows));
+    Ok(inserts)
 }
 
 /// The only unique constraint a new submission row can break: another writer committed the
