@@ -193,6 +193,14 @@ impl Doomed {
     }
 }
 
+/// Which of these address hashes are suppressed: primary-key lookups.
+pub(super) fn suppression_lookup<'a>(hashes: impl IntoIterator<Item = &'a str>) -> Sql {
+    let mut sql = Sql::new("SELECT email_hash FROM suppressions WHERE email_hash IN (".into());
+    sql.bind_list(hashes);
+    sql.push(")");
+    sql
+}
+
 impl LeadStore {
     /// The signing key generated for this database (created on first use, shared by every
     /// instance on it).
@@ -471,11 +479,7 @@ impl LeadStore {
     pub async fn suppressed_among(&self, hashes: &[String]) -> Result<HashSet<String>, StoreError> {
         let mut found = HashSet::new();
         for chunk in split(hashes) {
-            let mut sql =
-                Sql::new("SELECT email_hash FROM suppressions WHERE email_hash IN (".into());
-            sql.bind_list(chunk.iter().map(String::as_str));
-            sql.push(")");
-            for r in sql
+            for r in suppression_lookup(chunk.iter().map(String::as_str))
                 .query()
                 .persistent(false)
                 .fetch_all(&self.writer)

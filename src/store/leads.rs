@@ -140,19 +140,11 @@ impl LeadStore {
             .filter(|&i| follower_of[i].is_none() && items[i].sub.idempotency_key.is_some())
             .collect();
         if !keyed.is_empty() {
-            let mut sql = Sql::new(
-                "SELECT form_id, idempotency_key, id, lead_id FROM submissions \
-                 WHERE idempotency_key IN ("
-                    .into(),
-            );
-            sql.bind_list(keyed.iter().map(|&i| {
-                items[i]
-                    .sub
-                    .idempotency_key
-                    .as_ref()
-                    .map_or("", |k| k.as_str())
+            let sql = idempotency_lookup(keyed.iter().map(|&i| {
+                let sub = items[i].sub;
+                let key = sub.idempotency_key.as_ref().map_or("", |k| k.as_str());
+                (sub.form_id.as_str(), key)
             }));
-            sql.push(")");
             let mut found: HashMap<(String, String), Recorded> = HashMap::new();
             let found_rows = sql
                 .query()
@@ -445,19 +437,46 @@ impl LeadStore {
     }
 }
 
+/// The lookup of already-stored idempotency keys: one `form_id = … AND idempotency_key IN (…)`
+/// group per form, so each group is a range probe of the `UNIQUE (form_id, idempotency_key)`
+/// index on both engines (a bare `idempotency_key IN (…)` cannot use it and scans every
+/// submission). Forms appear in the order of their first item, so the text repeats.
+pub(super) fn idempotency_lookup<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str)>) -> Sql {
+    let mut by_form: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (form, key) in keys {
+        match by_form.iter_mut().find(|(f, _)| *f == form) {
+            Some((_, keys)) => keys.push(key),
+            None => by_form.push((form, vec![key])),
+        }
+    }
+    let mut sql =
+        Sql::new("SELECT form_id, idempotency_key, id, lead_id FROM submissions WHERE ".into());
+    for (n, (form, keys)) in by_form.into_iter().enumerate() {
+        if n > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(form_id = ").bind_text(form);
+        sql.push(" AND idempotency_key IN (")
+            .bind_list(keys)
+            .push("))");
+    }
+    sql
+}
+
+pub(super) const FIND_IDEMPOTENT: &str =
+    "SELECT id, lead_id FROM submissions WHERE form_id = $1 AND idempotency_key = $2";
+
 /// The submission an idempotency key already names, if any.
 async fn find_idempotent(
     conn: &mut sqlx::AnyConnection,
     form_id: &str,
     key: &str,
 ) -> Result<Option<Recorded>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, lead_id FROM submissions WHERE form_id = $1 AND idempotency_key = $2",
-    )
-    .bind(form_id)
-    .bind(key)
-    .fetch_optional(conn)
-    .await?;
+    let row = sqlx::query(FIND_IDEMPOTENT)
+        .bind(form_id)
+        .bind(key)
+        .fetch_optional(conn)
+        .await?;
     row.map(|r| {
         Ok(Recorded {
             submission_id: get(&r, 0)?,
@@ -754,7 +773,7 @@ pub(super) fn split<T>(rows: &[T]) -> Vec<&[T]> {
         .collect()
 }
 
-enum Bind {
+pub(super) enum Bind {
     Text(String),
     Int(i64),
 }
@@ -774,6 +793,49 @@ impl Sql {
             anonymous: backend == super::Backend::Sqlite,
             ..Sql::new(text)
         }
+    }
+
+    /// A fixed statement text with its values.
+    pub(super) fn with_binds(text: impl Into<String>, binds: Vec<Bind>) -> Sql {
+        Sql {
+            binds,
+            ..Sql::new(text.into())
+        }
+    }
+
+    /// The statement with every placeholder replaced by its value as a SQL literal: what
+    /// `EXPLAIN` needs to plan exactly as for these values (see [`super::plans`]).
+    pub(super) fn inlined(&self) -> String {
+        let literal = |b: &Bind| match b {
+            Bind::Text(s) => format!("'{}'", s.replace('\'', "''")),
+            Bind::Int(i) => i.to_string(),
+        };
+        let mut out = String::with_capacity(self.text.len());
+        let mut chars = self.text.chars().peekable();
+        let (mut quoted, mut next) = (false, 0usize);
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' => {
+                    quoted = !quoted;
+                    out.push(c);
+                }
+                '?' if !quoted && self.anonymous => {
+                    out.push_str(&self.binds.get(next).map(literal).unwrap_or_default());
+                    next += 1;
+                }
+                '$' if !quoted && chars.peek().is_some_and(char::is_ascii_digit) => {
+                    let mut n = 0usize;
+                    while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                        n = n * 10 + d as usize;
+                        chars.next();
+                    }
+                    let bind = n.checked_sub(1).and_then(|i| self.binds.get(i));
+                    out.push_str(&bind.map(literal).unwrap_or_default());
+                }
+                _ => out.push(c),
+            }
+        }
+        out
     }
 
     pub(super) fn push(&mut self, s: &str) -> &mut Self {

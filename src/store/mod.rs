@@ -11,6 +11,8 @@ mod consent;
 mod leads;
 mod models;
 mod outbox;
+mod plans;
+mod seed;
 
 use std::time::Duration;
 
@@ -26,6 +28,7 @@ pub use models::{
     Cursor, LeadQuery, LeadRecord, Page, Recorded, SubmissionQuery, SubmissionRecord,
 };
 pub use outbox::{ClaimedMessage, OutboxRecord, OutboxStats, RetryTarget};
+pub use plans::QueryPlan;
 
 use crate::config::DatabaseSettings;
 use secrecy::ExposeSecret;

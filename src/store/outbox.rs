@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::batch::{Insert, Val};
-use super::leads::{split, BatchItem, Sql};
+use super::leads::{split, BatchItem, Bind, Sql};
 use super::{get, Backend, LeadStore, StoreError};
 use crate::domain::{FieldValue, MessageKind, NewOutboxMessage};
 use std::collections::{HashMap, HashSet};
@@ -87,6 +87,101 @@ fn record_from_row(r: &AnyRow) -> Result<OutboxRecord, StoreError> {
     })
 }
 
+/// Each lead's newest non-skipped message per form and kind (the follow-up window), through
+/// `outbox_lead (lead_id, …)`.
+pub(super) fn window_lookup<'a>(lead_ids: impl IntoIterator<Item = &'a str>) -> Sql {
+    let mut sql = Sql::new(
+        "SELECT lead_id, form_id, kind, MAX(created_at) FROM outbox \
+         WHERE status <> 'skipped' AND lead_id IN ("
+            .into(),
+    );
+    sql.bind_list(lead_ids);
+    sql.push(") GROUP BY lead_id, form_id, kind");
+    sql
+}
+
+/// Due messages leased to `owner`, oldest due first, through `outbox_due (status,
+/// next_attempt_at)`. PostgreSQL skips rows another instance's claim holds.
+pub(super) fn claim_due_sql(
+    backend: Backend,
+    now_ms: i64,
+    lease_ms: i64,
+    owner: &str,
+    limit: u32,
+) -> Sql {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    Sql::with_binds(
+        format!(
+            "UPDATE outbox SET lease_until = $1, lease_owner = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'failed') \
+               AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
+               ORDER BY next_attempt_at, id LIMIT $4{lock}) \
+             RETURNING id"
+        ),
+        vec![
+            Bind::Int(now_ms + lease_ms),
+            Bind::Text(owner.to_string()),
+            Bind::Int(now_ms),
+            Bind::Int(i64::from(limit)),
+        ],
+    )
+}
+
+/// What a worker needs to compose each claimed message: primary-key lookups only.
+pub(super) fn claimed_rows<'a>(ids: impl IntoIterator<Item = &'a str>) -> Sql {
+    let mut sql = Sql::new(
+        "SELECT o.id, o.lead_id, o.submission_id, o.form_id, o.kind, o.recipient, o.attempts, \
+           o.max_attempts, s.email, s.fields, s.created_at, d.expires_at \
+         FROM outbox o JOIN submissions s ON s.id = o.submission_id \
+         LEFT JOIN downloads d ON d.id = o.submission_id \
+         WHERE o.id IN ("
+            .into(),
+    );
+    sql.bind_list(ids);
+    sql.push(") ORDER BY o.next_attempt_at, o.id");
+    sql
+}
+
+/// `UPDATE outbox SET <set>, lease_until = NULL` for claimed ids this owner holds.
+pub(super) fn update_claimed_sql<'a>(
+    backend: Backend,
+    ids: impl IntoIterator<Item = &'a str>,
+    owner: &str,
+    set: impl Fn(&mut Sql),
+) -> Sql {
+    let mut sql = Sql::for_backend(backend, "UPDATE outbox SET ".into());
+    set(&mut sql);
+    sql.push(", lease_until = NULL WHERE lease_owner = ");
+    sql.bind_text(owner).push(" AND id IN (");
+    sql.bind_list(ids);
+    sql.push(")");
+    sql
+}
+
+/// One failed attempt: retried later, or dead.
+pub(super) fn mark_failed_sql(
+    status: &str,
+    error: &str,
+    next_ms: i64,
+    id: &str,
+    owner: &str,
+) -> Sql {
+    Sql::with_binds(
+        "UPDATE outbox SET status = $1, last_error = $2, next_attempt_at = $3, lease_until = NULL \
+         WHERE id = $4 AND lease_owner = $5",
+        vec![
+            Bind::Text(status.into()),
+            Bind::Text(error.into()),
+            Bind::Int(next_ms),
+            Bind::Text(id.into()),
+            Bind::Text(owner.into()),
+        ],
+    )
+}
+
 /// The batch's messages, for its transaction: a follow-up to a person who already got one for
 /// the same form within its window (earlier, or earlier in this batch) is stored as `skipped`,
 /// so what happened stays visible. Only leads that existed before the batch can have earlier
@@ -113,13 +208,7 @@ pub(super) async fn batch_messages<'a>(
         .map(|(_, (_, lead_id))| lead_id.as_str())
         .collect();
     if !windowed_leads.is_empty() {
-        let mut sql = Sql::new(
-            "SELECT lead_id, form_id, kind, MAX(created_at) FROM outbox \
-             WHERE status <> 'skipped' AND lead_id IN ("
-                .into(),
-        );
-        sql.bind_list(windowed_leads.iter().copied());
-        sql.push(") GROUP BY lead_id, form_id, kind");
+        let sql = window_lookup(windowed_leads.iter().copied());
         for r in sql.query().persistent(false).fetch_all(&mut *conn).await? {
             let kind: String = get(&r, 2)?;
             if let Some(kind) = MessageKind::parse(&kind) {
@@ -226,22 +315,8 @@ impl LeadStore {
         owner: &str,
         limit: u32,
     ) -> Result<Vec<ClaimedMessage>, StoreError> {
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE outbox SET lease_until = $1, lease_owner = $2, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'failed') \
-               AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
-               ORDER BY next_attempt_at, id LIMIT $4{lock}) \
-             RETURNING id"
-        );
-        let ids: Vec<String> = sqlx::query(&sql)
-            .bind(now_ms + lease_ms)
-            .bind(owner)
-            .bind(now_ms)
-            .bind(i64::from(limit))
+        let ids: Vec<String> = claim_due_sql(self.backend, now_ms, lease_ms, owner, limit)
+            .query()
             .fetch_all(&self.writer)
             .await?
             .iter()
@@ -250,18 +325,9 @@ impl LeadStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT o.id, o.lead_id, o.submission_id, o.form_id, o.kind, o.recipient, o.attempts, \
-               o.max_attempts, s.email, s.fields, s.created_at, d.expires_at \
-             FROM outbox o JOIN submissions s ON s.id = o.submission_id \
-             LEFT JOIN downloads d ON d.id = o.submission_id \
-             WHERE o.id IN ({}) ORDER BY o.next_attempt_at, o.id",
-            placeholders.join(", ")
-        );
-        let rows = ids
-            .iter()
-            .fold(sqlx::query(&sql), |q, id| q.bind(id.as_str()))
+        let rows = claimed_rows(ids.iter().map(String::as_str))
+            .query()
+            .persistent(false)
             .fetch_all(&self.writer)
             .await?;
         rows.iter()
@@ -323,12 +389,8 @@ impl LeadStore {
     ) -> Result<u64, StoreError> {
         let mut done = 0;
         for chunk in split(ids) {
-            let mut sql = Sql::for_backend(self.backend, "UPDATE outbox SET ".into());
-            set(&mut sql);
-            sql.push(", lease_until = NULL WHERE lease_owner = ");
-            sql.bind_text(owner).push(" AND id IN (");
-            sql.bind_list(chunk.iter().map(String::as_str));
-            sql.push(")");
+            let sql =
+                update_claimed_sql(self.backend, chunk.iter().map(String::as_str), owner, &set);
             done += sql.query().execute(&self.writer).await?.rows_affected();
         }
         Ok(done)
@@ -344,17 +406,10 @@ impl LeadStore {
         dead: bool,
     ) -> Result<bool, StoreError> {
         let status = if dead { "dead" } else { "failed" };
-        let done = sqlx::query(
-            "UPDATE outbox SET status = $1, last_error = $2, next_attempt_at = $3, lease_until = NULL \
-             WHERE id = $4 AND lease_owner = $5",
-        )
-        .bind(status)
-        .bind(error)
-        .bind(next_attempt_at_ms)
-        .bind(id)
-        .bind(owner)
-        .execute(&self.writer)
-        .await?;
+        let done = mark_failed_sql(status, error, next_attempt_at_ms, id, owner)
+            .query()
+            .execute(&self.writer)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 

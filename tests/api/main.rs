@@ -11,6 +11,7 @@ mod email;
 mod hostile;
 mod idempotency;
 mod operations;
+mod plans;
 mod rate_limit;
 mod snippet;
 mod submissions;

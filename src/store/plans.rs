@@ -1,0 +1,123 @@
+//! The query plans of the write path, as the engine would run them now: every statement that
+//! the submission path and the outbox worker read or update rows with, built by the same
+//! functions those paths call, under `EXPLAIN QUERY PLAN` (SQLite) or `EXPLAIN` (PostgreSQL).
+//!
+//! Inserts are not listed: their only reads are the conflict checks of `ON CONFLICT` and of
+//! unique constraints, which are index probes by definition.
+
+use super::consent::suppression_lookup;
+use super::leads::{idempotency_lookup, Bind, Sql, FIND_IDEMPOTENT};
+use super::outbox::{
+    claim_due_sql, claimed_rows, mark_failed_sql, update_claimed_sql, window_lookup,
+};
+use super::{get, Backend, LeadStore, StoreError};
+
+/// One statement and the plan the engine chose for it.
+#[derive(Debug, Clone)]
+pub struct QueryPlan {
+    /// What the statement is for, e.g. `idempotency lookup`.
+    pub statement: &'static str,
+    /// The statement as explained (values inlined).
+    pub sql: String,
+    /// The plan, one line per node.
+    pub plan: Vec<String>,
+}
+
+impl QueryPlan {
+    /// The plan lines that read a whole table (or a whole index of it) instead of probing an
+    /// index: `SCAN …` on SQLite, `Seq Scan on …` on PostgreSQL.
+    pub fn full_scans(&self) -> Vec<&str> {
+        self.plan
+            .iter()
+            .map(String::as_str)
+            .filter(|line| {
+                let l = line.trim_start_matches([' ', '-', '>']);
+                l.starts_with("Seq Scan on ")
+                    || (l.starts_with("SCAN ") && !l.starts_with("SCAN CONSTANT ROW"))
+            })
+            .collect()
+    }
+}
+
+impl LeadStore {
+    /// The plan of every statement of the write path, for values as a busy form sends them.
+    /// Run it on a database of realistic size (after `ANALYZE`): the planner chooses by its
+    /// statistics, and on a near-empty table a full scan is the honest choice.
+    pub async fn explain_write_path(&self) -> Result<Vec<QueryPlan>, StoreError> {
+        let (now, owner) = (1_800_000_000_000_i64, "worker-plan");
+        let ids = [
+            "0190aaaa-0000-7000-8000-000000000001",
+            "0190aaaa-0000-7000-8000-000000000002",
+        ];
+        let statements: Vec<(&'static str, Sql)> = vec![
+            (
+                "idempotency lookup",
+                idempotency_lookup([
+                    ("contact", "5f2c0d3b9a8e4f6a"),
+                    ("contact", "7a1e2b3c4d5e6f70"),
+                    ("whitepaper", "0b1c2d3e4f506172"),
+                ]),
+            ),
+            (
+                "idempotency race",
+                Sql::with_binds(
+                    FIND_IDEMPOTENT,
+                    vec![
+                        Bind::Text("contact".into()),
+                        Bind::Text("5f2c0d3b9a8e4f6a".into()),
+                    ],
+                ),
+            ),
+            ("follow-up window", window_lookup(ids)),
+            (
+                "outbox claim",
+                claim_due_sql(self.backend, now, 120_000, owner, 32),
+            ),
+            ("claimed messages", claimed_rows(ids)),
+            (
+                "mark sent",
+                update_claimed_sql(self.backend, ids, owner, |sql| {
+                    sql.push("status = 'sent', last_error = NULL, sent_at = ")
+                        .bind_int(now);
+                }),
+            ),
+            (
+                "mark failed",
+                mark_failed_sql("failed", "timeout", now, ids[0], owner),
+            ),
+            (
+                "suppression check",
+                suppression_lookup(["3b0f5c1e9d8a7b6c5d4e3f2a1b0c9d8e"]),
+            ),
+        ];
+        let mut plans = Vec::with_capacity(statements.len());
+        for (statement, sql) in statements {
+            plans.push(self.explain(statement, &sql.inlined()).await?);
+        }
+        Ok(plans)
+    }
+
+    /// The plan the engine chooses for one statement (values inlined, no placeholders).
+    pub async fn explain(
+        &self,
+        statement: &'static str,
+        sql: &str,
+    ) -> Result<QueryPlan, StoreError> {
+        let (explain, column) = match self.backend {
+            Backend::Sqlite => ("EXPLAIN QUERY PLAN", 3),
+            Backend::Postgres => ("EXPLAIN", 0),
+        };
+        let plan = sqlx::query(&format!("{explain} {sql}"))
+            .persistent(false)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|r| get::<String>(r, column))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(QueryPlan {
+            statement,
+            sql: sql.to_string(),
+            plan,
+        })
+    }
+}
