@@ -1,7 +1,9 @@
 //! Text cleaning shared by every text-like field: NFC, no control characters, no bidi
 //! overrides, and no line breaks in single-line fields (so CR/LF can never reach a mail header).
 
-use unicode_normalization::UnicodeNormalization;
+use std::borrow::Cow;
+
+use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FieldError {
@@ -43,10 +45,29 @@ fn is_unicode_break(c: char) -> bool {
     matches!(c, '\u{2028}' | '\u{2029}')
 }
 
+/// `s` in Normalization Form C, copied only when it is not already: ASCII and text that passes
+/// the quick check (almost every real value) come back borrowed.
+pub fn nfc(s: &str) -> Cow<'_, str> {
+    if s.is_ascii() || is_nfc_quick(s.chars()) == IsNormalized::Yes {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.nfc().collect())
+    }
+}
+
+/// How many characters `s` has (its byte length when it is ASCII).
+fn char_len(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().count()
+    }
+}
+
 /// A single-line value: trimmed, NFC, no control characters (CR, LF, TAB, NUL, C1),
 /// no U+2028/2029 and no bidi overrides; at most `max` characters. Empty means absent.
 pub fn single_line(raw: &str, max: usize) -> Result<Option<String>, FieldError> {
-    let s: String = raw.trim().nfc().collect();
+    let s = nfc(raw.trim());
     for c in s.chars() {
         if c.is_control() || is_unicode_break(c) {
             return Err(FieldError::ControlCharacters);
@@ -61,12 +82,18 @@ pub fn single_line(raw: &str, max: usize) -> Result<Option<String>, FieldError> 
 /// A multi-line value: line breaks normalised to `\n`, tabs allowed, other controls and bidi
 /// overrides rejected.
 pub fn multi_line(raw: &str, max: usize) -> Result<Option<String>, FieldError> {
-    let s: String = raw
-        .trim()
-        .replace("\r\n", "\n")
-        .replace(['\r', '\u{2028}', '\u{2029}'], "\n")
-        .nfc()
-        .collect();
+    let trimmed = raw.trim();
+    let breaks = trimmed.contains(['\r', '\u{2028}', '\u{2029}']);
+    let unified: Cow<'_, str> = if breaks {
+        Cow::Owned(
+            trimmed
+                .replace("\r\n", "\n")
+                .replace(['\r', '\u{2028}', '\u{2029}'], "\n"),
+        )
+    } else {
+        Cow::Borrowed(trimmed)
+    };
+    let s = nfc(&unified);
     for c in s.chars() {
         if c.is_control() && c != '\n' && c != '\t' {
             return Err(FieldError::ControlCharacters);
@@ -78,40 +105,58 @@ pub fn multi_line(raw: &str, max: usize) -> Result<Option<String>, FieldError> {
     finish(s, max)
 }
 
-fn finish(s: String, max: usize) -> Result<Option<String>, FieldError> {
+fn finish(s: Cow<'_, str>, max: usize) -> Result<Option<String>, FieldError> {
     if s.is_empty() {
         return Ok(None);
     }
-    if s.chars().count() > max {
+    if char_len(&s) > max {
         return Err(FieldError::TooLong { max });
     }
-    Ok(Some(s))
+    Ok(Some(s.into_owned()))
 }
 
 /// For values we must never reject a lead over (attribution, user agent): controls and bidi
 /// overrides dropped, whitespace runs folded, truncated to `max` characters.
 pub fn clean_lossy(raw: &str, max: usize) -> Option<String> {
+    if is_clean_ascii(raw) && raw.len() <= max {
+        return Some(raw.to_string());
+    }
     let mut out = String::new();
     let mut last_space = false;
-    for c in raw.nfc() {
+    let mut kept = 0usize;
+    for c in nfc(raw).chars() {
         if is_bidi_control(c) {
             continue;
         }
         if c.is_control() || c.is_whitespace() {
             if !last_space && !out.is_empty() {
+                if kept >= max {
+                    break;
+                }
                 out.push(' ');
+                kept += 1;
             }
             last_space = true;
             continue;
         }
-        last_space = false;
-        out.push(c);
-        if out.chars().count() >= max {
+        if kept >= max {
             break;
         }
+        last_space = false;
+        out.push(c);
+        kept += 1;
     }
-    let trimmed = out.trim_end();
-    (!trimmed.is_empty()).then(|| trimmed.to_string())
+    out.truncate(out.trim_end().len());
+    (!out.is_empty()).then_some(out)
+}
+
+/// Printable ASCII with single inner spaces: what [`clean_lossy`] would return unchanged.
+fn is_clean_ascii(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(' ')
+        && !s.ends_with(' ')
+        && s.bytes().all(|b| (b' '..=b'~').contains(&b))
+        && !s.contains("  ")
 }
 
 #[cfg(test)]
@@ -150,6 +195,39 @@ mod tests {
             multi_line("a\u{7}b", 100),
             Err(FieldError::ControlCharacters)
         );
+    }
+
+    #[test]
+    fn nfc_borrows_what_is_already_normal() {
+        assert!(matches!(nfc("plain ascii"), Cow::Borrowed(_)));
+        assert!(matches!(nfc("Café Zoë"), Cow::Borrowed(_)));
+        assert_eq!(nfc("Cafe\u{301}"), "Café");
+        assert!(matches!(nfc("Cafe\u{301}"), Cow::Owned(_)));
+    }
+
+    #[test]
+    fn lossy_cleaning_is_linear_in_the_length() {
+        // 200,000 characters, a space every other one (quadratic counting took seconds), and
+        // never more than `max` characters kept.
+        let long = "a ".repeat(100_000);
+        assert_eq!(clean_lossy(&long, 300).unwrap().chars().count(), 299);
+        assert_eq!(clean_lossy(&long, 301).unwrap().chars().count(), 301);
+        assert_eq!(clean_lossy(&long, 1_000_000).unwrap().len(), 199_999);
+    }
+
+    #[test]
+    fn lossy_returns_clean_ascii_unchanged_and_cleans_the_rest() {
+        for clean in [
+            "utm source",
+            "a",
+            "https://example.com/?a=b&c=d",
+            "{\"at\":\"x y\"}",
+        ] {
+            assert_eq!(clean_lossy(clean, 100).as_deref(), Some(clean));
+        }
+        assert_eq!(clean_lossy(" a  b ", 100).as_deref(), Some("a b"));
+        assert_eq!(clean_lossy("a\u{7f}b", 100).as_deref(), Some("a b"));
+        assert_eq!(clean_lossy("abcdef", 3).as_deref(), Some("abc"));
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub fn parse_urlencoded(body: &[u8]) -> Result<RawPayload, PayloadError> {
 }
 
 fn decode(s: &str) -> Result<String, PayloadError> {
+    if !s.contains(['+', '%']) {
+        return Ok(s.to_string());
+    }
     let plus = s.replace('+', " ");
     percent_decode(plus.as_bytes())
         .decode_utf8()
