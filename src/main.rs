@@ -115,7 +115,7 @@ fn main() -> ExitCode {
     };
     if let Some(Command::Serve { bind: Some(bind) }) = &cli.command {
         settings.server.bind.clone_from(bind);
-        // Only a scalar changed; Application::build checks forms, templates and keys once.
+        // Only a scalar changed; Application::build builds (and so checks) everything else.
         if let Err(e) = settings.validate_scalars() {
             return fail(2, e);
         }
@@ -165,6 +165,9 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::CheckConfig => {
+            if let Err(e) = inlet::startup::Components::check(&settings) {
+                return fail(2, e);
+            }
             print!("{}", settings.to_redacted_toml());
             eprintln!(
                 "inlet: configuration is valid ({} forms)",

@@ -67,6 +67,55 @@ impl AppState {
     }
 }
 
+/// What the settings alone make (no database, no network, nothing written): forms, email
+/// templates, the pages, the embed script's assets, each download form's asset, the sender and
+/// the DKIM key. Built exactly once at startup; `inlet check-config` builds the same to check a
+/// configuration without serving.
+pub struct Components {
+    pub forms: FormRegistry,
+    pub templates: Templates,
+    pub pages: Pages,
+    pub assets: Arc<crate::snippet::Assets>,
+    pub downloads: crate::consent::ResolvedAssets,
+    pub default_from: lettre::message::Mailbox,
+    pub dkim: Option<Arc<lettre::message::dkim::DkimConfig>>,
+}
+
+impl Components {
+    /// Builds every part, each checked as it is built; `public_url` is where links point.
+    pub fn build(settings: &Settings, public_url: &str) -> Result<Components, StartupError> {
+        let forms = FormRegistry::build(settings)?;
+        let templates = Templates::build(settings)?;
+        let pages = Pages::new().map_err(|e| StartupError::Server(std::io::Error::other(e)))?;
+        let default_from = crate::mail::parse_mailbox(&settings.mail.from)
+            .map_err(|m| ConfigError::invalid("mail.from (INLET_MAIL_FROM)", m))?;
+        let assets = Arc::new(crate::snippet::Assets::load());
+        let downloads = crate::consent::ResolvedAssets::resolve(settings, &assets, public_url)?;
+        let dkim = settings
+            .mail
+            .dkim
+            .as_ref()
+            .map(crate::mail::load_dkim)
+            .transpose()?;
+        Ok(Components {
+            forms,
+            templates,
+            pages,
+            assets,
+            downloads,
+            default_from,
+            dkim,
+        })
+    }
+
+    /// `inlet check-config`: the values (already checked when loaded) and every built part,
+    /// for the address the settings would serve on.
+    pub fn check(settings: &Settings) -> Result<Components, StartupError> {
+        let public_url = settings.public_url(settings.bind_addr()?);
+        Components::build(settings, &public_url)
+    }
+}
+
 pub struct Application {
     addr: SocketAddr,
     server: Server,
@@ -78,12 +127,10 @@ pub struct Application {
 }
 
 impl Application {
-    /// Validates the settings (each part once, as it is built), opens the database (running
-    /// migrations), binds the listener.
+    /// Builds every part once (each checked as it is built; the values were checked when the
+    /// settings were loaded), opens the database (running migrations), binds the listener.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         settings.validate_scalars()?;
-        let forms = FormRegistry::build(&settings)?;
-        let templates = Templates::build(&settings)?;
         let store = LeadStore::connect(&settings.database)
             .await
             .map_err(StartupError::Database)?;
@@ -91,18 +138,22 @@ impl Application {
         let listener =
             TcpListener::bind(bind).map_err(|source| StartupError::Bind { addr: bind, source })?;
         let addr = listener.local_addr().map_err(StartupError::Server)?;
+        let public_url = settings.public_url(addr);
+        let Components {
+            forms,
+            templates,
+            pages,
+            assets,
+            downloads,
+            default_from,
+            dkim,
+        } = Components::build(&settings, &public_url)?;
         let limits = RateLimits::new(
             &settings.rate_limit,
             forms.len(),
             settings.trusted_proxies()?,
         );
-        let pages = Pages::new().map_err(|e| StartupError::Server(std::io::Error::other(e)))?;
         let mailer = Mailer::from_settings(&settings.mail)?;
-        let default_from = crate::mail::parse_mailbox(&settings.mail.from)
-            .map_err(|m| ConfigError::invalid("mail.from (INLET_MAIL_FROM)", m))?;
-        let public_url = settings.public_url(addr);
-        let assets = Arc::new(crate::snippet::Assets::load());
-        let downloads = crate::consent::ResolvedAssets::resolve(&settings, &assets, &public_url)?;
         let generated;
         let secrets: Vec<&[u8]> = if settings.consent.signing_keys.is_empty() {
             generated = store
@@ -134,12 +185,7 @@ impl Application {
                 forms.clone(),
                 default_from,
                 links.clone(),
-                settings
-                    .mail
-                    .dkim
-                    .as_ref()
-                    .map(crate::mail::load_dkim)
-                    .transpose()?,
+                dkim,
             ),
             settings.outbox.clone(),
             metrics.clone(),

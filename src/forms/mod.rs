@@ -1,14 +1,12 @@
 //! Form definitions ("forms as code") compiled from the config, and how a payload is parsed
 //! against one.
 
-mod demo;
 mod parse;
 mod payload;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use demo::demo_forms;
 pub use parse::{parse_submission, ParseContext, SubmissionError};
 pub use payload::{parse_json, parse_urlencoded, PayloadError, RawPayload, RawValue, MAX_KEYS};
 

@@ -11,7 +11,6 @@ pub use transport::{describe_send_error, send_test_email, MailError, Mailer};
 use std::sync::Arc;
 
 use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
-use lettre::message::Mailbox;
 
 use crate::config::{ConfigError, DkimAlgorithm, DkimSettings};
 
@@ -59,10 +58,4 @@ pub fn load_dkim(d: &DkimSettings) -> Result<Arc<DkimConfig>, ConfigError> {
 }
 
 /// Parses `Name <addr@example.com>` or `addr@example.com`; refuses CR/LF outright.
-pub fn parse_mailbox(s: &str) -> Result<Mailbox, String> {
-    if s.contains(['\r', '\n']) {
-        return Err("must not contain line breaks".into());
-    }
-    s.parse::<Mailbox>()
-        .map_err(|e| format!("'{s}' is not a mailbox like 'Name <name@example.com>': {e}"))
-}
+pub use crate::config::parse_mailbox;

@@ -122,7 +122,7 @@ impl LeadStore {
         let backend = Backend::from_url(url)
             .map_err(|m| StoreError::Unavailable(sqlx::Error::Configuration(m.into())))?;
         let acquire = Duration::from_millis(settings.acquire_timeout_ms);
-        let url = backend.connect_url(url);
+        let url = backend::connect_url(backend, url);
         let store = match backend {
             Backend::Sqlite => {
                 let sync = settings.sqlite_synchronous.clone();
@@ -193,7 +193,7 @@ impl LeadStore {
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.backend.migrator().run(&self.writer).await?;
+        backend::migrator(self.backend).run(&self.writer).await?;
         Ok(())
     }
 

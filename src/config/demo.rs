@@ -1,9 +1,7 @@
 //! The three demo forms that exist out of the box, so anyone can try Inlet with curl in a
 //! minute. Their ids (`newsletter`, `contact`, `whitepaper`) are part of the public contract.
 
-use crate::config::{
-    EmailTemplateConfig, ExtraFields, FieldConfig, FieldType, FormConfig, FormKind,
-};
+use super::{EmailTemplateConfig, ExtraFields, FieldConfig, FieldType, FormConfig, FormKind};
 
 fn field(name: &str, kind: FieldType, required: bool, label: &str) -> FieldConfig {
     FieldConfig {

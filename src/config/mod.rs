@@ -1,7 +1,15 @@
-//! Settings: defaults in code -> optional TOML file (`--config` / `INLET_CONFIG`) -> environment.
+//! Settings as plain data: defaults in code -> optional TOML file (`--config` / `INLET_CONFIG`)
+//! -> environment, layered by figment. The environment always wins; [`env`] has the one
+//! nesting rule that reaches every setting and the older names that keep working.
 //!
-//! The environment always wins. Every variable Inlet reads is listed in [`ENV_VARS`], so the
-//! list is greppable and unknown `INLET_*` variables can be warned about. Loading never writes.
+//! Loading reads and checks values; it builds nothing (forms, templates, the DKIM key and the
+//! download assets are built once, by `startup`) and never writes. Nothing here imports a
+//! feature module.
+
+mod demo;
+pub mod env;
+
+pub use demo::demo_forms;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +17,9 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
 
 use crate::domain::IpPrivacy;
 
@@ -23,7 +34,7 @@ pub enum ConfigError {
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("environment variable {var}: {message}")]
-    Env { var: &'static str, message: String },
+    Env { var: String, message: String },
     #[error("setting {setting}: {message}")]
     Invalid { setting: String, message: String },
 }
@@ -53,7 +64,7 @@ pub struct Settings {
     pub retention: RetentionSettings,
     pub log: LogSettings,
     /// The forms this instance serves. Absent: the three demo forms.
-    #[serde(default = "crate::forms::demo_forms")]
+    #[serde(default = "demo_forms")]
     pub forms: Vec<FormConfig>,
 }
 
@@ -486,215 +497,48 @@ fn default_max_extra() -> usize {
     20
 }
 
-/// Every environment variable Inlet reads, and the setting it sets.
-pub const ENV_VARS: &[(&str, &str)] = &[
-    ("DATABASE_URL", "database.url"),
-    ("INLET_CONFIG", "(config file path)"),
-    ("INLET_BIND", "server.bind"),
-    ("INLET_PUBLIC_URL", "server.public_url"),
-    ("INLET_BODY_LIMIT_BYTES", "server.body_limit_bytes"),
-    (
-        "INLET_TRUSTED_PROXIES",
-        "server.trusted_proxies (comma-separated)",
-    ),
-    ("INLET_WORKERS", "server.workers"),
-    ("INLET_DATABASE_MAX_CONNECTIONS", "database.max_connections"),
-    ("INLET_SQLITE_SYNCHRONOUS", "database.sqlite_synchronous"),
-    ("INLET_SMTP_URL", "mail.smtp_url"),
-    ("INLET_MAIL_DIR", "mail.mail_dir"),
-    ("INLET_MAIL_FROM", "mail.from"),
-    (
-        "INLET_DKIM_SELECTOR",
-        "mail.dkim.selector (with the next two)",
-    ),
-    ("INLET_DKIM_DOMAIN", "mail.dkim.domain"),
-    ("INLET_DKIM_PRIVATE_KEY_FILE", "mail.dkim.private_key_file"),
-    ("INLET_DKIM_ALGORITHM", "mail.dkim.algorithm (rsa|ed25519)"),
-    ("INLET_ADMIN_TOKEN", "admin.token"),
-    ("INLET_IP_PRIVACY", "privacy.ip (truncate|hash|drop|full)"),
-    ("INLET_IP_HASH_KEY", "privacy.ip_hash_key"),
-    ("INLET_RATE_LIMIT_ENABLED", "rate_limit.enabled"),
-    (
-        "INLET_RATE_LIMIT_PER_IP_PER_MINUTE",
-        "rate_limit.per_ip_per_minute",
-    ),
-    (
-        "INLET_RATE_LIMIT_PER_FORM_PER_SECOND",
-        "rate_limit.per_form_per_second",
-    ),
-    ("INLET_OUTBOX_WORKER_ENABLED", "outbox.worker_enabled"),
-    ("INLET_OUTBOX_MAX_ATTEMPTS", "outbox.max_attempts"),
-    ("INLET_OUTBOX_LEASE_MS", "outbox.lease_ms"),
-    ("INLET_OUTBOX_BACKOFF_BASE_MS", "outbox.backoff_base_ms"),
-    ("INLET_SPAM_MIN_SUBMIT_MS", "spam.min_submit_ms"),
-    (
-        "INLET_SIGNING_KEYS",
-        "consent.signing_keys (comma-separated, newest first)",
-    ),
-    ("INLET_CONFIRM_TTL_SECS", "consent.confirm_ttl_secs"),
-    (
-        "INLET_CONFIRM_RESEND_WINDOW_SECS",
-        "consent.confirm_resend_window_secs",
-    ),
-    ("INLET_DOWNLOAD_TTL_SECS", "consent.download_ttl_secs"),
-    ("INLET_DOWNLOADS_DIR", "consent.downloads_dir"),
-    ("INLET_UNSUBSCRIBE_MAILTO", "consent.unsubscribe_mailto"),
-    ("INLET_RETENTION_SPAM_DAYS", "retention.spam_days"),
-    (
-        "INLET_RETENTION_UNCONFIRMED_DAYS",
-        "retention.unconfirmed_days",
-    ),
-    ("INLET_RETENTION_IP_DAYS", "retention.ip_days"),
-    ("INLET_LOG_FORMAT", "log.format (text|json)"),
-    ("INLET_LOG_LEVEL", "log.level"),
-];
-
 impl Settings {
-    /// Loads defaults, then the file (if any), then the process environment.
+    /// Loads defaults, then the file (if any), then the process environment, and checks the
+    /// values.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
-        Self::load_from(file, |k| std::env::var(k).ok())
+        Self::load_from(file, std::env::vars())
     }
 
-    /// As [`Settings::load`], with the environment given as a lookup (tests).
+    /// As [`Settings::load`], with the environment given (tests).
     pub fn load_from(
         file: Option<&Path>,
-        env: impl Fn(&str) -> Option<String>,
+        vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
-        let mut settings = match file {
-            Some(path) => Self::from_toml_file(path)?,
-            None => Settings::default_with_demo_forms(),
-        };
-        settings.apply_env(env)?;
-        settings.validate()?;
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            // Read here, not by figment: a missing file is an error, not an empty layer.
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            figment = figment.merge(Toml::string(&text));
+        }
+        let environment = env::Environment::new(vars, &env::Catalog::of_settings());
+        let settings: Settings = figment
+            .merge(&environment)
+            .extract_lossy()
+            .map_err(|e| config_error(e, file, &environment))?;
+        settings.validate_scalars()?;
         Ok(settings)
     }
 
     /// The defaults: what `cargo run` with nothing configured serves.
     pub fn default_with_demo_forms() -> Settings {
         Settings {
-            forms: crate::forms::demo_forms(),
+            forms: demo_forms(),
             ..Settings::default()
         }
-    }
-
-    fn from_toml_file(path: &Path) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: one_line(&e.to_string()),
-        })
-    }
-
-    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn parse<T: std::str::FromStr>(var: &'static str, v: &str) -> Result<T, ConfigError>
-        where
-            T::Err: std::fmt::Display,
-        {
-            v.trim().parse().map_err(|e: T::Err| ConfigError::Env {
-                var,
-                message: format!("'{v}' is not valid: {e}"),
-            })
-        }
-        fn parse_enum<T: serde::de::DeserializeOwned>(
-            var: &'static str,
-            v: &str,
-        ) -> Result<T, ConfigError> {
-            T::deserialize(
-                serde::de::value::StrDeserializer::<serde::de::value::Error>::new(v.trim()),
-            )
-            .map_err(|e| ConfigError::Env {
-                var,
-                message: e.to_string(),
-            })
-        }
-        for (var, _) in ENV_VARS {
-            let Some(v) = env(var) else { continue };
-            match *var {
-                "DATABASE_URL" => self.database.url = SecretString::from(v),
-                "INLET_BIND" => self.server.bind = v,
-                "INLET_PUBLIC_URL" => self.server.public_url = Some(v),
-                "INLET_BODY_LIMIT_BYTES" => self.server.body_limit_bytes = parse(var, &v)?,
-                "INLET_TRUSTED_PROXIES" => {
-                    self.server.trusted_proxies = v
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .collect();
-                }
-                "INLET_WORKERS" => self.server.workers = Some(parse(var, &v)?),
-                "INLET_DATABASE_MAX_CONNECTIONS" => {
-                    self.database.max_connections = parse(var, &v)?;
-                }
-                "INLET_SQLITE_SYNCHRONOUS" => self.database.sqlite_synchronous = v,
-                "INLET_SMTP_URL" => self.mail.smtp_url = Some(SecretString::from(v)),
-                "INLET_MAIL_DIR" => self.mail.mail_dir = PathBuf::from(v),
-                "INLET_MAIL_FROM" => self.mail.from = v,
-                "INLET_DKIM_SELECTOR" => self.dkim_mut().selector = v,
-                "INLET_DKIM_DOMAIN" => self.dkim_mut().domain = v,
-                "INLET_DKIM_PRIVATE_KEY_FILE" => {
-                    self.dkim_mut().private_key_file = PathBuf::from(v)
-                }
-                "INLET_DKIM_ALGORITHM" => self.dkim_mut().algorithm = parse_enum(var, &v)?,
-                "INLET_ADMIN_TOKEN" => self.admin.token = Some(SecretString::from(v)),
-                "INLET_IP_PRIVACY" => self.privacy.ip = parse_enum(var, &v)?,
-                "INLET_IP_HASH_KEY" => self.privacy.ip_hash_key = Some(SecretString::from(v)),
-                "INLET_RATE_LIMIT_ENABLED" => self.rate_limit.enabled = parse(var, &v)?,
-                "INLET_RATE_LIMIT_PER_IP_PER_MINUTE" => {
-                    self.rate_limit.per_ip_per_minute = parse(var, &v)?;
-                }
-                "INLET_RATE_LIMIT_PER_FORM_PER_SECOND" => {
-                    self.rate_limit.per_form_per_second = parse(var, &v)?;
-                }
-                "INLET_OUTBOX_WORKER_ENABLED" => self.outbox.worker_enabled = parse(var, &v)?,
-                "INLET_OUTBOX_MAX_ATTEMPTS" => self.outbox.max_attempts = parse(var, &v)?,
-                "INLET_OUTBOX_LEASE_MS" => self.outbox.lease_ms = parse(var, &v)?,
-                "INLET_OUTBOX_BACKOFF_BASE_MS" => self.outbox.backoff_base_ms = parse(var, &v)?,
-                "INLET_SPAM_MIN_SUBMIT_MS" => self.spam.min_submit_ms = parse(var, &v)?,
-                "INLET_SIGNING_KEYS" => {
-                    self.consent.signing_keys = v
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|k| !k.is_empty())
-                        .map(|k| SecretString::from(k.to_string()))
-                        .collect();
-                }
-                "INLET_CONFIRM_TTL_SECS" => self.consent.confirm_ttl_secs = parse(var, &v)?,
-                "INLET_CONFIRM_RESEND_WINDOW_SECS" => {
-                    self.consent.confirm_resend_window_secs = parse(var, &v)?;
-                }
-                "INLET_DOWNLOAD_TTL_SECS" => self.consent.download_ttl_secs = parse(var, &v)?,
-                "INLET_DOWNLOADS_DIR" => self.consent.downloads_dir = Some(PathBuf::from(v)),
-                "INLET_UNSUBSCRIBE_MAILTO" => self.consent.unsubscribe_mailto = Some(v),
-                "INLET_RETENTION_SPAM_DAYS" => self.retention.spam_days = parse(var, &v)?,
-                "INLET_RETENTION_UNCONFIRMED_DAYS" => {
-                    self.retention.unconfirmed_days = parse(var, &v)?;
-                }
-                "INLET_RETENTION_IP_DAYS" => self.retention.ip_days = parse(var, &v)?,
-                "INLET_LOG_FORMAT" => self.log.format = parse_enum(var, &v)?,
-                "INLET_LOG_LEVEL" => self.log.level = v,
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    fn dkim_mut(&mut self) -> &mut DkimSettings {
-        self.mail.dkim.get_or_insert_with(|| DkimSettings {
-            selector: String::new(),
-            domain: String::new(),
-            private_key_file: PathBuf::new(),
-            algorithm: DkimAlgorithm::Rsa,
-        })
     }
 
     /// Checks every plain setting (addresses, URLs, limits, modes) without building anything
     /// and without touching the network.
     pub fn validate_scalars(&self) -> Result<(), ConfigError> {
-        self.database_backend()?;
+        self.database_engine()?;
         self.bind_addr()?;
         self.trusted_proxies()?;
         if self.server.body_limit_bytes < 256 {
@@ -772,31 +616,13 @@ impl Settings {
                 "max_attempts, batch_size and concurrency must be at least 1",
             ));
         }
-        crate::mail::parse_mailbox(&self.mail.from)
+        parse_mailbox(&self.mail.from)
             .map_err(|m| ConfigError::invalid("mail.from (INLET_MAIL_FROM)", m))?;
         Ok(())
     }
 
-    /// Everything [`Settings::validate_scalars`] checks, plus the parts that are built: forms,
-    /// email templates (compiled and rendered once with sample data) and the DKIM key.
-    /// `Application::build` builds those itself instead, so it calls only the scalar half.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_scalars()?;
-        crate::forms::FormRegistry::build(self)?;
-        crate::mail::Templates::build(self)?;
-        crate::consent::ResolvedAssets::resolve(
-            self,
-            &crate::snippet::Assets::load(),
-            "http://localhost",
-        )?;
-        if let Some(d) = &self.mail.dkim {
-            crate::mail::load_dkim(d)?;
-        }
-        Ok(())
-    }
-
-    pub fn database_backend(&self) -> Result<crate::store::Backend, ConfigError> {
-        crate::store::Backend::from_url(self.database.url.expose_secret())
+    pub fn database_engine(&self) -> Result<Engine, ConfigError> {
+        Engine::from_url(self.database.url.expose_secret())
             .map_err(|m| ConfigError::invalid("database.url (DATABASE_URL)", m))
     }
 
@@ -843,12 +669,84 @@ impl Settings {
     }
 }
 
-/// `INLET_*` variables that Inlet does not know: probably typos worth a warning.
+/// `INLET_*` variables that set nothing: probably typos worth a warning.
 pub fn unknown_env_vars() -> Vec<String> {
-    std::env::vars()
-        .map(|(k, _)| k)
-        .filter(|k| k.starts_with("INLET_") && !ENV_VARS.iter().any(|(v, _)| v == k))
-        .collect()
+    env::unknown(
+        std::env::vars().map(|(k, _)| k),
+        &env::Catalog::of_settings(),
+    )
+}
+
+/// A figment error as one line that names the file or the environment variable.
+fn config_error(
+    e: figment::Error,
+    file: Option<&Path>,
+    environment: &env::Environment,
+) -> ConfigError {
+    let from_env = e
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name == env::METADATA_NAME);
+    let path = e.path.join(".");
+    let message = one_line(&e.kind.to_string());
+    if from_env {
+        let var = environment
+            .variable_for(&path)
+            .map_or_else(|| env::nested_name(&path), str::to_string);
+        return ConfigError::Env { var, message };
+    }
+    let setting = if path.is_empty() {
+        String::new()
+    } else {
+        format!(" (setting {path})")
+    };
+    match file {
+        Some(file) => ConfigError::Parse {
+            path: file.to_path_buf(),
+            message: format!("{message}{setting}"),
+        },
+        None => ConfigError::invalid(path, message),
+    }
+}
+
+/// Which database engine a URL names: chosen once, from its scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn from_url(url: &str) -> Result<Engine, String> {
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        match scheme {
+            "sqlite" => Ok(Engine::Sqlite),
+            "postgres" | "postgresql" => Ok(Engine::Postgres),
+            "" => Err(format!(
+                "'{}' has no scheme: use sqlite://… or postgres://…",
+                url.chars().take(20).collect::<String>()
+            )),
+            other => Err(format!(
+                "unknown scheme '{other}': use sqlite://path or postgres://user@host/db"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+/// A `From:`/`Reply-To:` mailbox (`Name <a@b.c>` or a bare address), never with line breaks.
+pub fn parse_mailbox(s: &str) -> Result<lettre::message::Mailbox, String> {
+    if s.contains(['\r', '\n']) {
+        return Err("must not contain line breaks".into());
+    }
+    s.parse::<lettre::message::Mailbox>()
+        .map_err(|e| format!("'{s}' is not a mailbox like 'Name <name@example.com>': {e}"))
 }
 
 pub fn parse_http_url(s: &str) -> Result<url::Url, String> {
@@ -915,13 +813,11 @@ fn redact_opt<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S:
 mod tests {
     use super::*;
 
-    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -936,6 +832,99 @@ mod tests {
         .unwrap();
         assert_eq!(s.database.url.expose_secret(), "postgres://x@h/db");
         assert_eq!(s.server.bind, "0.0.0.0:9");
+    }
+
+    #[test]
+    fn the_nesting_rule_reaches_every_setting_and_every_old_name_still_works() {
+        let catalog = env::Catalog::of_settings();
+        let paths: Vec<&str> = catalog.paths().collect();
+        for section in [
+            "server.bind",
+            "writer.max_batch",
+            "outbox.lease_ms",
+            "mail.dkim.selector",
+        ] {
+            assert!(paths.contains(&section), "{section} missing from {paths:?}");
+        }
+        for path in &paths {
+            assert_eq!(catalog.setting_of(&env::nested_name(path)), Some(*path));
+        }
+        for (var, path) in env::LEGACY {
+            assert!(
+                paths.contains(path),
+                "{var} sets {path}, which is not a setting"
+            );
+        }
+    }
+
+    #[test]
+    fn nested_names_set_any_setting_and_win_over_old_names() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("INLET_WRITER__MAX_BATCH", "32"),
+                ("INLET_OUTBOX__WORKER_ENABLED", "false"),
+                ("INLET_BIND", "127.0.0.1:1"),
+                ("INLET_SERVER__BIND", "127.0.0.1:2"),
+                ("INLET_RETENTION__INTERVAL_SECS", "600"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.writer.max_batch, 32);
+        assert!(!s.outbox.worker_enabled);
+        assert_eq!(s.server.bind, "127.0.0.1:2");
+        assert_eq!(s.retention.interval_secs, 600);
+    }
+
+    #[test]
+    fn values_keep_their_type_lists_split_on_commas() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("INLET_ADMIN_TOKEN", "12345"),
+                ("INLET_TRUSTED_PROXIES", "10.0.0.1, 10.0.0.0/8,"),
+                ("INLET_IP_PRIVACY", "drop"),
+                ("INLET_MAIL__DKIM__SELECTOR", "s1"),
+                ("INLET_MAIL__DKIM__DOMAIN", "example.com"),
+                ("INLET_MAIL__DKIM__PRIVATE_KEY_FILE", "/k.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.admin.token.as_ref().unwrap().expose_secret(), "12345");
+        assert_eq!(s.server.trusted_proxies, ["10.0.0.1", "10.0.0.0/8"]);
+        assert_eq!(s.privacy.ip, IpPrivacy::Drop);
+        assert_eq!(s.mail.dkim.as_ref().unwrap().selector, "s1");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_that_set_it() {
+        for (var, value) in [
+            ("INLET_WRITER__MAX_BATCH", "lots"),
+            ("INLET_BODY_LIMIT_BYTES", "lots"),
+            ("INLET_LOG_FORMAT", "xml"),
+        ] {
+            let pairs = vec![(var.to_string(), value.to_string())];
+            let e = Settings::load_from(None, pairs).unwrap_err();
+            assert!(e.to_string().contains(var), "{var}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_inlet_variables_are_reported_and_known_ones_are_not() {
+        let catalog = env::Catalog::of_settings();
+        let vars = [
+            "INLET_WRITER__MAX_BATHC",
+            "INLET_BIND",
+            "INLET_CONFIG",
+            "INLET_WRITER__MAX_BATCH",
+            "INLET_FORMS",
+            "HOME",
+        ]
+        .map(String::from);
+        assert_eq!(
+            env::unknown(vars, &catalog),
+            ["INLET_WRITER__MAX_BATHC", "INLET_FORMS"]
+        );
     }
 
     #[test]
