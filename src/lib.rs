@@ -12,4 +12,3 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod worker;
-pub mod writer;

@@ -54,7 +54,7 @@ pub struct AppState {
     /// Wakes the outbox worker as soon as a submission with messages commits.
     pub outbox_wake: Arc<tokio::sync::Notify>,
     /// The group-commit writer every submission goes through.
-    pub writer: crate::writer::SubmissionWriter,
+    pub writer: crate::store::writer::SubmissionWriter,
 }
 
 impl AppState {
@@ -196,9 +196,9 @@ impl Application {
             crate::store::Backend::Sqlite => 1,
             crate::store::Backend::Postgres => settings.writer.postgres_writers.max(1),
         };
-        let writer = crate::writer::SubmissionWriter::start(
+        let writer = crate::store::writer::SubmissionWriter::start(
             store.clone(),
-            crate::writer::WriterConfig {
+            crate::store::writer::WriterConfig {
                 max_batch: settings.writer.max_batch,
                 max_wait: Duration::from_micros(settings.writer.max_wait_us),
                 queue_capacity: settings.writer.queue_capacity,

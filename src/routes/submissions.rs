@@ -308,12 +308,11 @@ async fn accept<'s>(
         .submit(submission, messages)
         .await
         .map_err(|e| match e {
-            crate::writer::WriteError::Overloaded | crate::writer::WriteError::Stopped => {
-                ApiError::Overloaded {
-                    retry_after_secs: 1,
-                }
-            }
-            crate::writer::WriteError::Store(e) => ApiError::from(e),
+            crate::store::writer::WriteError::Overloaded
+            | crate::store::writer::WriteError::Stopped => ApiError::Overloaded {
+                retry_after_secs: 1,
+            },
+            crate::store::writer::WriteError::Store(e) => ApiError::from(e),
         })?;
     if has_messages && !recorded.replayed {
         state.outbox_wake.notify_one();

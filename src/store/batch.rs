@@ -19,6 +19,7 @@ use std::fmt::Write;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Executor};
 
+use super::sql::Sql;
 use super::{Backend, StoreError};
 
 /// Padding sizes for SQLite chunks (rows).
@@ -120,14 +121,32 @@ pub(super) async fn run(
     inserts: &[Insert<'_>],
     frame: Frame,
 ) -> Result<Vec<AnyRow>, StoreError> {
+    run_probed(conn, backend, None, inserts, frame).await
+}
+
+/// [`run`], with a query (`probe`, anonymous placeholders) that SQLite runs first in the same
+/// command, right after `BEGIN IMMEDIATE`, so it reads under the write lock; its rows come
+/// first. PostgreSQL takes no probe.
+pub(super) async fn run_probed(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    probe: Option<&Sql>,
+    inserts: &[Insert<'_>],
+    frame: Frame,
+) -> Result<Vec<AnyRow>, StoreError> {
     let inserts: Vec<&Insert<'_>> = inserts.iter().filter(|i| !i.is_empty()).collect();
     match backend {
         Backend::Sqlite => {
-            let (text, binds) = sqlite_command(&inserts, frame);
+            let (text, binds) = sqlite_command(&inserts, frame, probe.map(Sql::text));
             if text.is_empty() {
                 return Ok(Vec::new());
             }
-            let query = binds.iter().fold(sqlx::query(&text), |q, v| match v {
+            let query = sqlx::query(&text);
+            let query = match probe {
+                Some(p) => p.bind_to(query),
+                None => query,
+            };
+            let query = binds.iter().fold(query, |q, v| match v {
                 Val::Text(s) => q.bind(s.as_ref()),
                 Val::Int(i) => q.bind(*i),
                 Val::Null => q.bind(None::<&str>),
@@ -135,6 +154,7 @@ pub(super) async fn run(
             Ok(query.fetch_all(&mut *conn).await?)
         }
         Backend::Postgres => {
+            debug_assert!(probe.is_none(), "PostgreSQL batches take no probe");
             if frame == Frame::Begin {
                 conn.execute("BEGIN").await?;
             }
@@ -188,12 +208,20 @@ async fn postgres_fetch(
 }
 
 /// The SQLite command and its parameters, padding included.
-fn sqlite_command<'v, 'a>(inserts: &[&'v Insert<'a>], frame: Frame) -> (String, Vec<&'v Val<'a>>) {
+fn sqlite_command<'v, 'a>(
+    inserts: &[&'v Insert<'a>],
+    frame: Frame,
+    probe: Option<&str>,
+) -> (String, Vec<&'v Val<'a>>) {
     const NULL: &Val<'static> = &Val::Null;
     let mut text = String::new();
     let mut binds = Vec::new();
     if frame == Frame::Begin {
         text.push_str("BEGIN IMMEDIATE; ");
+    }
+    if let Some(probe) = probe {
+        text.push_str(probe);
+        text.push_str("; ");
     }
     for ins in inserts {
         let width = ins.columns.len();
@@ -309,7 +337,7 @@ mod tests {
     #[test]
     fn sqlite_pads_to_a_few_statement_sizes() {
         let ins = two_rows();
-        let (text, binds) = sqlite_command(&[&ins], Frame::Begin);
+        let (text, binds) = sqlite_command(&[&ins], Frame::Begin, None);
         assert!(text.starts_with(
             "BEGIN IMMEDIATE; INSERT INTO t (id, n) SELECT * FROM (VALUES (?, ?), (?, ?)"
         ));
@@ -321,7 +349,7 @@ mod tests {
         for i in 0..(LARGE + SMALL + 1) {
             big.row([Val::from(i.to_string())]);
         }
-        let (text, binds) = sqlite_command(&[&big], Frame::Commit);
+        let (text, binds) = sqlite_command(&[&big], Frame::Commit, None);
         assert_eq!(text.matches("INSERT").count(), 2);
         assert_eq!(binds.len(), 2 * LARGE);
         assert!(text.ends_with("COMMIT;"));

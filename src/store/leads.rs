@@ -1,27 +1,20 @@
 //! Writing submissions and reading leads back.
 
-use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
-use sqlx::query::Query;
-use sqlx::{Any, Executor};
+use sqlx::{Any, Executor, Row};
 use uuid::Uuid;
 
 use super::batch::{self, Frame, Insert, Val};
 use super::models::{
-    Cursor, LeadQuery, LeadRecord, Page, Recorded, SubmissionQuery, SubmissionRecord,
+    BatchItem, Cursor, LeadQuery, LeadRecord, Page, Recorded, SubmissionQuery, SubmissionRecord,
 };
+use super::sql::Sql;
 use super::{get, LeadStore, StoreError};
 use crate::domain::{Confirmation, NewOutboxMessage, NewSubmission};
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::collections::HashSet;
-
-/// One submission of a batch, with the messages it implies.
-#[derive(Debug, Clone, Copy)]
-pub struct BatchItem<'a> {
-    pub sub: &'a NewSubmission,
-    pub messages: &'a [NewOutboxMessage],
-}
 
 /// The columns of a submission, in the order [`submission_from_row`] reads them.
 const SUBMISSION_COLUMNS: &str = "s.id, s.lead_id, s.form_id, s.email, s.fields, s.extra, \
@@ -133,41 +126,33 @@ impl LeadStore {
             )));
         }
 
-        // 1. Keys that an earlier (committed) submission already holds: one lookup, outside the
-        //    transaction. A key another writer commits after it fails the insert below with
-        //    `Conflict`.
+        // 1. Keys that an earlier (committed) submission already holds. PostgreSQL: one lookup
+        //    outside the transaction; a key another writer commits after it fails the insert
+        //    below with `Conflict`. SQLite (one writer): the lookup rides in the transaction's
+        //    first command, under the write lock, so it costs no round trip of its own.
         let keyed: Vec<usize> = (0..items.len())
             .filter(|&i| follower_of[i].is_none() && items[i].sub.idempotency_key.is_some())
             .collect();
+        let mut probe = None;
         if !keyed.is_empty() {
-            let sql = idempotency_lookup(keyed.iter().map(|&i| {
-                let sub = items[i].sub;
-                let key = sub.idempotency_key.as_ref().map_or("", |k| k.as_str());
-                (sub.form_id.as_str(), key)
-            }));
-            let mut found: HashMap<(String, String), Recorded> = HashMap::new();
-            let found_rows = sql
-                .query()
-                .persistent(false)
-                .fetch_all(&mut *conn.conn)
-                .await;
-            for r in conn.check(found_rows)? {
-                found.insert(
-                    (get(&r, 0)?, get(&r, 1)?),
-                    Recorded {
-                        submission_id: get(&r, 2)?,
-                        lead_id: get(&r, 3)?,
-                        replayed: true,
-                    },
-                );
-            }
-            for &i in &keyed {
-                let sub = items[i].sub;
-                let key = sub.idempotency_key.as_ref().map_or("", |k| k.as_str());
-                results[i] = found
-                    .get(&(sub.form_id.clone(), key.to_string()))
-                    .cloned()
-                    .map(Ok);
+            let sql = idempotency_lookup(
+                self.backend,
+                keyed.iter().map(|&i| {
+                    let sub = items[i].sub;
+                    let key = sub.idempotency_key.as_ref().map_or("", |k| k.as_str());
+                    (sub.form_id.as_str(), key)
+                }),
+            );
+            if self.backend == super::Backend::Sqlite {
+                probe = Some(sql);
+            } else {
+                let found_rows = sql
+                    .query()
+                    .persistent(false)
+                    .fetch_all(&mut *conn.conn)
+                    .await;
+                let found = replays(&conn.check(found_rows)?)?;
+                fill_replays(&mut results, items, &keyed, &found);
             }
         }
 
@@ -189,7 +174,28 @@ impl LeadStore {
         };
         if !writes.is_empty() {
             conn.open = true;
-            match self.write_new(&mut conn.conn, items, &writes).await {
+            let mut outcome = self
+                .write_new(&mut conn.conn, items, &writes, probe.as_ref())
+                .await;
+            if let Ok(NewWrites::Replayed(found)) = &outcome {
+                // Rolled back: answer the repeats, write the rest without the probe.
+                conn.open = false;
+                fill_replays(&mut results, items, &keyed, found);
+                writes.retain(|&i| results[i].is_none());
+                outcome = if writes.is_empty() {
+                    Ok(NewWrites::Written(Vec::new()))
+                } else {
+                    conn.open = true;
+                    self.write_new(&mut conn.conn, items, &writes, None).await
+                };
+            }
+            let outcome = outcome.and_then(|o| match o {
+                NewWrites::Written(rows) => Ok(rows),
+                NewWrites::Replayed(_) => Err(StoreError::Corrupt(
+                    "idempotency replays found without a probe".into(),
+                )),
+            });
+            match outcome {
                 Ok(rows) => {
                     conn.open = false;
                     for (&i, (submission_id, lead_id)) in writes.iter().zip(rows) {
@@ -289,12 +295,15 @@ impl LeadStore {
 
     /// Writes the new submissions of a batch in one transaction that this opens and commits;
     /// returns `(submission id, lead id)` per write. On error the transaction may be open.
+    /// With a `probe` (SQLite's idempotency lookup), a key that is already stored rolls the
+    /// transaction back and answers the stored submissions instead.
     async fn write_new(
         &self,
         conn: &mut sqlx::AnyConnection,
         items: &[BatchItem<'_>],
         writes: &[usize],
-    ) -> Result<Vec<(String, String)>, StoreError> {
+        probe: Option<&Sql>,
+    ) -> Result<NewWrites, StoreError> {
         let backend = self.backend;
         let (leads, proposed) = lead_upserts(
             items,
@@ -305,7 +314,15 @@ impl LeadStore {
              RETURNING id, email",
         );
         let mut lead_ids: HashMap<String, String> = HashMap::with_capacity(proposed.len());
-        for r in batch::run(conn, backend, &[leads], Frame::Begin).await? {
+        let first = batch::run_probed(conn, backend, probe, &[leads], Frame::Begin).await?;
+        // The probe's rows (four columns) come before the upsert's (two).
+        let (found, upserted): (Vec<AnyRow>, Vec<AnyRow>) =
+            first.into_iter().partition(|r| r.len() == 4);
+        if !found.is_empty() {
+            conn.execute("ROLLBACK").await?;
+            return Ok(NewWrites::Replayed(replays(&found)?));
+        }
+        for r in upserted {
             lead_ids.insert(get::<String>(&r, 1)?, get::<String>(&r, 0)?);
         }
         // A lead whose id is not the one proposed here existed before this batch.
@@ -328,7 +345,7 @@ impl LeadStore {
         batch::run(conn, backend, &inserts, Frame::Commit)
             .await
             .map_err(conflict_on_unique)?;
-        Ok(rows)
+        Ok(NewWrites::Written(rows))
     }
 
     /// Leads with their newest matching submission, oldest lead first (stable keyset order).
@@ -441,7 +458,10 @@ impl LeadStore {
 /// group per form, so each group is a range probe of the `UNIQUE (form_id, idempotency_key)`
 /// index on both engines (a bare `idempotency_key IN (…)` cannot use it and scans every
 /// submission). Forms appear in the order of their first item, so the text repeats.
-pub(super) fn idempotency_lookup<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str)>) -> Sql {
+pub(super) fn idempotency_lookup<'a>(
+    backend: super::Backend,
+    keys: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Sql {
     let mut by_form: Vec<(&str, Vec<&str>)> = Vec::new();
     for (form, key) in keys {
         match by_form.iter_mut().find(|(f, _)| *f == form) {
@@ -449,18 +469,65 @@ pub(super) fn idempotency_lookup<'a>(keys: impl IntoIterator<Item = (&'a str, &'
             None => by_form.push((form, vec![key])),
         }
     }
-    let mut sql =
-        Sql::new("SELECT form_id, idempotency_key, id, lead_id FROM submissions WHERE ".into());
-    for (n, (form, keys)) in by_form.into_iter().enumerate() {
+    let mut sql = Sql::for_backend(
+        backend,
+        "SELECT form_id, idempotency_key, id, lead_id FROM submissions WHERE ".into(),
+    );
+    for (n, (form, mut keys)) in by_form.into_iter().enumerate() {
         if n > 0 {
             sql.push(" OR ");
         }
+        // Padded (with a repeat) to a power of two from 8, so few statement texts occur and
+        // they stay prepared.
+        let padded = keys.len().next_power_of_two().max(8);
+        let first = keys[0];
+        keys.resize(padded, first);
         sql.push("(form_id = ").bind_text(form);
         sql.push(" AND idempotency_key IN (")
             .bind_list(keys)
             .push("))");
     }
     sql
+}
+
+/// What [`LeadStore::write_new`] did.
+enum NewWrites {
+    /// `(submission id, lead id)` per write, committed.
+    Written(Vec<(String, String)>),
+    /// Nothing: these keys were stored already (the transaction was rolled back).
+    Replayed(HashMap<(String, String), Recorded>),
+}
+
+/// The rows of [`idempotency_lookup`], by (form, key).
+fn replays(rows: &[AnyRow]) -> Result<HashMap<(String, String), Recorded>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            Ok((
+                (get(r, 0)?, get(r, 1)?),
+                Recorded {
+                    submission_id: get(r, 2)?,
+                    lead_id: get(r, 3)?,
+                    replayed: true,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Answers each keyed item whose key was found stored.
+fn fill_replays(
+    results: &mut [Option<Result<Recorded, StoreError>>],
+    items: &[BatchItem<'_>],
+    keyed: &[usize],
+    found: &HashMap<(String, String), Recorded>,
+) {
+    for &i in keyed {
+        let sub = items[i].sub;
+        let key = sub.idempotency_key.as_ref().map_or("", |k| k.as_str());
+        if let Some(r) = found.get(&(sub.form_id.clone(), key.to_string())) {
+            results[i] = Some(Ok(r.clone()));
+        }
+    }
 }
 
 pub(super) const FIND_IDEMPOTENT: &str =
@@ -486,11 +553,6 @@ async fn find_idempotent(
     })
     .transpose()
 }
-
-/// Most rows in one multi-row statement (keeps bind counts far below both engines' limits and
-/// the number of distinct statement texts small).
-pub(super) const ROWS_PER_STATEMENT: usize = 64;
-
 /// The batch's lead upserts, one row per distinct email (PostgreSQL refuses to update one row
 /// twice in one statement, so counts are summed here first), and the id proposed for each
 /// email: the stored id differs when the lead existed before.
@@ -570,7 +632,7 @@ async fn dependent_inserts<'a>(
 ) -> Result<Vec<Insert<'a>>, StoreError> {
     let mut inserts = vec![submission_inserts(items, writes, rows)];
     inserts.push(super::outbox::batch_messages(conn, items, writes, rows, existing).await?);
-    inserts.extend(super::consent::batch_extras(items, writes, rows));
+    inserts.extend(super::ledger::batch_extras(items, writes, rows));
     Ok(inserts)
 }
 
@@ -730,164 +792,9 @@ fn page<T>(mut items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> Cursor) -> Page
     };
     Page { items, next_cursor }
 }
-
-/// A query built from optional filters, with numbered `$n` placeholders that both engines
-/// accept.
-pub(super) struct Sql {
-    text: String,
-    binds: Vec<Bind>,
-    /// Anonymous `?` placeholders (SQLite): binding by name is a linear lookup per parameter
-    /// in SQLite, which turns a multi-row statement's binding quadratic.
-    anonymous: bool,
-}
-
-/// Splits `n` rows into power-of-two pieces of at most [`ROWS_PER_STATEMENT`], so a handful of
-/// statement texts repeat and stay in the prepared-statement cache.
-pub(super) fn pieces(mut n: usize) -> Vec<usize> {
-    let mut out = Vec::new();
-    while n >= ROWS_PER_STATEMENT {
-        out.push(ROWS_PER_STATEMENT);
-        n -= ROWS_PER_STATEMENT;
-    }
-    let mut p = ROWS_PER_STATEMENT / 2;
-    while p > 0 {
-        if n >= p {
-            out.push(p);
-            n -= p;
-        }
-        p /= 2;
-    }
-    out
-}
-
-/// Applies `pieces` to a slice.
-pub(super) fn split<T>(rows: &[T]) -> Vec<&[T]> {
-    let mut rest = rows;
-    pieces(rows.len())
-        .into_iter()
-        .map(|n| {
-            let (head, tail) = rest.split_at(n);
-            rest = tail;
-            head
-        })
-        .collect()
-}
-
-pub(super) enum Bind {
-    Text(String),
-    Int(i64),
-}
-
-impl Sql {
-    pub(super) fn new(text: String) -> Sql {
-        Sql {
-            text,
-            binds: Vec::new(),
-            anonymous: false,
-        }
-    }
-
-    /// A statement with the placeholder style that binds fastest on `backend`.
-    pub(super) fn for_backend(backend: super::Backend, text: String) -> Sql {
-        Sql {
-            anonymous: backend == super::Backend::Sqlite,
-            ..Sql::new(text)
-        }
-    }
-
-    /// A fixed statement text with its values.
-    pub(super) fn with_binds(text: impl Into<String>, binds: Vec<Bind>) -> Sql {
-        Sql {
-            binds,
-            ..Sql::new(text.into())
-        }
-    }
-
-    /// The statement with every placeholder replaced by its value as a SQL literal: what
-    /// `EXPLAIN` needs to plan exactly as for these values (see [`super::plans`]).
-    pub(super) fn inlined(&self) -> String {
-        let literal = |b: &Bind| match b {
-            Bind::Text(s) => format!("'{}'", s.replace('\'', "''")),
-            Bind::Int(i) => i.to_string(),
-        };
-        let mut out = String::with_capacity(self.text.len());
-        let mut chars = self.text.chars().peekable();
-        let (mut quoted, mut next) = (false, 0usize);
-        while let Some(c) = chars.next() {
-            match c {
-                '\'' => {
-                    quoted = !quoted;
-                    out.push(c);
-                }
-                '?' if !quoted && self.anonymous => {
-                    out.push_str(&self.binds.get(next).map(literal).unwrap_or_default());
-                    next += 1;
-                }
-                '$' if !quoted && chars.peek().is_some_and(char::is_ascii_digit) => {
-                    let mut n = 0usize;
-                    while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
-                        n = n * 10 + d as usize;
-                        chars.next();
-                    }
-                    let bind = n.checked_sub(1).and_then(|i| self.binds.get(i));
-                    out.push_str(&bind.map(literal).unwrap_or_default());
-                }
-                _ => out.push(c),
-            }
-        }
-        out
-    }
-
-    pub(super) fn push(&mut self, s: &str) -> &mut Self {
-        self.text.push_str(s);
-        self
-    }
-
-    pub(super) fn bind_text(&mut self, v: &str) -> &mut Self {
-        self.binds.push(Bind::Text(v.to_string()));
-        self.placeholder()
-    }
-
-    /// Binds each value, comma-separated (the inside of an `IN (…)` list).
-    pub(super) fn bind_list<'a>(&mut self, values: impl IntoIterator<Item = &'a str>) -> &mut Self {
-        for (j, v) in values.into_iter().enumerate() {
-            if j > 0 {
-                self.push(", ");
-            }
-            self.bind_text(v);
-        }
-        self
-    }
-
-    pub(super) fn bind_int(&mut self, v: i64) -> &mut Self {
-        self.binds.push(Bind::Int(v));
-        self.placeholder()
-    }
-
-    fn placeholder(&mut self) -> &mut Self {
-        use std::fmt::Write;
-        if self.anonymous {
-            self.text.push('?');
-        } else {
-            let n = self.binds.len();
-            let _ = write!(self.text, "${n}");
-        }
-        self
-    }
-
-    pub(super) fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
-        self.binds
-            .iter()
-            .fold(sqlx::query(&self.text), |q, b| match b {
-                Bind::Text(s) => q.bind(s.as_str()),
-                Bind::Int(i) => q.bind(*i),
-            })
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{pieces, ROWS_PER_STATEMENT, SUBMISSION_COLUMNS, SUBMISSION_COLUMN_COUNT};
+    use super::{SUBMISSION_COLUMNS, SUBMISSION_COLUMN_COUNT};
 
     #[test]
     fn the_submission_column_count_matches_the_list() {
@@ -895,17 +802,5 @@ mod tests {
             SUBMISSION_COLUMNS.split(',').count(),
             SUBMISSION_COLUMN_COUNT
         );
-    }
-
-    #[test]
-    fn batches_split_into_few_repeating_statement_sizes() {
-        for n in 0..600 {
-            let p = pieces(n);
-            assert_eq!(p.iter().sum::<usize>(), n);
-            assert!(p
-                .iter()
-                .all(|s| s.is_power_of_two() && *s <= ROWS_PER_STATEMENT));
-        }
-        assert_eq!(pieces(75), [64, 8, 2, 1]);
     }
 }

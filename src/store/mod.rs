@@ -7,12 +7,20 @@
 
 mod backend;
 mod batch;
-mod consent;
+mod double_opt_in;
+mod downloads;
+mod gdpr;
 mod leads;
+mod ledger;
 mod models;
 mod outbox;
 mod plans;
+mod retention;
 mod seed;
+mod signing_keys;
+mod sql;
+mod suppression;
+pub mod writer;
 
 use std::time::Duration;
 
@@ -20,15 +28,16 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use backend::Backend;
-pub use consent::{
-    Actor, ConfirmOutcome, DownloadRecord, PendingSubmission, ResendOutcome, RetentionReport,
-};
-pub use leads::{BatchItem, WriteConn};
+pub use double_opt_in::{ConfirmOutcome, PendingSubmission};
+pub use downloads::{DownloadRecord, ResendOutcome};
+pub use leads::WriteConn;
+pub use ledger::Actor;
 pub use models::{
-    Cursor, LeadQuery, LeadRecord, Page, Recorded, SubmissionQuery, SubmissionRecord,
+    BatchItem, Cursor, LeadQuery, LeadRecord, Page, Recorded, SubmissionQuery, SubmissionRecord,
 };
 pub use outbox::{ClaimedMessage, OutboxRecord, OutboxStats, RetryTarget};
 pub use plans::QueryPlan;
+pub use retention::RetentionReport;
 
 use crate::config::DatabaseSettings;
 use secrecy::ExposeSecret;

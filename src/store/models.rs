@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::domain::{Attribution, FieldValue};
+use crate::domain::{Attribution, FieldValue, NewOutboxMessage, NewSubmission};
 
 /// The outcome of recording a submission.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,4 +97,11 @@ pub struct SubmissionQuery {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
+}
+
+/// One submission of a batch, with the messages it implies.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchItem<'a> {
+    pub sub: &'a NewSubmission,
+    pub messages: &'a [NewOutboxMessage],
 }

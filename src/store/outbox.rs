@@ -7,7 +7,8 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::batch::{Insert, Val};
-use super::leads::{split, BatchItem, Bind, Sql};
+use super::models::BatchItem;
+use super::sql::{split, Bind, Sql};
 use super::{get, Backend, LeadStore, StoreError};
 use crate::domain::{FieldValue, MessageKind, NewOutboxMessage};
 use std::collections::{HashMap, HashSet};

@@ -5,11 +5,12 @@
 //! Inserts are not listed: their only reads are the conflict checks of `ON CONFLICT` and of
 //! unique constraints, which are index probes by definition.
 
-use super::consent::suppression_lookup;
-use super::leads::{idempotency_lookup, Bind, Sql, FIND_IDEMPOTENT};
+use super::leads::{idempotency_lookup, FIND_IDEMPOTENT};
 use super::outbox::{
     claim_due_sql, claimed_rows, mark_failed_sql, update_claimed_sql, window_lookup,
 };
+use super::sql::{Bind, Sql};
+use super::suppression::suppression_lookup;
 use super::{get, Backend, LeadStore, StoreError};
 
 /// One statement and the plan the engine chose for it.
@@ -52,11 +53,14 @@ impl LeadStore {
         let statements: Vec<(&'static str, Sql)> = vec![
             (
                 "idempotency lookup",
-                idempotency_lookup([
-                    ("contact", "5f2c0d3b9a8e4f6a"),
-                    ("contact", "7a1e2b3c4d5e6f70"),
-                    ("whitepaper", "0b1c2d3e4f506172"),
-                ]),
+                idempotency_lookup(
+                    self.backend,
+                    [
+                        ("contact", "5f2c0d3b9a8e4f6a"),
+                        ("contact", "7a1e2b3c4d5e6f70"),
+                        ("whitepaper", "0b1c2d3e4f506172"),
+                    ],
+                ),
             ),
             (
                 "idempotency race",

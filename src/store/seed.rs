@@ -29,6 +29,10 @@ impl LeadStore {
         let tag = format!("{:08x}", (now_ms / 1000) & 0xffff_ffff);
         let step = (SPAN_MS / i64::try_from(count.max(1)).unwrap_or(i64::MAX)).max(1);
         let start = now_ms - SPAN_MS;
+        // Stored IPs only where the retention job (default `retention.ip_days`) would have left
+        // them: the steady state of a database that has been running.
+        let ip_days = i64::from(crate::config::RetentionSettings::default().ip_days);
+        let ips_since = now_ms - ip_days * 24 * 3600 * 1000;
         let mut done = 0u64;
         while done < count {
             let n = CHUNK.min(count - done);
@@ -43,6 +47,7 @@ impl LeadStore {
                     .bind(start)
                     .bind(step)
                     .bind(form_id)
+                    .bind(ips_since)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -59,7 +64,8 @@ impl LeadStore {
     }
 }
 
-/// The three inserts, each over rows `$1..=$2` with `$3` tag, `$4` start, `$5` step, `$6` form.
+/// The three inserts, each over rows `$1..=$2` with `$3` tag, `$4` start, `$5` step, `$6` form,
+/// `$7` the time from which submissions keep their IP.
 fn statements(backend: Backend) -> [&'static str; 3] {
     match backend {
         Backend::Sqlite => [
@@ -82,7 +88,7 @@ fn statements(backend: Backend) -> [&'static str; 3] {
                'https://example.com/landing', 'Mozilla/5.0 (seed)', \
                printf('{\"landing_page\":\"https://example.com/landing\",\"utm_campaign\":\
 \"campaign-%d\",\"utm_medium\":\"email\",\"utm_source\":\"newsletter\"}', i % 40), \
-               printf('192.0.2.%d', i % 250), $4 + i * $5 \
+               CASE WHEN $4 + i * $5 >= $7 THEN printf('192.0.2.%d', i % 250) END, $4 + i * $5 \
              FROM seq",
             "WITH RECURSIVE seq(i) AS (SELECT $1 UNION ALL SELECT i + 1 FROM seq WHERE i < $2) \
              INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, \
@@ -111,7 +117,7 @@ fn statements(backend: Backend) -> [&'static str; 3] {
                'https://example.com/landing', 'Mozilla/5.0 (seed)', \
                format('{\"landing_page\":\"https://example.com/landing\",\"utm_campaign\":\
 \"campaign-%s\",\"utm_medium\":\"email\",\"utm_source\":\"newsletter\"}', i % 40), \
-               format('192.0.2.%s', i % 250), $4 + i * $5 \
+               CASE WHEN $4 + i * $5 >= $7 THEN format('192.0.2.%s', i % 250) END, $4 + i * $5 \
              FROM generate_series($1::bigint, $2::bigint) AS i",
             "INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, \
                attempts, max_attempts, next_attempt_at, created_at, sent_at) \

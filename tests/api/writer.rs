@@ -112,6 +112,41 @@ both_backends! {
         assert_eq!(same["submission_count"], 8);
     }
 
+    async fn a_batch_mixing_stored_keys_and_new_submissions_answers_both_and_writes_once(backend: Backend) {
+        // Keys committed by an earlier batch, retried inside a batch of new submissions: the
+        // retries get the first answers, the new ones are stored once each (on SQLite the key
+        // lookup rides in the batch's transaction and a hit rolls it back and writes again).
+        let app = TestApp::spawn_with(backend, |s| s.writer.max_wait_us = 200_000).await;
+        let keyed = |i: usize| {
+            let mut b = contact(&format!("retry{i}@example.com"));
+            b["_idem"] = json!(format!("retry-key-{i}"));
+            ("contact", b)
+        };
+        let first = post_many(&app, (0..3).map(keyed).collect()).await;
+        assert!(first.iter().all(|(s, _)| *s == 201), "{first:?}");
+        let mut bodies: Vec<(&str, Value)> = (0..12)
+            .map(|i| {
+                let mut b = contact(&format!("new{i}@example.com"));
+                b["_idem"] = json!(format!("new-key-{i}"));
+                ("contact", b)
+            })
+            .collect();
+        for i in 0..3 {
+            bodies.insert(i * 4, keyed(i));
+        }
+        let answers = post_many(&app, bodies).await;
+        assert!(answers.iter().all(|(s, _)| *s == 201), "{answers:?}");
+        for i in 0..3 {
+            assert_eq!(answers[i * 4].1["submission_id"], first[i].1["submission_id"], "retry {i}");
+        }
+        let mut db = raw(&app.db).await;
+        assert_eq!(db.count("submissions").await, 3 + 12);
+        assert_eq!(db.count("leads").await, 3 + 12);
+        let retried = app.leads().await;
+        let one = retried.iter().find(|l| l["email"] == "retry1@example.com").unwrap();
+        assert_eq!(one["submission_count"], 1, "a replay does not count as a submission");
+    }
+
     async fn a_row_that_fails_does_not_fail_its_neighbours(backend: Backend) {
         let app = TestApp::spawn_with(backend, |s| s.writer.max_wait_us = 100_000).await;
         let mut db = raw(&app.db).await;

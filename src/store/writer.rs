@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
+use super::{BatchItem, LeadStore, Recorded, StoreError, WriteConn};
 use crate::domain::{NewOutboxMessage, NewSubmission};
-use crate::store::{BatchItem, LeadStore, Recorded, StoreError, WriteConn};
 use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,118 @@
+//! Signed downloads: one row per submission that earned one; counted, and re-sent from an
+//! expired link to the lead (never to whoever clicked).
+
+use super::batch::{self, Frame, Insert};
+use super::outbox::{outbox_insert, OutboxRow};
+use super::{get, LeadStore, StoreError};
+use crate::domain::NewOutboxMessage;
+
+#[derive(Debug, Clone)]
+pub struct DownloadRecord {
+    pub lead_id: String,
+    pub form_id: String,
+    pub expires_at_ms: i64,
+    pub download_count: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResendOutcome {
+    /// A fresh link is on its way.
+    Queued,
+    /// One was sent within the window already.
+    TooSoon,
+    NotFound,
+}
+
+pub(super) fn download_insert<'a>() -> Insert<'a> {
+    Insert::new(
+        "downloads",
+        &["id", "lead_id", "form_id", "created_at", "expires_at"],
+        "",
+    )
+}
+
+impl LeadStore {
+    pub async fn download(&self, id: &str) -> Result<Option<DownloadRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT lead_id, form_id, expires_at, download_count FROM downloads WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| {
+            Ok(DownloadRecord {
+                lead_id: get(&r, 0)?,
+                form_id: get(&r, 1)?,
+                expires_at_ms: get(&r, 2)?,
+                download_count: get(&r, 3)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Counts one download of `id`.
+    pub async fn record_download(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE downloads SET download_count = download_count + 1, last_download_at = $1 \
+             WHERE id = $2",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// From an expired link: extends the download to `until_ms` and mails a fresh link to the
+    /// lead (never to whoever clicked), at most once per `window_ms`.
+    pub async fn resend_download(
+        &self,
+        id: &str,
+        now_ms: i64,
+        until_ms: i64,
+        window_ms: i64,
+        max_attempts: u32,
+    ) -> Result<ResendOutcome, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(
+            "SELECT d.lead_id, d.form_id, d.resent_at, l.email FROM downloads d \
+             JOIN leads l ON l.id = d.lead_id WHERE d.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(ResendOutcome::NotFound);
+        };
+        let (lead_id, form_id, resent, email): (String, String, Option<i64>, String) =
+            (get(&row, 0)?, get(&row, 1)?, get(&row, 2)?, get(&row, 3)?);
+        if resent.is_some_and(|t| t > now_ms - window_ms) {
+            return Ok(ResendOutcome::TooSoon);
+        }
+        let recipient = crate::domain::EmailAddress::parse(&email)
+            .map_err(|e| StoreError::Corrupt(format!("stored address: {e}")))?;
+        sqlx::query("UPDATE downloads SET expires_at = $1, resent_at = $2 WHERE id = $3")
+            .bind(until_ms)
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let message = NewOutboxMessage {
+            kind: crate::domain::MessageKind::DownloadLink,
+            recipient,
+            max_attempts,
+            dedupe_window_ms: None,
+        };
+        let row = outbox_insert(vec![OutboxRow {
+            lead_id: &lead_id,
+            submission_id: id,
+            form_id: &form_id,
+            message: &message,
+            now_ms,
+            skipped: None,
+        }]);
+        batch::run(&mut tx, self.backend, &[row], Frame::Plain).await?;
+        tx.commit().await?;
+        Ok(ResendOutcome::Queued)
+    }
+}
