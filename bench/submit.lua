@@ -1,6 +1,9 @@
--- wrk script: POST a realistic contact submission (~330 bytes, every field) with a unique email
--- per request. BENCH_PREFIX makes emails unique across runs; BENCH_XFF=1 adds an
--- X-Forwarded-For from a pool of 100,000 distinct client IPs.
+-- wrk script: POST what the embed script (snippet/inlet.js) sends for a contact form: the
+-- fields, the attribution it computes (last-touch UTM keys, landing page, referrer, page title,
+-- first_touch / last_touch as JSON), _elapsed_ms, and a fresh _idem key (32 hex digits) on
+-- every submit, form-urlencoded with Accept: application/json, an Origin and a browser's
+-- User-Agent. Emails are unique per request. BENCH_PREFIX makes emails unique across runs;
+-- BENCH_XFF=1 adds an X-Forwarded-For from a pool of 100,000 distinct client IPs.
 local counter = 0
 local prefix = os.getenv("BENCH_PREFIX") or tostring(os.time())
 local xff = os.getenv("BENCH_XFF") == "1"
@@ -11,16 +14,46 @@ function setup(thread)
   thread:set("tid", #threads)
 end
 
+function init(args)
+  math.randomseed(os.time() * 1000 + tid)
+end
+
+local function encode(s)
+  return (string.gsub(s, "[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end))
+end
+
+local landing = "https://example.com/landing?utm_source=newsletter&utm_medium=email&utm_campaign=launch-2026"
+local touch = '{"utm_source":"newsletter","utm_medium":"email","utm_campaign":"launch-2026",' ..
+  '"referrer":"https://news.example.org/issue/42","landing_page":"' .. landing .. '","at":"2026-11-30T09:12:44.120Z"}'
+-- Everything but the per-request values, encoded once.
+local static = table.concat({
+  "company=" .. encode("Example Industries Ltd"),
+  "phone=" .. encode("+44 20 7946 0958"),
+  "message=" .. encode("Hello, we would like a demo of your product for our marketing team next week."),
+  "utm_source=newsletter", "utm_medium=email", "utm_campaign=launch-2026",
+  "referrer=" .. encode("https://news.example.org/issue/42"),
+  "landing_page=" .. encode(landing),
+  "page_title=" .. encode("Launch 2026 | Example"),
+  "first_touch=" .. encode(touch),
+  "last_touch=" .. encode(touch),
+}, "&")
+
+local function idem()
+  return string.format("%08x%08x%08x%08x", math.random(0, 0x7fffffff), math.random(0, 0x7fffffff),
+    math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
+end
+
 request = function()
   counter = counter + 1
   local email = string.format("%s-%d-%d@bench.example.com", prefix, tid, counter)
-  local body = string.format(
-    '{"name":"Bench Reader %d","email":"%s","company":"Example Industries Ltd",' ..
-    '"phone":"+44 20 7946 0958","message":"Hello, we would like a demo of your product ' ..
-    'for our marketing team next week.","utm_source":"newsletter","utm_medium":"email",' ..
-    '"utm_campaign":"launch-2026","landing_page":"https://example.com/landing?utm_source=newsletter",' ..
-    '"_elapsed_ms":8000}', counter, email)
-  local headers = { ["Content-Type"] = "application/json" }
+  local body = string.format("name=Bench+Reader+%d&email=%s&%s&_elapsed_ms=%d&_idem=%s",
+    counter, encode(email), static, 6000 + counter % 5000, idem())
+  local headers = {
+    ["Content-Type"] = "application/x-www-form-urlencoded;charset=UTF-8",
+    ["Accept"] = "application/json",
+    ["Origin"] = "https://example.com",
+    ["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+  }
   if xff then
     local n = (counter * 7 + tid * 13) % 100000
     headers["X-Forwarded-For"] = string.format("10.%d.%d.%d", math.floor(n / 65536), math.floor(n / 256) % 256, n % 256)

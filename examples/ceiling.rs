@@ -1,5 +1,6 @@
 //! The benchmark's ceiling: the same actix-web stack and the same request work as
-//! `POST /v1/forms/{id}/submissions` — body read with the size limit, JSON parsed, validated
+//! `POST /v1/forms/{id}/submissions` — body read with the size limit, parsed (JSON or
+//! form-urlencoded, as the embed script sends), validated
 //! against the real form into a `NewSubmission`, a 201 with fresh ids — but no database.
 //! `bench/submissions.sh` reports each database's throughput as a ratio to this.
 //!
@@ -7,7 +8,7 @@
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use inlet::config::Settings;
-use inlet::forms::{parse_json, parse_submission, FormRegistry, ParseContext};
+use inlet::forms::{parse_json, parse_submission, parse_urlencoded, FormRegistry, ParseContext};
 use serde_json::json;
 
 async fn submit(
@@ -19,7 +20,17 @@ async fn submit(
     let Some(form) = forms.get(&path) else {
         return HttpResponse::NotFound().finish();
     };
-    let Ok(payload) = parse_json(&body) else {
+    let form_encoded = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let parsed = if form_encoded {
+        parse_urlencoded(&body)
+    } else {
+        parse_json(&body)
+    };
+    let Ok(payload) = parsed else {
         return HttpResponse::BadRequest().finish();
     };
     let ctx = ParseContext {
