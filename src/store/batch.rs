@@ -8,7 +8,8 @@
 //!   [`LARGE`] rows, padded with NULL rows up to [`SMALL`] or [`LARGE`] that
 //!   `WHERE column1 IS NOT NULL` drops, so only a few statement texts ever occur and they stay
 //!   prepared. Anonymous `?` placeholders bind in order across the statements.
-//! - **PostgreSQL:** one statement. Each table's rows travel as one JSON parameter that
+//! - **PostgreSQL:** one statement (people who are new: the native driver with arrays, see
+//!   `store::postgres`). Each table's rows travel as one JSON parameter that
 //!   `json_populate_recordset` expands; several inserts are chained as data-modifying CTEs. The
 //!   text depends only on which tables have rows, so it stays prepared too, and the planner sees
 //!   one parameter per table instead of thousands.
@@ -99,6 +100,23 @@ impl<'a> Insert<'a> {
     pub(super) fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
+
+    pub(super) fn table(&self) -> &'static str {
+        self.table
+    }
+
+    pub(super) fn columns(&self) -> &'static [&'static str] {
+        self.columns
+    }
+
+    pub(super) fn tail(&self) -> &'static str {
+        self.tail
+    }
+
+    /// The values of column `c`, one per row.
+    pub(super) fn column(&self, c: usize) -> impl Iterator<Item = &Val<'a>> {
+        self.values.iter().skip(c).step_by(self.columns.len())
+    }
 }
 
 /// What to do around the inserts.
@@ -161,7 +179,7 @@ pub(super) async fn run_probed(
             let rows = if inserts.is_empty() {
                 Vec::new()
             } else {
-                postgres_fetch(conn, &inserts, Chain::Plain).await?
+                postgres_fetch(conn, &inserts).await?
             };
             if frame == Frame::Commit {
                 conn.execute("COMMIT").await?;
@@ -171,35 +189,14 @@ pub(super) async fn run_probed(
     }
 }
 
-/// PostgreSQL: one autocommitted statement that inserts `leads` (whose tail must be
-/// `ON CONFLICT … DO NOTHING RETURNING id`) and, of `rest`, only the rows whose `lead_id` is a
-/// lead it just created. Returns the created leads' ids.
-pub(super) async fn run_fresh(
-    conn: &mut AnyConnection,
-    leads: &Insert<'_>,
-    rest: &[Insert<'_>],
-) -> Result<Vec<AnyRow>, StoreError> {
-    let mut inserts = vec![leads];
-    inserts.extend(rest.iter().filter(|i| !i.is_empty()));
-    postgres_fetch(conn, &inserts, Chain::FreshLeads).await
-}
-
-/// How a PostgreSQL statement chains its inserts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chain {
-    /// Every insert but the last is a CTE; the last is the statement (its `RETURNING` answers).
-    Plain,
-    /// The first insert creates leads; the others keep only rows for those leads; the
-    /// statement answers the created leads' ids.
-    FreshLeads,
-}
-
+/// PostgreSQL (portable path): the inserts chained as data-modifying CTEs, each table's rows
+/// one JSON parameter; the last insert's `RETURNING` answers. (People who are new are written
+/// by the native driver instead: [`super::postgres::insert_new_people`].)
 async fn postgres_fetch(
     conn: &mut AnyConnection,
     inserts: &[&Insert<'_>],
-    chain: Chain,
 ) -> Result<Vec<AnyRow>, StoreError> {
-    let (text, params) = postgres_statement(inserts, chain);
+    let (text, params) = postgres_statement(inserts);
     Ok(params
         .iter()
         .fold(sqlx::query(&text), |q, p| q.bind(p.as_str()))
@@ -253,36 +250,28 @@ fn sqlite_command<'v, 'a>(
 }
 
 /// The PostgreSQL statement and its JSON parameters, one per insert.
-fn postgres_statement(inserts: &[&Insert<'_>], chain: Chain) -> (String, Vec<String>) {
+fn postgres_statement(inserts: &[&Insert<'_>]) -> (String, Vec<String>) {
     let mut text = String::new();
     let last = inserts.len() - 1;
     for (n, ins) in inserts.iter().enumerate() {
-        let filter = if chain == Chain::FreshLeads && n > 0 {
-            " WHERE lead_id IN (SELECT id FROM w0)"
-        } else {
-            ""
-        };
-        let insert = postgres_insert(ins, n + 1, filter);
-        if chain == Chain::Plain && n == last {
+        let insert = postgres_insert(ins, n + 1);
+        if n == last {
             text.push_str(&insert);
         } else {
             let sep = if n == 0 { "WITH" } else { "," };
             let _ = write!(text, "{sep} w{n} AS ({insert}) ");
         }
     }
-    if chain == Chain::FreshLeads {
-        text.push_str("SELECT id FROM w0");
-    }
     let params = inserts.iter().map(|ins| json_rows(ins)).collect();
     (text, params)
 }
 
-/// `INSERT INTO t (…) SELECT … FROM json_populate_recordset(NULL::t, $param::json) filter tail`
-fn postgres_insert(ins: &Insert<'_>, param: usize, filter: &str) -> String {
+/// `INSERT INTO t (…) SELECT … FROM json_populate_recordset(NULL::t, $param::json) tail`
+fn postgres_insert(ins: &Insert<'_>, param: usize) -> String {
     let columns = ins.columns.join(", ");
     format!(
         "INSERT INTO {t} ({columns}) SELECT {columns} \
-         FROM json_populate_recordset(NULL::{t}, ${param}::json){filter}{tail}",
+         FROM json_populate_recordset(NULL::{t}, ${param}::json){tail}",
         t = ins.table,
         tail = ins.tail,
     )
@@ -358,18 +347,12 @@ mod tests {
     #[test]
     fn postgres_sends_one_json_parameter_per_table() {
         let (a, b) = (two_rows(), two_rows());
-        let (text, params) = postgres_statement(&[&a, &b], Chain::Plain);
+        let (text, params) = postgres_statement(&[&a, &b]);
         assert_eq!(
             text,
             "WITH w0 AS (INSERT INTO t (id, n) SELECT id, n FROM json_populate_recordset(NULL::t, $1::json) RETURNING id) \
              INSERT INTO t (id, n) SELECT id, n FROM json_populate_recordset(NULL::t, $2::json) RETURNING id"
         );
         assert_eq!(params[0], r#"[{"id":"a\"\n","n":1},{"id":"b","n":null}]"#);
-
-        let (text, _) = postgres_statement(&[&a, &b], Chain::FreshLeads);
-        assert!(text.ends_with(
-            "json_populate_recordset(NULL::t, $2::json) WHERE lead_id IN (SELECT id FROM w0) \
-             RETURNING id) SELECT id FROM w0"
-        ));
     }
 }

@@ -270,12 +270,14 @@ impl LeadStore {
             })
             .collect();
         let rest = dependent_inserts(conn, items, writes, &rows, &HashSet::new()).await?;
-        let created: HashSet<String> = batch::run_fresh(conn, &leads, &rest)
+        let pg = self
+            .pg
+            .as_ref()
+            .ok_or_else(|| StoreError::Corrupt("PostgreSQL's native pool is missing".into()))?;
+        let mut native = pg.acquire().await?;
+        let created = super::postgres::insert_new_people(&mut native, &leads, &rest)
             .await
-            .map_err(conflict_on_unique)?
-            .iter()
-            .map(|r| get::<String>(r, 0))
-            .collect::<Result<_, _>>()?;
+            .map_err(conflict_on_unique)?;
         Ok(writes
             .iter()
             .zip(rows)

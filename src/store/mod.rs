@@ -15,6 +15,7 @@ mod ledger;
 mod models;
 mod outbox;
 mod plans;
+mod postgres;
 mod retention;
 mod seed;
 mod signing_keys;
@@ -121,6 +122,8 @@ pub struct LeadStore {
     writer: AnyPool,
     /// Reads. On SQLite a separate pool so readers never wait behind the writer (WAL).
     reader: AnyPool,
+    /// PostgreSQL's native pool, for what has moved off `sqlx::Any` (see [`postgres`]).
+    pg: Option<sqlx::PgPool>,
 }
 
 impl LeadStore {
@@ -176,6 +179,7 @@ impl LeadStore {
                     backend,
                     writer,
                     reader,
+                    pg: None,
                 }
             }
             Backend::Postgres => {
@@ -184,10 +188,18 @@ impl LeadStore {
                     .acquire_timeout(acquire)
                     .connect(&url)
                     .await?;
+                // The writers' native connections: no ping on acquire (a dead connection fails
+                // its statement, which the writer answers 503 and retries on a fresh one).
+                let pg = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(settings.max_connections.max(2))
+                    .acquire_timeout(acquire)
+                    .test_before_acquire(false)
+                    .connect_lazy(&url)?;
                 LeadStore {
                     backend,
                     writer: pool.clone(),
                     reader: pool,
+                    pg: Some(pg),
                 }
             }
         };
@@ -215,6 +227,9 @@ impl LeadStore {
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+        if let Some(pg) = &self.pg {
+            pg.close().await;
+        }
     }
 }
 
