@@ -8,7 +8,7 @@ use super::{get, LeadStore, StoreError};
 use crate::domain::NewOutboxMessage;
 
 /// A double opt-in submission as a confirmation link finds it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PendingSubmission {
     pub submission_id: String,
     pub lead_id: String,
@@ -147,22 +147,12 @@ async fn fetch_pending(
     conn: &mut sqlx::AnyConnection,
     submission_id: &str,
 ) -> Result<Option<PendingSubmission>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, lead_id, form_id, email, confirmation, confirm_expires_at \
+    Ok(sqlx::query_as(
+        "SELECT id AS submission_id, lead_id, form_id, email, confirmation AS state, \
+           confirm_expires_at AS expires_at_ms \
          FROM submissions WHERE id = $1",
     )
     .bind(submission_id)
     .fetch_optional(conn)
-    .await?;
-    row.map(|r| {
-        Ok(PendingSubmission {
-            submission_id: get(&r, 0)?,
-            lead_id: get(&r, 1)?,
-            form_id: get(&r, 2)?,
-            email: get(&r, 3)?,
-            state: get(&r, 4)?,
-            expires_at_ms: get(&r, 5)?,
-        })
-    })
-    .transpose()
+    .await?)
 }

@@ -6,7 +6,7 @@ use super::outbox::{outbox_insert, OutboxRow};
 use super::{get, LeadStore, StoreError};
 use crate::domain::NewOutboxMessage;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DownloadRecord {
     pub lead_id: String,
     pub form_id: String,
@@ -33,21 +33,13 @@ pub(super) fn download_insert<'a>() -> Insert<'a> {
 
 impl LeadStore {
     pub async fn download(&self, id: &str) -> Result<Option<DownloadRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT lead_id, form_id, expires_at, download_count FROM downloads WHERE id = $1",
+        Ok(sqlx::query_as(
+            "SELECT lead_id, form_id, expires_at AS expires_at_ms, download_count \
+             FROM downloads WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.reader)
-        .await?;
-        row.map(|r| {
-            Ok(DownloadRecord {
-                lead_id: get(&r, 0)?,
-                form_id: get(&r, 1)?,
-                expires_at_ms: get(&r, 2)?,
-                download_count: get(&r, 3)?,
-            })
-        })
-        .transpose()
+        .await?)
     }
 
     /// Counts one download of `id`.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::any::AnyRow;
+use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::batch::{Insert, Val};
@@ -33,7 +33,7 @@ pub struct ClaimedMessage {
     pub download_expires_at_ms: Option<i64>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct OutboxRecord {
     pub id: String,
     pub lead_id: String,
@@ -44,9 +44,12 @@ pub struct OutboxRecord {
     pub status: String,
     pub attempts: i64,
     pub max_attempts: i64,
+    #[sqlx(rename = "next_attempt_at")]
     pub next_attempt_at_ms: i64,
     pub last_error: Option<String>,
+    #[sqlx(rename = "created_at")]
     pub created_at_ms: i64,
+    #[sqlx(rename = "sent_at")]
     pub sent_at_ms: Option<i64>,
 }
 
@@ -69,24 +72,6 @@ pub enum RetryTarget {
 
 const RECORD_COLUMNS: &str = "id, lead_id, submission_id, form_id, kind, recipient, status, \
      attempts, max_attempts, next_attempt_at, last_error, created_at, sent_at";
-
-fn record_from_row(r: &AnyRow) -> Result<OutboxRecord, StoreError> {
-    Ok(OutboxRecord {
-        id: get(r, 0)?,
-        lead_id: get(r, 1)?,
-        submission_id: get(r, 2)?,
-        form_id: get(r, 3)?,
-        kind: get(r, 4)?,
-        recipient: get(r, 5)?,
-        status: get(r, 6)?,
-        attempts: get(r, 7)?,
-        max_attempts: get(r, 8)?,
-        next_attempt_at_ms: get(r, 9)?,
-        last_error: get(r, 10)?,
-        created_at_ms: get(r, 11)?,
-        sent_at_ms: get(r, 12)?,
-    })
-}
 
 /// Each lead's newest non-skipped message per form and kind (the follow-up window), through
 /// `outbox_lead (lead_id, …)`.
@@ -131,11 +116,29 @@ pub(super) fn claim_due_sql(
     )
 }
 
+/// A row of [`claimed_rows`].
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: String,
+    lead_id: String,
+    submission_id: String,
+    form_id: String,
+    kind: String,
+    recipient: String,
+    attempts: i64,
+    max_attempts: i64,
+    lead_email: String,
+    fields: String,
+    submitted_at: i64,
+    download_expires_at: Option<i64>,
+}
+
 /// What a worker needs to compose each claimed message: primary-key lookups only.
 pub(super) fn claimed_rows<'a>(ids: impl IntoIterator<Item = &'a str>) -> Sql {
     let mut sql = Sql::new(
         "SELECT o.id, o.lead_id, o.submission_id, o.form_id, o.kind, o.recipient, o.attempts, \
-           o.max_attempts, s.email, s.fields, s.created_at, d.expires_at \
+           o.max_attempts, s.email AS lead_email, s.fields, s.created_at AS submitted_at, \
+           d.expires_at AS download_expires_at \
          FROM outbox o JOIN submissions s ON s.id = o.submission_id \
          LEFT JOIN downloads d ON d.id = o.submission_id \
          WHERE o.id IN ("
@@ -333,21 +336,21 @@ impl LeadStore {
             .await?;
         rows.iter()
             .map(|r| {
-                let fields: String = get(r, 9)?;
+                let row = ClaimedRow::from_row(r)?;
                 Ok(ClaimedMessage {
-                    id: get(r, 0)?,
-                    lead_id: get(r, 1)?,
-                    submission_id: get(r, 2)?,
-                    form_id: get(r, 3)?,
-                    kind: get(r, 4)?,
-                    recipient: get(r, 5)?,
-                    attempts: get(r, 6)?,
-                    max_attempts: get(r, 7)?,
-                    lead_email: get(r, 8)?,
-                    fields: serde_json::from_str(&fields)
+                    fields: serde_json::from_str(&row.fields)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    submitted_at_ms: get(r, 10)?,
-                    download_expires_at_ms: get(r, 11)?,
+                    id: row.id,
+                    lead_id: row.lead_id,
+                    submission_id: row.submission_id,
+                    form_id: row.form_id,
+                    kind: row.kind,
+                    recipient: row.recipient,
+                    attempts: row.attempts,
+                    max_attempts: row.max_attempts,
+                    lead_email: row.lead_email,
+                    submitted_at_ms: row.submitted_at,
+                    download_expires_at_ms: row.download_expires_at,
                 })
             })
             .collect()
@@ -439,7 +442,9 @@ impl LeadStore {
                 .await?
             }
         };
-        rows.iter().map(record_from_row).collect()
+        rows.iter()
+            .map(|r| Ok(OutboxRecord::from_row(r)?))
+            .collect()
     }
 
     /// Every message for one lead, oldest first (the admin API's per-lead email status).
@@ -450,7 +455,9 @@ impl LeadStore {
         .bind(lead_id)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter().map(record_from_row).collect()
+        rows.iter()
+            .map(|r| Ok(OutboxRecord::from_row(r)?))
+            .collect()
     }
 
     /// Makes dead (or failed) messages due again with a fresh set of attempts.
