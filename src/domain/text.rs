@@ -210,9 +210,10 @@ mod tests {
         // 200,000 characters, a space every other one (quadratic counting took seconds), and
         // never more than `max` characters kept.
         let long = "a ".repeat(100_000);
-        assert_eq!(clean_lossy(&long, 300).unwrap().chars().count(), 299);
-        assert_eq!(clean_lossy(&long, 301).unwrap().chars().count(), 301);
-        assert_eq!(clean_lossy(&long, 1_000_000).unwrap().len(), 199_999);
+        let kept = |max| clean_lossy(&long, max).map(|s| s.chars().count());
+        assert_eq!(kept(300), Some(299));
+        assert_eq!(kept(301), Some(301));
+        assert_eq!(kept(1_000_000), Some(199_999));
     }
 
     #[test]
