@@ -7,6 +7,32 @@ use super::retention::{delete_submissions, Doomed};
 use super::suppression::{lead_email, suppress};
 use super::{get, LeadStore, StoreError};
 
+/// A consent ledger entry as the access export shows it.
+#[derive(serde::Serialize, sqlx::FromRow)]
+struct ConsentEntry {
+    id: String,
+    submission_id: Option<String>,
+    form_id: Option<String>,
+    kind: String,
+    field: Option<String>,
+    text: Option<String>,
+    text_version: Option<String>,
+    client_ip: Option<String>,
+    user_agent: Option<String>,
+    created_at_ms: i64,
+}
+
+/// A download link as the access export shows it.
+#[derive(serde::Serialize, sqlx::FromRow)]
+struct DownloadEntry {
+    submission_id: String,
+    form_id: String,
+    created_at_ms: i64,
+    expires_at_ms: i64,
+    download_count: i64,
+    last_download_at_ms: Option<i64>,
+}
+
 impl LeadStore {
     pub async fn lead_id_by_email(&self, email: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT id FROM leads WHERE email = $1")
@@ -30,42 +56,23 @@ impl LeadStore {
             })
             .await?
             .items;
-        let consents = sqlx::query(
+        let consents: Vec<ConsentEntry> = sqlx::query_as(
             "SELECT id, submission_id, form_id, kind, field, text, text_version, client_ip, \
-               user_agent, created_at FROM consents WHERE lead_id = $1 ORDER BY created_at, id",
+               user_agent, created_at AS created_at_ms \
+             FROM consents WHERE lead_id = $1 ORDER BY created_at, id",
         )
         .bind(lead_id)
         .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(|r| -> Result<Value, StoreError> {
-            Ok(json!({
-                "id": get::<String>(r, 0)?, "submission_id": get::<Option<String>>(r, 1)?,
-                "form_id": get::<Option<String>>(r, 2)?, "kind": get::<String>(r, 3)?,
-                "field": get::<Option<String>>(r, 4)?, "text": get::<Option<String>>(r, 5)?,
-                "text_version": get::<Option<String>>(r, 6)?,
-                "client_ip": get::<Option<String>>(r, 7)?,
-                "user_agent": get::<Option<String>>(r, 8)?, "created_at_ms": get::<i64>(r, 9)?,
-            }))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-        let downloads = sqlx::query(
-            "SELECT id, form_id, created_at, expires_at, download_count, last_download_at \
+        .await?;
+        let downloads: Vec<DownloadEntry> = sqlx::query_as(
+            "SELECT id AS submission_id, form_id, created_at AS created_at_ms, \
+               expires_at AS expires_at_ms, download_count, \
+               last_download_at AS last_download_at_ms \
              FROM downloads WHERE lead_id = $1 ORDER BY created_at, id",
         )
         .bind(lead_id)
         .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(|r| -> Result<Value, StoreError> {
-            Ok(json!({
-                "submission_id": get::<String>(r, 0)?, "form_id": get::<String>(r, 1)?,
-                "created_at_ms": get::<i64>(r, 2)?, "expires_at_ms": get::<i64>(r, 3)?,
-                "download_count": get::<i64>(r, 4)?,
-                "last_download_at_ms": get::<Option<i64>>(r, 5)?,
-            }))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+        .await?;
         let messages = self.lead_messages(lead_id).await?;
         let suppressed = !self
             .suppressed_among(&[crate::consent::suppression_hash(&email)])

@@ -105,12 +105,8 @@ impl LeadStore {
         match result {
             // A concurrent request with the same idempotency key committed first.
             Err(StoreError::Conflict) => {
-                let key = sub
-                    .idempotency_key
-                    .as_ref()
-                    .map(|k| k.as_str())
-                    .unwrap_or_default();
-                let found = find_idempotent(&mut conn.conn, &sub.form_id, key).await;
+                let (form, key) = key_of(sub);
+                let found = find_idempotent(&mut conn.conn, form, key).await;
                 if let Err(e) = &found {
                     conn.broken |= e.is_unavailable();
                 }
@@ -182,14 +178,7 @@ impl LeadStore {
             .collect();
         let mut probe = None;
         if !keyed.is_empty() {
-            let sql = idempotency_lookup(
-                self.backend,
-                keyed.iter().map(|&i| {
-                    let sub = items[i].sub;
-                    let key = sub.idempotency_key.as_ref().map_or("", |k| k.as_str());
-                    (sub.form_id.as_str(), key)
-                }),
-            );
+            let sql = idempotency_lookup(self.backend, keyed.iter().map(|&i| key_of(items[i].sub)));
             if self.backend == super::Backend::Sqlite {
                 probe = Some(sql);
             } else {
@@ -573,12 +562,17 @@ fn fill_replays(
     found: &HashMap<(String, String), Recorded>,
 ) {
     for &i in keyed {
-        let sub = items[i].sub;
-        let key = sub.idempotency_key.as_ref().map_or("", |k| k.as_str());
-        if let Some(r) = found.get(&(sub.form_id.clone(), key.to_string())) {
+        let (form, key) = key_of(items[i].sub);
+        if let Some(r) = found.get(&(form.to_string(), key.to_string())) {
             results[i] = Some(Ok(r.clone()));
         }
     }
+}
+
+/// A submission's `(form, idempotency key)`; the key is empty when it has none.
+fn key_of(sub: &NewSubmission) -> (&str, &str) {
+    let key = sub.idempotency_key.as_ref().map_or("", |k| k.as_str());
+    (sub.form_id.as_str(), key)
 }
 
 pub(super) const FIND_IDEMPOTENT: &str =
