@@ -1,10 +1,11 @@
 //! Double opt-in: a pending submission, and its confirmation (ledger entry, lifted
 //! suppression, download link and queued messages in one transaction).
 
-use super::batch::{self, Frame};
+use super::batch::Frame;
 use super::ledger::{consent_insert, Actor, ConsentRow};
 use super::outbox::{outbox_insert, OutboxRow};
-use super::{get, LeadStore, StoreError};
+use super::sql::Sql;
+use super::{LeadStore, StoreError};
 use crate::domain::NewOutboxMessage;
 
 /// A double opt-in submission as a confirmation link finds it.
@@ -34,8 +35,14 @@ impl LeadStore {
         &self,
         submission_id: &str,
     ) -> Result<Option<PendingSubmission>, StoreError> {
-        let mut conn = self.writer.acquire().await?;
-        fetch_pending(&mut conn, submission_id).await
+        let sql = Sql::fixed(
+            "SELECT id AS submission_id, lead_id, form_id, email, confirmation AS state, \
+               confirm_expires_at AS expires_at_ms \
+             FROM submissions WHERE id = $1",
+        )
+        .arg(submission_id);
+        // From the writer: a confirmation that just committed is seen at once.
+        self.pools.writer().fetch_optional(&sql).await
     }
 
     /// Confirms a pending submission: records the confirmation in the ledger, lifts a
@@ -49,30 +56,17 @@ impl LeadStore {
         messages: &[NewOutboxMessage],
         download_until_ms: Option<i64>,
     ) -> Result<ConfirmOutcome, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(
+        let mut tx = self.pools.begin().await?;
+        let sql = Sql::fixed(
             "SELECT lead_id, form_id, email, confirmation, confirm_expires_at \
              FROM submissions WHERE id = $1",
         )
-        .bind(submission_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
+        .arg(submission_id);
+        let row: Option<(String, String, String, String, Option<i64>)> =
+            tx.exec().fetch_optional(&sql).await?;
+        let Some((lead_id, form_id, email, state, expires)) = row else {
             return Ok(ConfirmOutcome::NotFound);
         };
-        let (lead_id, form_id, email, state, expires): (
-            String,
-            String,
-            String,
-            String,
-            Option<i64>,
-        ) = (
-            get(&row, 0)?,
-            get(&row, 1)?,
-            get(&row, 2)?,
-            get(&row, 3)?,
-            get(&row, 4)?,
-        );
         match state.as_str() {
             "confirmed" => return Ok(ConfirmOutcome::AlreadyConfirmed),
             "pending" if expires.is_some_and(|e| e <= now_ms) => {
@@ -81,15 +75,13 @@ impl LeadStore {
             "pending" => {}
             _ => return Ok(ConfirmOutcome::NotFound),
         }
-        let done = sqlx::query(
+        let sql = Sql::fixed(
             "UPDATE submissions SET confirmation = 'confirmed', confirmed_at = $1 \
              WHERE id = $2 AND confirmation = 'pending'",
         )
-        .bind(now_ms)
-        .bind(submission_id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
+        .arg(now_ms)
+        .arg(submission_id);
+        if tx.exec().execute(&sql).await? != 1 {
             return Ok(ConfirmOutcome::AlreadyConfirmed);
         }
         let mut ledger = vec![ConsentRow {
@@ -97,28 +89,25 @@ impl LeadStore {
             form_id: Some(&form_id),
             ..ConsentRow::by(actor, &lead_id, "double_opt_in", now_ms)
         }];
-        let lifted = sqlx::query("DELETE FROM suppressions WHERE email_hash = $1")
-            .bind(crate::consent::suppression_hash(&email))
-            .execute(&mut *tx)
-            .await?;
-        if lifted.rows_affected() > 0 {
+        let sql = Sql::fixed("DELETE FROM suppressions WHERE email_hash = $1")
+            .arg(crate::consent::suppression_hash(&email));
+        if tx.exec().execute(&sql).await? > 0 {
             ledger.push(ConsentRow {
                 kind: "resubscribe",
                 ..ledger[0]
             });
         }
         if let Some(until) = download_until_ms {
-            sqlx::query(
+            let sql = Sql::fixed(
                 "INSERT INTO downloads (id, lead_id, form_id, created_at, expires_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
             )
-            .bind(submission_id)
-            .bind(&lead_id)
-            .bind(&form_id)
-            .bind(now_ms)
-            .bind(until)
-            .execute(&mut *tx)
-            .await?;
+            .arg(submission_id)
+            .arg(&lead_id)
+            .arg(&form_id)
+            .arg(now_ms)
+            .arg(until);
+            tx.exec().execute(&sql).await?;
         }
         let rows: Vec<OutboxRow<'_>> = messages
             .iter()
@@ -131,28 +120,14 @@ impl LeadStore {
                 skipped: None,
             })
             .collect();
-        batch::run(
-            &mut tx,
-            self.backend,
-            &[consent_insert(&ledger), outbox_insert(rows)],
-            Frame::Plain,
-        )
-        .await?;
+        tx.conn()
+            .write(
+                None,
+                &[consent_insert(&ledger), outbox_insert(rows)],
+                Frame::Plain,
+            )
+            .await?;
         tx.commit().await?;
         Ok(ConfirmOutcome::Confirmed)
     }
-}
-
-async fn fetch_pending(
-    conn: &mut sqlx::AnyConnection,
-    submission_id: &str,
-) -> Result<Option<PendingSubmission>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT id AS submission_id, lead_id, form_id, email, confirmation AS state, \
-           confirm_expires_at AS expires_at_ms \
-         FROM submissions WHERE id = $1",
-    )
-    .bind(submission_id)
-    .fetch_optional(conn)
-    .await?)
 }

@@ -1,9 +1,10 @@
 //! Signed downloads: one row per submission that earned one; counted, and re-sent from an
 //! expired link to the lead (never to whoever clicked).
 
-use super::batch::{self, Frame, Insert};
+use super::batch::{Frame, Insert};
 use super::outbox::{outbox_insert, OutboxRow};
-use super::{get, LeadStore, StoreError};
+use super::sql::Sql;
+use super::{LeadStore, StoreError};
 use crate::domain::NewOutboxMessage;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -33,25 +34,23 @@ pub(super) fn download_insert<'a>() -> Insert<'a> {
 
 impl LeadStore {
     pub async fn download(&self, id: &str) -> Result<Option<DownloadRecord>, StoreError> {
-        Ok(sqlx::query_as(
+        let sql = Sql::fixed(
             "SELECT lead_id, form_id, expires_at AS expires_at_ms, download_count \
              FROM downloads WHERE id = $1",
         )
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?)
+        .arg(id);
+        self.pools.reader().fetch_optional(&sql).await
     }
 
     /// Counts one download of `id`.
     pub async fn record_download(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(
+        let sql = Sql::fixed(
             "UPDATE downloads SET download_count = download_count + 1, last_download_at = $1 \
              WHERE id = $2",
         )
-        .bind(now_ms)
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
+        .arg(now_ms)
+        .arg(id);
+        self.pools.writer().execute(&sql).await?;
         Ok(())
     }
 
@@ -65,30 +64,27 @@ impl LeadStore {
         window_ms: i64,
         max_attempts: u32,
     ) -> Result<ResendOutcome, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(
+        let mut tx = self.pools.begin().await?;
+        let sql = Sql::fixed(
             "SELECT d.lead_id, d.form_id, d.resent_at, l.email FROM downloads d \
              JOIN leads l ON l.id = d.lead_id WHERE d.id = $1",
         )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
+        .arg(id);
+        let row: Option<(String, String, Option<i64>, String)> =
+            tx.exec().fetch_optional(&sql).await?;
+        let Some((lead_id, form_id, resent, email)) = row else {
             return Ok(ResendOutcome::NotFound);
         };
-        let (lead_id, form_id, resent, email): (String, String, Option<i64>, String) =
-            (get(&row, 0)?, get(&row, 1)?, get(&row, 2)?, get(&row, 3)?);
         if resent.is_some_and(|t| t > now_ms - window_ms) {
             return Ok(ResendOutcome::TooSoon);
         }
         let recipient = crate::domain::EmailAddress::parse(&email)
             .map_err(|e| StoreError::Corrupt(format!("stored address: {e}")))?;
-        sqlx::query("UPDATE downloads SET expires_at = $1, resent_at = $2 WHERE id = $3")
-            .bind(until_ms)
-            .bind(now_ms)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let sql = Sql::fixed("UPDATE downloads SET expires_at = $1, resent_at = $2 WHERE id = $3")
+            .arg(until_ms)
+            .arg(now_ms)
+            .arg(id);
+        tx.exec().execute(&sql).await?;
         let message = NewOutboxMessage {
             kind: crate::domain::MessageKind::DownloadLink,
             recipient,
@@ -103,7 +99,7 @@ impl LeadStore {
             now_ms,
             skipped: None,
         }]);
-        batch::run(&mut tx, self.backend, &[row], Frame::Plain).await?;
+        tx.conn().write(None, &[row], Frame::Plain).await?;
         tx.commit().await?;
         Ok(ResendOutcome::Queued)
     }

@@ -4,8 +4,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::retention::{delete_submissions, Doomed};
+use super::sql::Sql;
 use super::suppression::{lead_email, suppress};
-use super::{get, LeadStore, StoreError};
+use super::{LeadStore, StoreError};
 
 /// A consent ledger entry as the access export shows it.
 #[derive(serde::Serialize, sqlx::FromRow)]
@@ -35,11 +36,9 @@ struct DownloadEntry {
 
 impl LeadStore {
     pub async fn lead_id_by_email(&self, email: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT id FROM leads WHERE email = $1")
-            .bind(email)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| get(&r, 0)).transpose()
+        let sql = Sql::fixed("SELECT id FROM leads WHERE email = $1").arg(email);
+        let row: Option<(String,)> = self.pools.reader().fetch_optional(&sql).await?;
+        Ok(row.map(|(id,)| id))
     }
 
     /// Everything held about one person (GDPR access): the lead, every submission (spam
@@ -56,23 +55,21 @@ impl LeadStore {
             })
             .await?
             .items;
-        let consents: Vec<ConsentEntry> = sqlx::query_as(
+        let sql = Sql::fixed(
             "SELECT id, submission_id, form_id, kind, field, text, text_version, client_ip, \
                user_agent, created_at AS created_at_ms \
              FROM consents WHERE lead_id = $1 ORDER BY created_at, id",
         )
-        .bind(lead_id)
-        .fetch_all(&self.reader)
-        .await?;
-        let downloads: Vec<DownloadEntry> = sqlx::query_as(
+        .arg(lead_id);
+        let consents: Vec<ConsentEntry> = self.pools.reader().fetch_all(&sql).await?;
+        let sql = Sql::fixed(
             "SELECT id AS submission_id, form_id, created_at AS created_at_ms, \
                expires_at AS expires_at_ms, download_count, \
                last_download_at AS last_download_at_ms \
              FROM downloads WHERE lead_id = $1 ORDER BY created_at, id",
         )
-        .bind(lead_id)
-        .fetch_all(&self.reader)
-        .await?;
+        .arg(lead_id);
+        let downloads: Vec<DownloadEntry> = self.pools.reader().fetch_all(&sql).await?;
         let messages = self.lead_messages(lead_id).await?;
         let suppressed = !self
             .suppressed_among(&[crate::consent::suppression_hash(&email)])
@@ -93,31 +90,27 @@ impl LeadStore {
     /// lead itself. What stays: the address's suppression hash (so it is never mailed again)
     /// and an anonymous count. Returns the number of submissions removed, or `None`.
     pub async fn erase_lead(&self, lead_id: &str, now_ms: i64) -> Result<Option<u64>, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let Some(email) = lead_email(&mut tx, lead_id).await? else {
+        let mut tx = self.pools.begin().await?;
+        let Some(email) = lead_email(tx.exec(), lead_id).await? else {
             return Ok(None);
         };
-        let forms: Vec<String> = sqlx::query(
+        let sql = Sql::fixed(
             "SELECT DISTINCT form_id FROM submissions WHERE lead_id = $1 ORDER BY form_id",
         )
-        .bind(lead_id)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| get(r, 0))
-        .collect::<Result<_, _>>()?;
+        .arg(lead_id);
+        let forms: Vec<(String,)> = tx.exec().fetch_all(&sql).await?;
+        let forms: Vec<String> = forms.into_iter().map(|(f,)| f).collect();
         let (removed, _) =
-            delete_submissions(&mut tx, self.backend, &Doomed::Lead(lead_id.into())).await?;
-        suppress(&mut tx, &email, "erased", now_ms).await?;
-        sqlx::query(
+            delete_submissions(&mut tx, self.dialect(), &Doomed::Lead(lead_id.into())).await?;
+        suppress(tx.exec(), &email, "erased", now_ms).await?;
+        let sql = Sql::fixed(
             "INSERT INTO erasures (id, erased_at, submissions, forms) VALUES ($1, $2, $3, $4)",
         )
-        .bind(Uuid::now_v7().to_string())
-        .bind(now_ms)
-        .bind(i64::try_from(removed).unwrap_or(i64::MAX))
-        .bind(forms.join(","))
-        .execute(&mut *tx)
-        .await?;
+        .arg(Uuid::now_v7().to_string())
+        .arg(now_ms)
+        .arg(i64::try_from(removed).unwrap_or(i64::MAX))
+        .arg(forms.join(","));
+        tx.exec().execute(&sql).await?;
         tx.commit().await?;
         Ok(Some(removed))
     }

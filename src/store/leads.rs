@@ -1,16 +1,14 @@
 //! Writing submissions and reading leads back.
 
-use sqlx::any::AnyRow;
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, Executor, FromRow, Row};
 use uuid::Uuid;
 
-use super::batch::{self, Frame, Insert, Val};
+use super::batch::{Frame, Insert, Val};
+use super::engine::{Conn, Dialect, Exec, Pooled, Returned};
 use super::models::{
     BatchItem, Cursor, LeadQuery, LeadRecord, Page, Recorded, SubmissionQuery, SubmissionRecord,
 };
 use super::sql::Sql;
-use super::{get, LeadStore, StoreError};
+use super::{LeadStore, StoreError};
 use crate::domain::{Confirmation, NewOutboxMessage, NewSubmission};
 
 use std::collections::hash_map::{Entry, HashMap};
@@ -106,7 +104,7 @@ impl LeadStore {
             // A concurrent request with the same idempotency key committed first.
             Err(StoreError::Conflict) => {
                 let (form, key) = key_of(sub);
-                let found = find_idempotent(&mut conn.conn, form, key).await;
+                let found = find_idempotent(conn.conn.exec(), form, key).await;
                 if let Err(e) = &found {
                     conn.broken |= e.is_unavailable();
                 }
@@ -121,7 +119,7 @@ impl LeadStore {
     /// back-to-back batches: every acquire and release costs sqlx a ping round trip.
     pub async fn write_connection(&self) -> Result<WriteConn, StoreError> {
         Ok(WriteConn {
-            conn: self.writer.acquire().await?,
+            conn: self.pools.acquire().await?,
             open: false,
             broken: false,
         })
@@ -178,16 +176,13 @@ impl LeadStore {
             .collect();
         let mut probe = None;
         if !keyed.is_empty() {
-            let sql = idempotency_lookup(self.backend, keyed.iter().map(|&i| key_of(items[i].sub)));
-            if self.backend == super::Backend::Sqlite {
+            let sql =
+                idempotency_lookup(self.dialect(), keyed.iter().map(|&i| key_of(items[i].sub)));
+            if self.dialect().probe_in_transaction {
                 probe = Some(sql);
             } else {
-                let found_rows = sql
-                    .query()
-                    .persistent(false)
-                    .fetch_all(&mut *conn.conn)
-                    .await;
-                let found = replays(&conn.check(found_rows)?)?;
+                let found_rows = conn.conn.exec().fetch_all::<ReplayRow>(&sql).await;
+                let found = replays(conn.check_store(found_rows)?);
                 fill_replays(&mut results, items, &keyed, &found);
             }
         }
@@ -196,8 +191,8 @@ impl LeadStore {
         let mut writes: Vec<usize> = (0..items.len())
             .filter(|&i| follower_of[i].is_none() && results[i].is_none())
             .collect();
-        let fresh_written = if self.backend == super::Backend::Postgres && !writes.is_empty() {
-            let fresh = self.write_fresh(&mut conn.conn, items, &writes).await;
+        let fresh_written = if self.dialect().new_people_first && !writes.is_empty() {
+            let fresh = write_fresh(&mut conn.conn, items, &writes).await;
             let fresh = conn.check_store(fresh)?;
             let any = !fresh.is_empty();
             for (i, recorded) in fresh {
@@ -210,9 +205,7 @@ impl LeadStore {
         };
         if !writes.is_empty() {
             conn.open = true;
-            let mut outcome = self
-                .write_new(&mut conn.conn, items, &writes, probe.as_ref())
-                .await;
+            let mut outcome = write_new(&mut conn.conn, items, &writes, probe.as_ref()).await;
             if let Ok(NewWrites::Replayed(found)) = &outcome {
                 // Rolled back: answer the repeats, write the rest without the probe.
                 conn.open = false;
@@ -222,7 +215,7 @@ impl LeadStore {
                     Ok(NewWrites::Written(Vec::new()))
                 } else {
                     conn.open = true;
-                    self.write_new(&mut conn.conn, items, &writes, None).await
+                    write_new(&mut conn.conn, items, &writes, None).await
                 };
             }
             let outcome = outcome.and_then(|o| match o {
@@ -243,7 +236,7 @@ impl LeadStore {
                     }
                 }
                 Err(e) => {
-                    if !e.is_unavailable() && conn.conn.execute("ROLLBACK").await.is_ok() {
+                    if !e.is_unavailable() && conn.conn.exec().raw("ROLLBACK").await.is_ok() {
                         conn.open = false;
                     }
                     conn.broken |= e.is_unavailable();
@@ -277,115 +270,6 @@ impl LeadStore {
             .collect())
     }
 
-    /// PostgreSQL: writes, in one autocommitted statement, the items of people who have no
-    /// lead yet; returns those items' results. A person seen before (their lead insert
-    /// conflicts) is left out entirely, for the transactional path: only there can earlier
-    /// follow-ups need looking up, and the lead row's lock orders concurrent writers. Two
-    /// writers racing to create one lead are ordered by the unique email: the loser finds the
-    /// winner's committed lead and goes the transactional way.
-    async fn write_fresh(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        items: &[BatchItem<'_>],
-        writes: &[usize],
-    ) -> Result<Vec<(usize, Recorded)>, StoreError> {
-        let (leads, proposed) = lead_upserts(
-            items,
-            writes,
-            " ON CONFLICT (email) DO NOTHING RETURNING id",
-        );
-        let proposed: HashMap<&str, String> = proposed.into_iter().collect();
-        let rows: Vec<(String, String)> = writes
-            .iter()
-            .map(|&i| {
-                let lead = proposed
-                    .get(items[i].sub.email.as_str())
-                    .cloned()
-                    .unwrap_or_default();
-                (Uuid::now_v7().to_string(), lead)
-            })
-            .collect();
-        let rest = dependent_inserts(conn, items, writes, &rows, &HashSet::new()).await?;
-        let pg = self
-            .pg
-            .as_ref()
-            .ok_or_else(|| StoreError::Corrupt("PostgreSQL's native pool is missing".into()))?;
-        let mut native = pg.acquire().await?;
-        let created = super::postgres::insert_new_people(&mut native, &leads, &rest)
-            .await
-            .map_err(conflict_on_unique)?;
-        Ok(writes
-            .iter()
-            .zip(rows)
-            .filter(|(_, (_, lead_id))| created.contains(lead_id))
-            .map(|(&i, (submission_id, lead_id))| {
-                (
-                    i,
-                    Recorded {
-                        submission_id,
-                        lead_id,
-                        replayed: false,
-                    },
-                )
-            })
-            .collect())
-    }
-
-    /// Writes the new submissions of a batch in one transaction that this opens and commits;
-    /// returns `(submission id, lead id)` per write. On error the transaction may be open.
-    /// With a `probe` (SQLite's idempotency lookup), a key that is already stored rolls the
-    /// transaction back and answers the stored submissions instead.
-    async fn write_new(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        items: &[BatchItem<'_>],
-        writes: &[usize],
-        probe: Option<&Sql>,
-    ) -> Result<NewWrites, StoreError> {
-        let backend = self.backend;
-        let (leads, proposed) = lead_upserts(
-            items,
-            writes,
-            " ON CONFLICT (email) DO UPDATE SET updated_at = excluded.updated_at, \
-             submission_count = leads.submission_count + excluded.submission_count, \
-             real_submission_count = leads.real_submission_count + excluded.real_submission_count \
-             RETURNING id, email",
-        );
-        let mut lead_ids: HashMap<String, String> = HashMap::with_capacity(proposed.len());
-        let first = batch::run_probed(conn, backend, probe, &[leads], Frame::Begin).await?;
-        // The probe's rows (four columns) come before the upsert's (two).
-        let (found, upserted): (Vec<AnyRow>, Vec<AnyRow>) =
-            first.into_iter().partition(|r| r.len() == 4);
-        if !found.is_empty() {
-            conn.execute("ROLLBACK").await?;
-            return Ok(NewWrites::Replayed(replays(&found)?));
-        }
-        for r in upserted {
-            lead_ids.insert(get::<String>(&r, 1)?, get::<String>(&r, 0)?);
-        }
-        // A lead whose id is not the one proposed here existed before this batch.
-        let existing: HashSet<&str> = proposed
-            .iter()
-            .filter_map(|(email, id)| {
-                let stored = lead_ids.get(*email)?;
-                (stored != id).then_some(stored.as_str())
-            })
-            .collect();
-        let mut rows: Vec<(String, String)> = Vec::with_capacity(writes.len());
-        for &i in writes {
-            let lead_id = lead_ids
-                .get(items[i].sub.email.as_str())
-                .cloned()
-                .ok_or_else(|| StoreError::Corrupt("lead upsert returned no id".into()))?;
-            rows.push((Uuid::now_v7().to_string(), lead_id));
-        }
-        let inserts = dependent_inserts(conn, items, writes, &rows, &existing).await?;
-        batch::run(conn, backend, &inserts, Frame::Commit)
-            .await
-            .map_err(conflict_on_unique)?;
-        Ok(NewWrites::Written(rows))
-    }
-
     /// Leads with their newest matching submission, oldest lead first (stable keyset order).
     pub async fn list_leads(&self, q: &LeadQuery) -> Result<Page<LeadRecord>, StoreError> {
         let mut sql = Sql::new(format!(
@@ -413,11 +297,10 @@ impl LeadStore {
         }
         sql.push(" ORDER BY l.created_at, l.id LIMIT ")
             .bind_int(i64::from(q.limit) + 1);
-        let rows = sql.query().fetch_all(&self.reader).await?;
+        let rows: Vec<LeadRow> = self.pools.reader().fetch_all(&sql).await?;
         let items = rows
-            .iter()
-            .map(|r| {
-                let row = LeadRow::from_row(r)?;
+            .into_iter()
+            .map(|row| {
                 let latest = SubmissionRecord::try_from(row.latest)?;
                 Ok(LeadRecord {
                     id: latest.lead_id.clone(),
@@ -440,14 +323,11 @@ impl LeadStore {
         &self,
         lead_id: &str,
     ) -> Result<Option<(String, i64, i64, i64)>, StoreError> {
-        let row = sqlx::query(
+        let sql = Sql::fixed(
             "SELECT email, created_at, updated_at, submission_count FROM leads WHERE id = $1",
         )
-        .bind(lead_id)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.map(|r| Ok((get(&r, 0)?, get(&r, 1)?, get(&r, 2)?, get(&r, 3)?)))
-            .transpose()
+        .arg(lead_id);
+        self.pools.reader().fetch_optional(&sql).await
     }
 
     /// Submissions, oldest first, including spam when asked.
@@ -482,10 +362,10 @@ impl LeadStore {
         }
         sql.push(" ORDER BY s.created_at, s.id LIMIT ")
             .bind_int(i64::from(q.limit) + 1);
-        let rows = sql.query().fetch_all(&self.reader).await?;
+        let rows: Vec<SubmissionRow> = self.pools.reader().fetch_all(&sql).await?;
         let items = rows
-            .iter()
-            .map(|r| SubmissionRecord::try_from(SubmissionRow::from_row(r)?))
+            .into_iter()
+            .map(SubmissionRecord::try_from)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(page(items, q.limit, |s| Cursor {
             created_at_ms: s.created_at_ms,
@@ -494,12 +374,136 @@ impl LeadStore {
     }
 }
 
+/// PostgreSQL: writes, in one autocommitted statement, the items of people who have no
+/// lead yet; returns those items' results. A person seen before (their lead insert
+/// conflicts) is left out entirely, for the transactional path: only there can earlier
+/// follow-ups need looking up, and the lead row's lock orders concurrent writers. Two
+/// writers racing to create one lead are ordered by the unique email: the loser finds the
+/// winner's committed lead and goes the transactional way.
+async fn write_fresh(
+    conn: &mut Pooled,
+    items: &[BatchItem<'_>],
+    writes: &[usize],
+) -> Result<Vec<(usize, Recorded)>, StoreError> {
+    let (leads, proposed) = lead_upserts(
+        items,
+        writes,
+        " ON CONFLICT (email) DO NOTHING RETURNING id",
+    );
+    let proposed: HashMap<&str, String> = proposed.into_iter().collect();
+    let rows: Vec<(String, String)> = writes
+        .iter()
+        .map(|&i| {
+            let lead = proposed
+                .get(items[i].sub.email.as_str())
+                .cloned()
+                .unwrap_or_default();
+            (Uuid::now_v7().to_string(), lead)
+        })
+        .collect();
+    let rest = dependent_inserts(conn.exec(), items, writes, &rows, &HashSet::new()).await?;
+    let Conn::Postgres(pg) = conn.conn() else {
+        return Err(StoreError::Corrupt(
+            "new people are written this way on PostgreSQL only".into(),
+        ));
+    };
+    let created = super::postgres::insert_new_people(pg, &leads, &rest)
+        .await
+        .map_err(conflict_on_unique)?;
+    Ok(writes
+        .iter()
+        .zip(rows)
+        .filter(|(_, (_, lead_id))| created.contains(lead_id))
+        .map(|(&i, (submission_id, lead_id))| {
+            (
+                i,
+                Recorded {
+                    submission_id,
+                    lead_id,
+                    replayed: false,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Writes the new submissions of a batch in one transaction that this opens and commits;
+/// returns `(submission id, lead id)` per write. On error the transaction may be open.
+/// With a `probe` (SQLite's idempotency lookup), a key that is already stored rolls the
+/// transaction back and answers the stored submissions instead.
+async fn write_new(
+    conn: &mut Pooled,
+    items: &[BatchItem<'_>],
+    writes: &[usize],
+    probe: Option<&Sql>,
+) -> Result<NewWrites, StoreError> {
+    let (leads, proposed) = lead_upserts(
+        items,
+        writes,
+        " ON CONFLICT (email) DO UPDATE SET updated_at = excluded.updated_at, \
+         submission_count = leads.submission_count + excluded.submission_count, \
+         real_submission_count = leads.real_submission_count + excluded.real_submission_count \
+         RETURNING id, email",
+    );
+    let mut lead_ids: HashMap<String, String> = HashMap::with_capacity(proposed.len());
+    let mut found = HashMap::new();
+    for row in conn.conn().write(probe, &[leads], Frame::Begin).await? {
+        match row {
+            Returned::Replay {
+                form_id,
+                idempotency_key,
+                id,
+                lead_id,
+            } => {
+                found.insert(
+                    (form_id, idempotency_key),
+                    Recorded {
+                        submission_id: id,
+                        lead_id,
+                        replayed: true,
+                    },
+                );
+            }
+            Returned::Lead { id, email } => {
+                lead_ids.insert(email, id);
+            }
+            Returned::Id(_) => {}
+        }
+    }
+    if !found.is_empty() {
+        conn.exec().raw("ROLLBACK").await?;
+        return Ok(NewWrites::Replayed(found));
+    }
+    // A lead whose id is not the one proposed here existed before this batch.
+    let existing: HashSet<&str> = proposed
+        .iter()
+        .filter_map(|(email, id)| {
+            let stored = lead_ids.get(*email)?;
+            (stored != id).then_some(stored.as_str())
+        })
+        .collect();
+    let mut rows: Vec<(String, String)> = Vec::with_capacity(writes.len());
+    for &i in writes {
+        let lead_id = lead_ids
+            .get(items[i].sub.email.as_str())
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt("lead upsert returned no id".into()))?;
+        rows.push((Uuid::now_v7().to_string(), lead_id));
+    }
+    let inserts = dependent_inserts(conn.exec(), items, writes, &rows, &existing).await?;
+    conn.conn()
+        .write(None, &inserts, Frame::Commit)
+        .await
+        .map_err(conflict_on_unique)?;
+    Ok(NewWrites::Written(rows))
+}
+
 /// The lookup of already-stored idempotency keys: one `form_id = … AND idempotency_key IN (…)`
 /// group per form, so each group is a range probe of the `UNIQUE (form_id, idempotency_key)`
 /// index on both engines (a bare `idempotency_key IN (…)` cannot use it and scans every
 /// submission). Forms appear in the order of their first item, so the text repeats.
 pub(super) fn idempotency_lookup<'a>(
-    backend: super::Backend,
+    dialect: &Dialect,
     keys: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Sql {
     let mut by_form: Vec<(&str, Vec<&str>)> = Vec::new();
@@ -509,8 +513,8 @@ pub(super) fn idempotency_lookup<'a>(
             None => by_form.push((form, vec![key])),
         }
     }
-    let mut sql = Sql::for_backend(
-        backend,
+    let mut sql = Sql::for_dialect(
+        dialect,
         "SELECT form_id, idempotency_key, id, lead_id FROM submissions WHERE ".into(),
     );
     for (n, (form, mut keys)) in by_form.into_iter().enumerate() {
@@ -538,18 +542,27 @@ enum NewWrites {
     Replayed(HashMap<(String, String), Recorded>),
 }
 
+/// A row of [`idempotency_lookup`].
+#[derive(sqlx::FromRow)]
+struct ReplayRow {
+    form_id: String,
+    idempotency_key: String,
+    id: String,
+    lead_id: String,
+}
+
 /// The rows of [`idempotency_lookup`], by (form, key).
-fn replays(rows: &[AnyRow]) -> Result<HashMap<(String, String), Recorded>, StoreError> {
-    rows.iter()
+fn replays(rows: Vec<ReplayRow>) -> HashMap<(String, String), Recorded> {
+    rows.into_iter()
         .map(|r| {
-            Ok((
-                (get(r, 0)?, get(r, 1)?),
+            (
+                (r.form_id, r.idempotency_key),
                 Recorded {
-                    submission_id: get(r, 2)?,
-                    lead_id: get(r, 3)?,
+                    submission_id: r.id,
+                    lead_id: r.lead_id,
                     replayed: true,
                 },
-            ))
+            )
         })
         .collect()
 }
@@ -580,24 +593,19 @@ pub(super) const FIND_IDEMPOTENT: &str =
 
 /// The submission an idempotency key already names, if any.
 async fn find_idempotent(
-    conn: &mut sqlx::AnyConnection,
+    exec: Exec<'_>,
     form_id: &str,
     key: &str,
 ) -> Result<Option<Recorded>, StoreError> {
-    let row = sqlx::query(FIND_IDEMPOTENT)
-        .bind(form_id)
-        .bind(key)
-        .fetch_optional(conn)
-        .await?;
-    row.map(|r| {
-        Ok(Recorded {
-            submission_id: get(&r, 0)?,
-            lead_id: get(&r, 1)?,
-            replayed: true,
-        })
-    })
-    .transpose()
+    let sql = Sql::fixed(FIND_IDEMPOTENT).arg(form_id).arg(key);
+    let row: Option<(String, String)> = exec.fetch_optional(&sql).await?;
+    Ok(row.map(|(submission_id, lead_id)| Recorded {
+        submission_id,
+        lead_id,
+        replayed: true,
+    }))
 }
+
 /// The batch's lead upserts, one row per distinct email (PostgreSQL refuses to update one row
 /// twice in one statement, so counts are summed here first), and the id proposed for each
 /// email: the stored id differs when the lead existed before.
@@ -669,14 +677,14 @@ fn lead_upserts<'a>(
 /// Everything a batch writes after its leads: submissions, outbox messages (the follow-up
 /// window looked up for `existing` leads only), consent ledger entries and download links.
 async fn dependent_inserts<'a>(
-    conn: &mut sqlx::AnyConnection,
+    exec: Exec<'_>,
     items: &[BatchItem<'a>],
     writes: &[usize],
     rows: &'a [(String, String)],
     existing: &HashSet<&str>,
 ) -> Result<Vec<Insert<'a>>, StoreError> {
     let mut inserts = vec![submission_inserts(items, writes, rows)];
-    inserts.push(super::outbox::batch_messages(conn, items, writes, rows, existing).await?);
+    inserts.push(super::outbox::batch_messages(exec, items, writes, rows, existing).await?);
     inserts.extend(super::ledger::batch_extras(items, writes, rows));
     Ok(inserts)
 }
@@ -768,7 +776,7 @@ fn submission_inserts<'a>(
 /// rollback that failed, or a cancelled future) or after the database became unreachable is
 /// closed rather than handed back to the pool.
 pub struct WriteConn {
-    conn: PoolConnection<Any>,
+    conn: Pooled,
     open: bool,
     broken: bool,
 }
@@ -777,10 +785,6 @@ impl WriteConn {
     /// False once an error showed the connection cannot be trusted; take a new one.
     pub fn is_usable(&self) -> bool {
         !self.open && !self.broken
-    }
-
-    fn check<T>(&mut self, r: Result<T, sqlx::Error>) -> Result<T, StoreError> {
-        self.check_store(r.map_err(StoreError::from))
     }
 
     fn check_store<T>(&mut self, r: Result<T, StoreError>) -> Result<T, StoreError> {

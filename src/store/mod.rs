@@ -1,14 +1,17 @@
 //! Lead storage: the only place SQL lives.
 //!
-//! One implementation serves SQLite and PostgreSQL through `sqlx::Any`: the SQL is portable
-//! (`$1` placeholders, `ON CONFLICT`, `RETURNING`, BIGINT millisecond timestamps), and what
-//! differs per engine (connection set-up, migrations, lock clauses) lives in [`Backend`].
-//! A contract test suite runs every behaviour against both engines.
+//! The seam: [`engine::Engine`] is what each database implements natively on its own sqlx
+//! driver, `sqlite/` (`SqlitePool`: one writer, readers beside it, padded multi-statement
+//! batches) and `postgres/` (`PgPool`: array parameters, `FOR UPDATE SKIP LOCKED`). The
+//! engine is chosen once, from the URL, in [`LeadStore::connect`]; the concerns above it
+//! (leads and the write path, outbox, consent ledger, double opt-in, downloads, suppression,
+//! GDPR, retention, signing keys) are written once, rows decoded by name with `FromRow`. One
+//! contract test suite runs every behaviour against both engines.
 
-mod backend;
 mod batch;
 mod double_opt_in;
 mod downloads;
+mod engine;
 mod gdpr;
 mod leads;
 mod ledger;
@@ -20,15 +23,11 @@ mod retention;
 mod seed;
 mod signing_keys;
 mod sql;
+mod sqlite;
 mod suppression;
 pub mod writer;
 
-use std::time::Duration;
-
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
-
-pub use backend::Backend;
+pub use crate::config::Engine as Backend;
 pub use double_opt_in::{ConfirmOutcome, PendingSubmission};
 pub use downloads::{DownloadRecord, ResendOutcome};
 pub use leads::WriteConn;
@@ -41,6 +40,7 @@ pub use plans::QueryPlan;
 pub use retention::RetentionReport;
 
 use crate::config::DatabaseSettings;
+use engine::Pools;
 use secrecy::ExposeSecret;
 
 #[derive(Debug, thiserror::Error)]
@@ -116,93 +116,21 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
 /// The lead store. Cheap to clone (pools are reference-counted).
 #[derive(Clone, Debug)]
 pub struct LeadStore {
-    backend: Backend,
-    /// All writes go here. On SQLite this pool has exactly one connection: SQLite has one
-    /// writer at a time, and queueing in the pool is cheaper than spinning on SQLITE_BUSY.
-    writer: AnyPool,
-    /// Reads. On SQLite a separate pool so readers never wait behind the writer (WAL).
-    reader: AnyPool,
-    /// PostgreSQL's native pool, for what has moved off `sqlx::Any` (see [`postgres`]).
-    pg: Option<sqlx::PgPool>,
+    pools: Pools,
 }
 
 impl LeadStore {
-    /// Connects (creating the SQLite file if needed) and, if asked, runs migrations.
+    /// Connects to the engine the URL names (creating the SQLite file if needed) and, if
+    /// asked, runs migrations.
     pub async fn connect(settings: &DatabaseSettings) -> Result<LeadStore, StoreError> {
-        sqlx::any::install_default_drivers();
         let url = settings.url.expose_secret();
         let backend = Backend::from_url(url)
             .map_err(|m| StoreError::Unavailable(sqlx::Error::Configuration(m.into())))?;
-        let acquire = Duration::from_millis(settings.acquire_timeout_ms);
-        let url = backend::connect_url(backend, url);
-        let store = match backend {
-            Backend::Sqlite => {
-                let sync = settings.sqlite_synchronous.clone();
-                let busy_ms = settings.acquire_timeout_ms;
-                let pragmas = move || {
-                    format!(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
-                         PRAGMA busy_timeout = {busy_ms}; PRAGMA foreign_keys = ON; \
-                         PRAGMA temp_store = MEMORY;"
-                    )
-                };
-                // The writer gets a larger page cache (32 MiB); readers keep SQLite's default so
-                // memory stays bounded however many readers there are.
-                let p1 = {
-                    let pragmas = pragmas.clone();
-                    move || format!("{} PRAGMA cache_size = -32000;", pragmas())
-                };
-                let writer = AnyPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(acquire)
-                    .after_connect(move |conn, _| {
-                        let sql = p1();
-                        Box::pin(async move {
-                            conn.execute(sql.as_str()).await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(&url)
-                    .await?;
-                let reader = AnyPoolOptions::new()
-                    .max_connections(settings.max_connections.max(1))
-                    .acquire_timeout(acquire)
-                    .after_connect(move |conn, _| {
-                        let sql = pragmas();
-                        Box::pin(async move {
-                            conn.execute(sql.as_str()).await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_lazy(&url)?;
-                LeadStore {
-                    backend,
-                    writer,
-                    reader,
-                    pg: None,
-                }
-            }
-            Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
-                    .max_connections(settings.max_connections.max(2))
-                    .acquire_timeout(acquire)
-                    .connect(&url)
-                    .await?;
-                // The writers' native connections: no ping on acquire (a dead connection fails
-                // its statement, which the writer answers 503 and retries on a fresh one).
-                let pg = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(settings.max_connections.max(2))
-                    .acquire_timeout(acquire)
-                    .test_before_acquire(false)
-                    .connect_lazy(&url)?;
-                LeadStore {
-                    backend,
-                    writer: pool.clone(),
-                    reader: pool,
-                    pg: Some(pg),
-                }
-            }
+        let pools = match backend {
+            Backend::Sqlite => sqlite::connect(settings, url).await?,
+            Backend::Postgres => postgres::connect(settings, url).await?,
         };
+        let store = LeadStore { pools };
         if settings.migrate_on_start {
             store.migrate().await?;
         }
@@ -210,32 +138,23 @@ impl LeadStore {
     }
 
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.pools.dialect().backend
+    }
+
+    fn dialect(&self) -> &'static engine::Dialect {
+        self.pools.dialect()
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        backend::migrator(self.backend).run(&self.writer).await?;
-        Ok(())
+        self.pools.migrate().await
     }
 
     /// Readiness: can we run a query right now?
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
+        self.pools.reader().raw("SELECT 1").await
     }
 
     pub async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
-        if let Some(pg) = &self.pg {
-            pg.close().await;
-        }
+        self.pools.close().await;
     }
-}
-
-fn get<'r, T>(row: &'r AnyRow, idx: usize) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
-    row.try_get(idx).map_err(StoreError::from)
 }

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::batch::{Insert, Val};
+use super::engine::{Dialect, Exec};
 use super::models::BatchItem;
 use super::sql::{split, Bind, Sql};
-use super::{get, Backend, LeadStore, StoreError};
+use super::{LeadStore, StoreError};
 use crate::domain::{FieldValue, MessageKind, NewOutboxMessage};
 use std::collections::{HashMap, HashSet};
 
@@ -83,22 +83,19 @@ pub(super) fn window_lookup<'a>(lead_ids: impl IntoIterator<Item = &'a str>) -> 
     );
     sql.bind_list(lead_ids);
     sql.push(") GROUP BY lead_id, form_id, kind");
-    sql
+    sql.once()
 }
 
 /// Due messages leased to `owner`, oldest due first, through `outbox_due (status,
 /// next_attempt_at)`. PostgreSQL skips rows another instance's claim holds.
 pub(super) fn claim_due_sql(
-    backend: Backend,
+    dialect: &Dialect,
     now_ms: i64,
     lease_ms: i64,
     owner: &str,
     limit: u32,
 ) -> Sql {
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
+    let lock = dialect.claim_lock;
     Sql::with_binds(
         format!(
             "UPDATE outbox SET lease_until = $1, lease_owner = $2, attempts = attempts + 1 \
@@ -146,17 +143,17 @@ pub(super) fn claimed_rows<'a>(ids: impl IntoIterator<Item = &'a str>) -> Sql {
     );
     sql.bind_list(ids);
     sql.push(") ORDER BY o.next_attempt_at, o.id");
-    sql
+    sql.once()
 }
 
 /// `UPDATE outbox SET <set>, lease_until = NULL` for claimed ids this owner holds.
 pub(super) fn update_claimed_sql<'a>(
-    backend: Backend,
+    dialect: &Dialect,
     ids: impl IntoIterator<Item = &'a str>,
     owner: &str,
     set: impl Fn(&mut Sql),
 ) -> Sql {
-    let mut sql = Sql::for_backend(backend, "UPDATE outbox SET ".into());
+    let mut sql = Sql::for_dialect(dialect, "UPDATE outbox SET ".into());
     set(&mut sql);
     sql.push(", lease_until = NULL WHERE lease_owner = ");
     sql.bind_text(owner).push(" AND id IN (");
@@ -191,7 +188,7 @@ pub(super) fn mark_failed_sql(
 /// so what happened stays visible. Only leads that existed before the batch can have earlier
 /// messages, so only they are looked up (one query, and none at all for a batch of new people).
 pub(super) async fn batch_messages<'a>(
-    conn: &mut sqlx::AnyConnection,
+    exec: Exec<'_>,
     items: &[BatchItem<'a>],
     writes: &[usize],
     rows: &'a [(String, String)],
@@ -213,10 +210,10 @@ pub(super) async fn batch_messages<'a>(
         .collect();
     if !windowed_leads.is_empty() {
         let sql = window_lookup(windowed_leads.iter().copied());
-        for r in sql.query().persistent(false).fetch_all(&mut *conn).await? {
-            let kind: String = get(&r, 2)?;
+        let rows: Vec<(String, String, String, i64)> = exec.fetch_all(&sql).await?;
+        for (lead, form, kind, at) in rows {
             if let Some(kind) = MessageKind::parse(&kind) {
-                last_sent.insert((get(&r, 0)?, get(&r, 1)?, kind.as_str()), get(&r, 3)?);
+                last_sent.insert((lead, form, kind.as_str()), at);
             }
         }
     }
@@ -319,24 +316,15 @@ impl LeadStore {
         owner: &str,
         limit: u32,
     ) -> Result<Vec<ClaimedMessage>, StoreError> {
-        let ids: Vec<String> = claim_due_sql(self.backend, now_ms, lease_ms, owner, limit)
-            .query()
-            .fetch_all(&self.writer)
-            .await?
-            .iter()
-            .map(|r| get::<String>(r, 0))
-            .collect::<Result<_, _>>()?;
+        let claim = claim_due_sql(self.dialect(), now_ms, lease_ms, owner, limit);
+        let ids: Vec<(String,)> = self.pools.writer().fetch_all(&claim).await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = claimed_rows(ids.iter().map(String::as_str))
-            .query()
-            .persistent(false)
-            .fetch_all(&self.writer)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let row = ClaimedRow::from_row(r)?;
+        let sql = claimed_rows(ids.iter().map(|(id,)| id.as_str()));
+        let rows: Vec<ClaimedRow> = self.pools.writer().fetch_all(&sql).await?;
+        rows.into_iter()
+            .map(|row| {
                 Ok(ClaimedMessage {
                     fields: serde_json::from_str(&row.fields)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -393,9 +381,13 @@ impl LeadStore {
     ) -> Result<u64, StoreError> {
         let mut done = 0;
         for chunk in split(ids) {
-            let sql =
-                update_claimed_sql(self.backend, chunk.iter().map(String::as_str), owner, &set);
-            done += sql.query().execute(&self.writer).await?.rows_affected();
+            let sql = update_claimed_sql(
+                self.dialect(),
+                chunk.iter().map(String::as_str),
+                owner,
+                &set,
+            );
+            done += self.pools.writer().execute(&sql).await?;
         }
         Ok(done)
     }
@@ -410,11 +402,8 @@ impl LeadStore {
         dead: bool,
     ) -> Result<bool, StoreError> {
         let status = if dead { "dead" } else { "failed" };
-        let done = mark_failed_sql(status, error, next_attempt_at_ms, id, owner)
-            .query()
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let sql = mark_failed_sql(status, error, next_attempt_at_ms, id, owner);
+        Ok(self.pools.writer().execute(&sql).await? == 1)
     }
 
     /// Messages, newest first, optionally of one status.
@@ -423,77 +412,54 @@ impl LeadStore {
         status: Option<&str>,
         limit: u32,
     ) -> Result<Vec<OutboxRecord>, StoreError> {
-        let rows = match status {
-            Some(s) => {
-                sqlx::query(&format!(
-                    "SELECT {RECORD_COLUMNS} FROM outbox WHERE status = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
-                ))
-                .bind(s)
-                .bind(i64::from(limit))
-                .fetch_all(&self.reader)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {RECORD_COLUMNS} FROM outbox ORDER BY created_at DESC, id DESC LIMIT $1"
-                ))
-                .bind(i64::from(limit))
-                .fetch_all(&self.reader)
-                .await?
-            }
+        let sql = match status {
+            Some(s) => Sql::fixed(format!(
+                "SELECT {RECORD_COLUMNS} FROM outbox WHERE status = $1 \
+                 ORDER BY created_at DESC, id DESC LIMIT $2"
+            ))
+            .arg(s),
+            None => Sql::fixed(format!(
+                "SELECT {RECORD_COLUMNS} FROM outbox ORDER BY created_at DESC, id DESC LIMIT $1"
+            )),
         };
-        rows.iter()
-            .map(|r| Ok(OutboxRecord::from_row(r)?))
-            .collect()
+        self.pools
+            .reader()
+            .fetch_all(&sql.arg(i64::from(limit)))
+            .await
     }
 
     /// Every message for one lead, oldest first (the admin API's per-lead email status).
     pub async fn lead_messages(&self, lead_id: &str) -> Result<Vec<OutboxRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let sql = Sql::fixed(format!(
             "SELECT {RECORD_COLUMNS} FROM outbox WHERE lead_id = $1 ORDER BY created_at, id"
         ))
-        .bind(lead_id)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| Ok(OutboxRecord::from_row(r)?))
-            .collect()
+        .arg(lead_id);
+        self.pools.reader().fetch_all(&sql).await
     }
 
     /// Makes dead (or failed) messages due again with a fresh set of attempts.
     pub async fn retry_outbox(&self, target: &RetryTarget, now_ms: i64) -> Result<u64, StoreError> {
         let base = "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, \
                     lease_until = NULL WHERE ";
-        let done = match target {
-            RetryTarget::AllDead => {
-                sqlx::query(&format!("{base}status = 'dead'"))
-                    .bind(now_ms)
-                    .execute(&self.writer)
-                    .await?
-            }
+        let sql = match target {
+            RetryTarget::AllDead => Sql::fixed(format!("{base}status = 'dead'")).arg(now_ms),
             RetryTarget::One(id) => {
-                sqlx::query(&format!("{base}id = $2 AND status IN ('dead', 'failed')"))
-                    .bind(now_ms)
-                    .bind(id.as_str())
-                    .execute(&self.writer)
-                    .await?
+                Sql::fixed(format!("{base}id = $2 AND status IN ('dead', 'failed')"))
+                    .arg(now_ms)
+                    .arg(id)
             }
         };
-        Ok(done.rows_affected())
+        self.pools.writer().execute(&sql).await
     }
 
     pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
-        let rows = sqlx::query(
+        let sql = Sql::fixed(
             "SELECT status, COUNT(*), MIN(created_at) FROM outbox \
              WHERE status IN ('pending', 'failed', 'dead', 'sent') GROUP BY status",
-        )
-        .fetch_all(&self.reader)
-        .await?;
+        );
+        let rows: Vec<(String, i64, Option<i64>)> = self.pools.reader().fetch_all(&sql).await?;
         let mut stats = OutboxStats::default();
-        for r in &rows {
-            let status: String = get(r, 0)?;
-            let count: i64 = get(r, 1)?;
-            let oldest: Option<i64> = get(r, 2)?;
+        for (status, count, oldest) in rows {
             match status.as_str() {
                 "pending" => stats.pending = count,
                 "failed" => stats.failed = count,

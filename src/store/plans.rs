@@ -11,7 +11,7 @@ use super::outbox::{
 };
 use super::sql::{Bind, Sql};
 use super::suppression::suppression_lookup;
-use super::{get, Backend, LeadStore, StoreError};
+use super::{LeadStore, StoreError};
 
 /// One statement and the plan the engine chose for it.
 #[derive(Debug, Clone)]
@@ -54,7 +54,7 @@ impl LeadStore {
             (
                 "idempotency lookup",
                 idempotency_lookup(
-                    self.backend,
+                    self.dialect(),
                     [
                         ("contact", "5f2c0d3b9a8e4f6a"),
                         ("contact", "7a1e2b3c4d5e6f70"),
@@ -75,12 +75,12 @@ impl LeadStore {
             ("follow-up window", window_lookup(ids)),
             (
                 "outbox claim",
-                claim_due_sql(self.backend, now, 120_000, owner, 32),
+                claim_due_sql(self.dialect(), now, 120_000, owner, 32),
             ),
             ("claimed messages", claimed_rows(ids)),
             (
                 "mark sent",
-                update_claimed_sql(self.backend, ids, owner, |sql| {
+                update_claimed_sql(self.dialect(), ids, owner, |sql| {
                     sql.push("status = 'sent', last_error = NULL, sent_at = ")
                         .bind_int(now);
                 }),
@@ -107,17 +107,7 @@ impl LeadStore {
         statement: &'static str,
         sql: &str,
     ) -> Result<QueryPlan, StoreError> {
-        let (explain, column) = match self.backend {
-            Backend::Sqlite => ("EXPLAIN QUERY PLAN", 3),
-            Backend::Postgres => ("EXPLAIN", 0),
-        };
-        let plan = sqlx::query(&format!("{explain} {sql}"))
-            .persistent(false)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(|r| get::<String>(r, column))
-            .collect::<Result<Vec<_>, _>>()?;
+        let plan = self.pools.reader().explain(sql).await?;
         Ok(QueryPlan {
             statement,
             sql: sql.to_string(),

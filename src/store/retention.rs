@@ -1,10 +1,9 @@
 //! Retention: old spam, expired unconfirmed sign-ups and old IPs go; and the deletion of
 //! submissions with everything that hangs off them, which erasure uses too.
 
-use sqlx::Any;
-
+use super::engine::{Dialect, Tx};
 use super::sql::{split, Sql};
-use super::{get, Backend, LeadStore, StoreError};
+use super::{LeadStore, StoreError};
 
 /// What the retention job removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -51,29 +50,29 @@ impl LeadStore {
     ) -> Result<RetentionReport, StoreError> {
         let day = 86_400_000_i64;
         let mut report = RetentionReport::default();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.pools.begin().await?;
+        let dialect = self.dialect();
         if settings.spam_days > 0 {
             let cutoff = now_ms - i64::from(settings.spam_days) * day;
             let (n, leads) =
-                delete_submissions(&mut tx, self.backend, &Doomed::SpamBefore(cutoff)).await?;
+                delete_submissions(&mut tx, dialect, &Doomed::SpamBefore(cutoff)).await?;
             report.spam_submissions_deleted = n;
             report.leads_deleted += leads;
         }
         let cutoff = now_ms - i64::from(settings.unconfirmed_days) * day;
         let (n, leads) =
-            delete_submissions(&mut tx, self.backend, &Doomed::UnconfirmedBefore(cutoff)).await?;
+            delete_submissions(&mut tx, dialect, &Doomed::UnconfirmedBefore(cutoff)).await?;
         report.unconfirmed_submissions_deleted = n;
         report.leads_deleted += leads;
         if settings.ip_days > 0 {
             let cutoff = now_ms - i64::from(settings.ip_days) * day;
             for table in ["submissions", "consents"] {
-                report.ips_cleared += sqlx::query(&format!(
-                    "UPDATE {table} SET client_ip = NULL WHERE client_ip IS NOT NULL AND created_at < $1"
+                let sql = Sql::fixed(format!(
+                    "UPDATE {table} SET client_ip = NULL \
+                     WHERE client_ip IS NOT NULL AND created_at < $1"
                 ))
-                .bind(cutoff)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                .arg(cutoff);
+                report.ips_cleared += tx.exec().execute(&sql).await?;
             }
         }
         tx.commit().await?;
@@ -84,22 +83,17 @@ impl LeadStore {
 /// Deletes the doomed submissions with everything that hangs off them, re-counts their leads
 /// and deletes leads left with none. Returns (submissions, leads) deleted.
 pub(super) async fn delete_submissions(
-    tx: &mut sqlx::Transaction<'_, Any>,
-    backend: Backend,
+    tx: &mut Tx,
+    dialect: &Dialect,
     doomed: &Doomed,
 ) -> Result<(u64, u64), StoreError> {
-    let mut q = Sql::for_backend(
-        backend,
+    let mut q = Sql::for_dialect(
+        dialect,
         "SELECT DISTINCT lead_id FROM submissions WHERE ".into(),
     );
     doomed.condition(&mut q);
-    let leads: Vec<String> = q
-        .query()
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| get(r, 0))
-        .collect::<Result<_, _>>()?;
+    let leads: Vec<(String,)> = tx.exec().fetch_all(&q).await?;
+    let leads: Vec<String> = leads.into_iter().map(|(id,)| id).collect();
     if leads.is_empty() {
         return Ok((0, 0));
     }
@@ -108,21 +102,21 @@ pub(super) async fn delete_submissions(
         ("downloads", "id"),
         ("outbox", "submission_id"),
     ] {
-        let mut sql = Sql::for_backend(
-            backend,
+        let mut sql = Sql::for_dialect(
+            dialect,
             format!("DELETE FROM {table} WHERE {column} IN (SELECT id FROM submissions WHERE "),
         );
         doomed.condition(&mut sql);
         sql.push(")");
-        sql.query().execute(&mut **tx).await?;
+        tx.exec().execute(&sql).await?;
     }
-    let mut sql = Sql::for_backend(backend, "DELETE FROM submissions WHERE ".into());
+    let mut sql = Sql::for_dialect(dialect, "DELETE FROM submissions WHERE ".into());
     doomed.condition(&mut sql);
-    let removed = sql.query().execute(&mut **tx).await?.rows_affected();
+    let removed = tx.exec().execute(&sql).await?;
     let mut gone = 0;
     for chunk in split(&leads) {
-        let mut sql = Sql::for_backend(
-            backend,
+        let mut sql = Sql::for_dialect(
+            dialect,
             "UPDATE leads SET \
                submission_count = (SELECT COUNT(*) FROM submissions s WHERE s.lead_id = leads.id), \
                real_submission_count = (SELECT COUNT(*) FROM submissions s \
@@ -131,10 +125,10 @@ pub(super) async fn delete_submissions(
         );
         sql.bind_list(chunk.iter().map(String::as_str));
         sql.push(")");
-        sql.query().execute(&mut **tx).await?;
+        tx.exec().execute(&sql.once()).await?;
         for table in ["consents", "outbox", "downloads"] {
-            let mut sql = Sql::for_backend(
-                backend,
+            let mut sql = Sql::for_dialect(
+                dialect,
                 format!(
                     "DELETE FROM {table} WHERE lead_id IN (SELECT id FROM leads \
                      WHERE submission_count = 0 AND id IN ("
@@ -142,15 +136,15 @@ pub(super) async fn delete_submissions(
             );
             sql.bind_list(chunk.iter().map(String::as_str));
             sql.push("))");
-            sql.query().execute(&mut **tx).await?;
+            tx.exec().execute(&sql.once()).await?;
         }
-        let mut sql = Sql::for_backend(
-            backend,
+        let mut sql = Sql::for_dialect(
+            dialect,
             "DELETE FROM leads WHERE submission_count = 0 AND id IN (".into(),
         );
         sql.bind_list(chunk.iter().map(String::as_str));
         sql.push(")");
-        gone += sql.query().execute(&mut **tx).await?.rows_affected();
+        gone += tx.exec().execute(&sql.once()).await?;
     }
     Ok((removed, gone))
 }

@@ -1,6 +1,7 @@
 //! The signing key generated when none is configured, shared by every instance on a database.
 
-use super::{get, LeadStore, StoreError};
+use super::sql::Sql;
+use super::{LeadStore, StoreError};
 
 impl LeadStore {
     /// The signing key generated for this database (created on first use, shared by every
@@ -9,17 +10,15 @@ impl LeadStore {
         use rand::RngCore;
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
-        sqlx::query(
+        let sql = Sql::fixed(
             "INSERT INTO signing_keys (id, secret, created_at) VALUES ('generated', $1, $2) \
              ON CONFLICT (id) DO NOTHING",
         )
-        .bind(hex::encode(bytes))
-        .bind(chrono::Utc::now().timestamp_millis())
-        .execute(&self.writer)
-        .await?;
-        let row = sqlx::query("SELECT secret FROM signing_keys WHERE id = 'generated'")
-            .fetch_one(&self.writer)
-            .await?;
-        get(&row, 0)
+        .arg(hex::encode(bytes))
+        .arg(chrono::Utc::now().timestamp_millis());
+        self.pools.writer().execute(&sql).await?;
+        let sql = Sql::fixed("SELECT secret FROM signing_keys WHERE id = 'generated'");
+        let (secret,): (String,) = self.pools.writer().fetch_one(&sql).await?;
+        Ok(secret)
     }
 }

@@ -1,9 +1,7 @@
 //! Statements built from optional filters and lists, with the placeholder style each engine
 //! binds fastest, and the chunking that keeps multi-row statements to a few repeating sizes.
 
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::Any;
+use super::engine::Dialect;
 
 /// Most rows in one multi-row statement (keeps bind counts far below both engines' limits and
 /// the number of distinct statement texts small).
@@ -17,6 +15,9 @@ pub(super) struct Sql {
     /// Anonymous `?` placeholders (SQLite): binding by name is a linear lookup per parameter
     /// in SQLite, which turns a multi-row statement's binding quadratic.
     anonymous: bool,
+    /// Kept prepared in the connection's statement cache (texts that vary with a list's
+    /// length are not).
+    persistent: bool,
 }
 
 /// Splits `n` rows into power-of-two pieces of at most [`ROWS_PER_STATEMENT`], so a handful of
@@ -51,9 +52,34 @@ pub(super) fn split<T>(rows: &[T]) -> Vec<&[T]> {
         .collect()
 }
 
+#[derive(Debug, Clone)]
 pub(super) enum Bind {
     Text(String),
     Int(i64),
+}
+
+impl From<&str> for Bind {
+    fn from(v: &str) -> Self {
+        Bind::Text(v.to_string())
+    }
+}
+
+impl From<&String> for Bind {
+    fn from(v: &String) -> Self {
+        Bind::Text(v.clone())
+    }
+}
+
+impl From<String> for Bind {
+    fn from(v: String) -> Self {
+        Bind::Text(v)
+    }
+}
+
+impl From<i64> for Bind {
+    fn from(v: i64) -> Self {
+        Bind::Int(v)
+    }
 }
 
 impl Sql {
@@ -62,13 +88,39 @@ impl Sql {
             text,
             binds: Vec::new(),
             anonymous: false,
+            persistent: true,
         }
     }
 
-    /// A statement with the placeholder style that binds fastest on `backend`.
-    pub(super) fn for_backend(backend: super::Backend, text: String) -> Sql {
+    /// A fixed statement text; its values follow with [`Sql::arg`].
+    pub(super) fn fixed(text: impl Into<String>) -> Sql {
+        Sql::new(text.into())
+    }
+
+    /// Adds the value of the statement's next `$n` placeholder.
+    pub(super) fn arg(mut self, v: impl Into<Bind>) -> Sql {
+        self.binds.push(v.into());
+        self
+    }
+
+    /// Not kept prepared: for texts that vary with a list's length.
+    pub(super) fn once(mut self) -> Sql {
+        self.persistent = false;
+        self
+    }
+
+    pub(super) fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
+    pub(super) fn binds(&self) -> &[Bind] {
+        &self.binds
+    }
+
+    /// A statement with the placeholder style that binds fastest on the engine.
+    pub(super) fn for_dialect(dialect: &Dialect, text: String) -> Sql {
         Sql {
-            anonymous: backend == super::Backend::Sqlite,
+            anonymous: dialect.anonymous_placeholders,
             ..Sql::new(text)
         }
     }
@@ -153,23 +205,8 @@ impl Sql {
         self
     }
 
-    pub(super) fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
-        self.bind_to(sqlx::query(&self.text))
-    }
-
     pub(super) fn text(&self) -> &str {
         &self.text
-    }
-
-    /// Binds this statement's values, in order, to `query` (whose text includes this one's).
-    pub(super) fn bind_to<'q>(
-        &'q self,
-        query: Query<'q, Any, AnyArguments<'q>>,
-    ) -> Query<'q, Any, AnyArguments<'q>> {
-        self.binds.iter().fold(query, |q, b| match b {
-            Bind::Text(s) => q.bind(s.as_str()),
-            Bind::Int(i) => q.bind(*i),
-        })
     }
 }
 

@@ -2,19 +2,18 @@
 
 use std::collections::HashSet;
 
-use sqlx::AnyConnection;
-
-use super::batch::{self, Frame};
+use super::batch::Frame;
+use super::engine::Exec;
 use super::ledger::{consent_insert, Actor, ConsentRow};
 use super::sql::{split, Sql};
-use super::{get, LeadStore, StoreError};
+use super::{LeadStore, StoreError};
 
 /// Which of these address hashes are suppressed: primary-key lookups.
 pub(super) fn suppression_lookup<'a>(hashes: impl IntoIterator<Item = &'a str>) -> Sql {
     let mut sql = Sql::new("SELECT email_hash FROM suppressions WHERE email_hash IN (".into());
     sql.bind_list(hashes);
     sql.push(")");
-    sql
+    sql.once()
 }
 
 impl LeadStore {
@@ -26,20 +25,16 @@ impl LeadStore {
         now_ms: i64,
         actor: &Actor,
     ) -> Result<Option<bool>, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let Some(email) = lead_email(&mut tx, lead_id).await? else {
+        let mut tx = self.pools.begin().await?;
+        let Some(email) = lead_email(tx.exec(), lead_id).await? else {
             return Ok(None);
         };
-        let added = suppress(&mut tx, &email, "unsubscribed", now_ms).await?;
+        let added = suppress(tx.exec(), &email, "unsubscribed", now_ms).await?;
         if added {
             let row = ConsentRow::by(actor, lead_id, "unsubscribe", now_ms);
-            batch::run(
-                &mut tx,
-                self.backend,
-                &[consent_insert(&[row])],
-                Frame::Plain,
-            )
-            .await?;
+            tx.conn()
+                .write(None, &[consent_insert(&[row])], Frame::Plain)
+                .await?;
         }
         tx.commit().await?;
         Ok(Some(added))
@@ -49,14 +44,9 @@ impl LeadStore {
     pub async fn suppressed_among(&self, hashes: &[String]) -> Result<HashSet<String>, StoreError> {
         let mut found = HashSet::new();
         for chunk in split(hashes) {
-            for r in suppression_lookup(chunk.iter().map(String::as_str))
-                .query()
-                .persistent(false)
-                .fetch_all(&self.writer)
-                .await?
-            {
-                found.insert(get(&r, 0)?);
-            }
+            let sql = suppression_lookup(chunk.iter().map(String::as_str));
+            let rows: Vec<(String,)> = self.pools.writer().fetch_all(&sql).await?;
+            found.extend(rows.into_iter().map(|(hash,)| hash));
         }
         Ok(found)
     }
@@ -64,33 +54,28 @@ impl LeadStore {
 
 /// A lead's address, read inside the caller's transaction.
 pub(super) async fn lead_email(
-    conn: &mut AnyConnection,
+    exec: Exec<'_>,
     lead_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query("SELECT email FROM leads WHERE id = $1")
-        .bind(lead_id)
-        .fetch_optional(conn)
-        .await?;
-    row.map(|r| get(&r, 0)).transpose()
+    let sql = Sql::fixed("SELECT email FROM leads WHERE id = $1").arg(lead_id);
+    let row: Option<(String,)> = exec.fetch_optional(&sql).await?;
+    Ok(row.map(|(email,)| email))
 }
 
 /// Puts an address on the suppression list (by hash) with its reason; false when it was on it
 /// already (the first reason stays).
 pub(super) async fn suppress(
-    conn: &mut AnyConnection,
+    exec: Exec<'_>,
     email: &str,
     reason: &str,
     now_ms: i64,
 ) -> Result<bool, StoreError> {
-    let added = sqlx::query(
+    let sql = Sql::fixed(
         "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, $2, $3) \
          ON CONFLICT (email_hash) DO NOTHING",
     )
-    .bind(crate::consent::suppression_hash(email))
-    .bind(reason)
-    .bind(now_ms)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(added > 0)
+    .arg(crate::consent::suppression_hash(email))
+    .arg(reason)
+    .arg(now_ms);
+    Ok(exec.execute(&sql).await? > 0)
 }

@@ -425,47 +425,55 @@ both_backends! {
 
 /// How many text cells, in every table of the database, contain `needle` (case-insensitive).
 async fn scan(app: &TestApp, needle: &str) -> i64 {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&app.db.url()).await.unwrap();
-    let postgres = app.db.url().starts_with("postgres");
-    let columns: Vec<(String, String)> = if postgres {
-        sqlx::query_as(
+    let pattern = format!("%{}%", needle.to_lowercase());
+    // The same count on either driver's pool, for every (table, column).
+    macro_rules! count_hits {
+        ($pool:expr, $columns:expr) => {{
+            let columns: Vec<(String, String)> = $columns;
+            assert!(columns.len() > 20, "the scan sees the schema: {columns:?}");
+            let mut hits = 0;
+            for (table, column) in columns {
+                let sql = format!(
+                    "SELECT COUNT(*) FROM {table} WHERE LOWER(CAST({column} AS TEXT)) LIKE $1"
+                );
+                let (n,): (i64,) = sqlx::query_as(&sql)
+                    .bind(&pattern)
+                    .fetch_one(&$pool)
+                    .await
+                    .unwrap();
+                hits += n;
+            }
+            $pool.close().await;
+            hits
+        }};
+    }
+    if app.db.url().starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
+        let columns = sqlx::query_as(
             "SELECT table_name::text, column_name::text FROM information_schema.columns \
              WHERE table_schema = 'public' AND data_type IN ('text', 'character varying')",
         )
         .fetch_all(&pool)
         .await
-        .unwrap()
+        .unwrap();
+        count_hits!(pool, columns)
     } else {
+        let pool = sqlx::SqlitePool::connect(&app.db.url()).await.unwrap();
         let tables: Vec<(String,)> =
             sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
                 .fetch_all(&pool)
                 .await
                 .unwrap();
-        let mut out = Vec::new();
+        let mut columns = Vec::new();
         for (t,) in tables {
-            let cols: Vec<(String, String)> =
-                sqlx::query_as(&format!("SELECT name, type FROM pragma_table_info('{t}')"))
+            let cols: Vec<(String,)> =
+                sqlx::query_as(&format!("SELECT name FROM pragma_table_info('{t}')"))
                     .fetch_all(&pool)
                     .await
                     .unwrap();
             // Every column: SQLite stores any value in any column.
-            out.extend(cols.into_iter().map(|(c, _)| (t.clone(), c)));
+            columns.extend(cols.into_iter().map(|(c,)| (t.clone(), c)));
         }
-        out
-    };
-    assert!(columns.len() > 20, "the scan sees the schema: {columns:?}");
-    let mut hits = 0;
-    for (table, column) in columns {
-        let sql =
-            format!("SELECT COUNT(*) FROM {table} WHERE LOWER(CAST({column} AS TEXT)) LIKE $1");
-        let (n,): (i64,) = sqlx::query_as(&sql)
-            .bind(format!("%{}%", needle.to_lowercase()))
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        hits += n;
+        count_hits!(pool, columns)
     }
-    pool.close().await;
-    hits
 }
