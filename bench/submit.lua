@@ -1,9 +1,12 @@
 -- wrk script: POST what the embed script (snippet/inlet.js) sends for a contact form: the
 -- fields, the attribution it computes (last-touch UTM keys, landing page, referrer, page title,
--- first_touch / last_touch as JSON), _elapsed_ms, and a fresh _idem key (32 hex digits) on
--- every submit, form-urlencoded with Accept: application/json, an Origin and a browser's
--- User-Agent. Emails are unique per request. BENCH_PREFIX makes emails unique across runs;
--- BENCH_XFF=1 adds an X-Forwarded-For from a pool of 100,000 distinct client IPs.
+-- first_touch / last_touch as JSON), _elapsed_ms, and a fresh _idem key on every submit as the
+-- script makes it (32 hex digits: the time, then random ones), form-urlencoded with Accept:
+-- application/json, an Origin and a browser's User-Agent. Emails are unique per request and
+-- start with random characters, as real addresses do, so each new lead lands on a random page
+-- of the email index (ordered emails would share pages and flatter the database).
+-- BENCH_PREFIX makes emails unique across runs; BENCH_XFF=1 adds an X-Forwarded-For from a
+-- pool of 100,000 distinct client IPs.
 local counter = 0
 local prefix = os.getenv("BENCH_PREFIX") or tostring(os.time())
 local xff = os.getenv("BENCH_XFF") == "1"
@@ -38,14 +41,19 @@ local static = table.concat({
   "last_touch=" .. encode(touch),
 }, "&")
 
+-- The embed script's key: 12 hex digits of Date.now(), then 20 random ones. wrk's Lua has only
+-- a clock in seconds, so the milliseconds are the request counter's last three digits: keys
+-- made in one second spread over that second's range (less ordered than browsers' keys).
 local function idem()
-  return string.format("%08x%08x%08x%08x", math.random(0, 0x7fffffff), math.random(0, 0x7fffffff),
-    math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
+  local ms = os.time() * 1000 + counter % 1000
+  return string.format("%012x%05x%05x%05x%05x", ms, math.random(0, 0xfffff), math.random(0, 0xfffff),
+    math.random(0, 0xfffff), math.random(0, 0xfffff))
 end
 
 request = function()
   counter = counter + 1
-  local email = string.format("%s-%d-%d@bench.example.com", prefix, tid, counter)
+  local email = string.format("%s%05x.%s-%d-%d@bench.example.com", string.char(97 + math.random(0, 25)),
+    math.random(0, 0xfffff), prefix, tid, counter)
   local body = string.format("name=Bench+Reader+%d&email=%s&%s&_elapsed_ms=%d&_idem=%s",
     counter, encode(email), static, 6000 + counter % 5000, idem())
   local headers = {

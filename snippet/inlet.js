@@ -21,9 +21,13 @@
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const emit = (el, type, detail) =>
     el.dispatchEvent(new CustomEvent(P + type, { bubbles: true, detail }));
+  // Idempotency key: 12 hex digits of the time (ms) and 20 random ones (80 bits), so keys
+  // arrive in order and the server's index takes them at its end instead of one random page
+  // each (the UUIDv7 idea).
   const key = () => {
-    const b = crypto.getRandomValues(new Uint8Array(16));
-    return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+    const b = crypto.getRandomValues(new Uint8Array(10));
+    return Date.now().toString(16).padStart(12, '0') +
+      Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
   };
 
   // ---- Attribution: first touch kept across pages (localStorage, data-first-touch="off"

@@ -149,7 +149,10 @@ test('a network failure is retried with the same key: exactly one lead', async (
   await page.click('#contact button[type=submit]');
   await page.waitForSelector('#contact[data-inlet-state=success]', { timeout: 15000 });
   assert.equal(keys.length, 2, 'one retry');
-  assert.ok(keys[0], 'an idempotency key is sent');
+  assert.match(keys[0], /^[0-9a-f]{32}$/, 'an idempotency key is sent: 32 hex digits');
+  // Time first: keys sort by when they were made (the server's index appends them).
+  const made = parseInt(keys[0].slice(0, 12), 16);
+  assert.ok(Math.abs(made - Date.now()) < 60_000, `the key starts with the time: ${keys[0]}`);
   assert.equal(keys[0], keys[1], 'the retry reuses the key');
   const subs = await inlet.submissions();
   assert.equal(subs.length, 1, 'exactly one submission');
