@@ -238,7 +238,9 @@ pub struct WriterSettings {
     pub max_wait_us: u64,
     /// Submissions waiting for a writer; past this, requests get 503 with Retry-After.
     pub queue_capacity: usize,
-    /// Parallel writer tasks on PostgreSQL (SQLite always uses one).
+    /// Parallel writer tasks on PostgreSQL (SQLite always uses one). Default: one per CPU core
+    /// (at least 2): more writers than cores make smaller batches that cost PostgreSQL more
+    /// CPU per submission.
     pub postgres_writers: usize,
 }
 
@@ -248,7 +250,9 @@ impl Default for WriterSettings {
             max_batch: 256,
             max_wait_us: 0,
             queue_capacity: 4096,
-            postgres_writers: 4,
+            postgres_writers: std::thread::available_parallelism()
+                .map_or(2, std::num::NonZeroUsize::get)
+                .clamp(2, 16),
         }
     }
 }
