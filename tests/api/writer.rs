@@ -186,6 +186,38 @@ both_backends! {
         }
     }
 
+    async fn a_batch_of_different_people_checks_each_returning_persons_window_in_the_database(backend: Backend) {
+        // Every person once in the batch: on SQLite the whole batch is one command and the
+        // outbox insert decides from what is stored whether a follow-up is inside its window.
+        let app = TestApp::spawn_with(backend, |s| s.writer.max_wait_us = 200_000).await;
+        for i in 0..3 {
+            assert_eq!(app.post_json("contact", &contact(&format!("again{i}@example.com"))).await.status(), 201);
+        }
+        // Another form's follow-up is no reason to skip this one.
+        assert_eq!(app.post_json("newsletter", &json!({"email": "elsewhere@example.com"})).await.status(), 201);
+        let mut bodies: Vec<(&str, Value)> = (0..3).map(|i| ("contact", contact(&format!("again{i}@example.com")))).collect();
+        bodies.push(("contact", contact("elsewhere@example.com")));
+        bodies.extend((0..3).map(|i| ("contact", contact(&format!("first{i}@example.com")))));
+        let answers = post_many(&app, bodies).await;
+        assert!(answers.iter().all(|(s, _)| *s == 201), "{answers:?}");
+        let mut db = raw(&app.db).await;
+        assert_eq!(db.count("leads").await, 7);
+        assert_eq!(
+            db.count("outbox WHERE status = 'skipped' AND last_error LIKE 'not sent: this person already got a follow-up%'").await,
+            3,
+            "the three returning contacts' follow-ups are inside the window"
+        );
+        let kinds_pending = db.count("outbox WHERE status = 'pending' AND form_id = 'contact'").await;
+        assert_eq!(kinds_pending, 3 + 1 + 3, "first contact follow-ups: the earlier ones, elsewhere's and the new people's");
+        let leads = app.leads().await;
+        for l in &leads {
+            let back = l["email"].as_str().unwrap().starts_with("again") || l["email"] == "elsewhere@example.com";
+            assert_eq!(l["submission_count"], if back { 2 } else { 1 }, "{l}");
+        }
+        let again0 = leads.iter().find(|l| l["email"] == "again0@example.com").unwrap();
+        assert_eq!(answers[0].1["lead_id"], again0["id"], "a returning person keeps their lead");
+    }
+
     async fn a_failing_returning_person_does_not_fail_the_new_people_in_its_batch(backend: Backend) {
         let app = TestApp::spawn_with(backend, |s| s.writer.max_wait_us = 100_000).await;
         assert_eq!(app.post_json("contact", &contact("poison@example.com")).await.status(), 201);
