@@ -4,7 +4,7 @@
 //! On both engines the write path pays per statement, not per row: on SQLite every statement is
 //! a hand-off between the async task and sqlx's SQLite thread (and back), on PostgreSQL a network
 //! round trip plus parsing and planning. How each engine sends a batch is its own
-//! ([`Engine::write`](super::engine::Engine::write)): SQLite as one multi-statement command of
+//! (`Engine::write`): SQLite as one multi-statement command of
 //! padded multi-row inserts, PostgreSQL as one statement with one array parameter per column.
 
 use std::borrow::Cow;

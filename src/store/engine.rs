@@ -1,23 +1,20 @@
-//! The seam between the store's shared logic and the two databases.
-//!
-//! [`Engine`] is what each database implements natively, on its own sqlx driver and pool
-//! (`store/sqlite`, `store/postgres`): running a built statement and decoding its rows by name,
-//! and writing a batch of multi-row inserts the fastest way that engine allows. Everything
-//! above it (leads, outbox, ledger, …) is written once against [`Exec`], [`Conn`] and [`Tx`],
-//! which hand each call to the implementation chosen once, from the URL, at startup.
+//! The seam between the store's shared logic and the two databases: [`Engine`] is what each
+//! database implements natively, on its own sqlx driver and pool (`store/sqlite`,
+//! `store/postgres`): running a built statement and decoding its rows by name, explaining a
+//! plan, and writing a batch of multi-row inserts the fastest way that engine allows. The
+//! concerns above it (leads, outbox, ledger, …) are written once against `store::pools`, which
+//! hands each call to the implementation chosen once, from the URL, at startup.
 
 use std::future::Future;
 
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnection, PgPool, PgRow};
-use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
-use sqlx::{ColumnIndex, Decode, Executor, FromRow, Postgres, Row, Sqlite, Transaction, Type};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{ColumnIndex, Decode, Executor, FromRow, Row, Type};
 
 use super::batch::{Frame, Insert};
-use super::postgres::PgEngine;
+use super::dialect::Dialect;
 use super::sql::Sql;
-use super::sqlite::SqliteEngine;
-use super::{Backend, StoreError};
+use super::StoreError;
 
 /// A row type both engines can decode (by column name, or by position for tuples).
 pub(super) trait Record:
@@ -68,28 +65,6 @@ impl Returned {
             _ => Returned::Id(r.try_get(0)?),
         })
     }
-}
-
-/// Where an engine's SQL and write path differ, as plain data.
-#[derive(Debug)]
-pub(super) struct Dialect {
-    pub backend: Backend,
-    /// Placeholders bind by position as anonymous `?` (SQLite: binding `$n` is a lookup by
-    /// name per parameter, which turns a multi-row statement's binding quadratic).
-    pub anonymous_placeholders: bool,
-    /// Appended to the outbox claim's inner `SELECT` (`FOR UPDATE SKIP LOCKED`).
-    pub claim_lock: &'static str,
-    /// The idempotency lookup rides inside the write transaction, under its lock (one
-    /// writer), instead of running before it.
-    pub probe_in_transaction: bool,
-    /// People who are new are written by one autocommitted statement before the transaction
-    /// for returning people.
-    pub new_people_first: bool,
-    /// Synthetic history (see `seed`): leads, submissions, outbox, each over rows `$1..=$2`
-    /// with `$3` tag, `$4` start, `$5` step, `$6` form, `$7` the time from which IPs are kept.
-    pub seed: [&'static str; 3],
-    /// After seeding: fresh planner statistics.
-    pub analyze: &'static str,
 }
 
 /// What each database implements natively.
@@ -190,205 +165,3 @@ macro_rules! native_statements {
     };
 }
 pub(super) use native_statements;
-
-/// Where a statement runs: a pool (any free connection) or one connection.
-pub(super) enum Exec<'c> {
-    SqlitePool(&'c SqlitePool),
-    SqliteConn(&'c mut SqliteConnection),
-    PgPool(&'c PgPool),
-    PgConn(&'c mut PgConnection),
-}
-
-macro_rules! dispatch {
-    ($exec:expr, $method:ident($($arg:expr),*)) => {
-        match $exec {
-            Exec::SqlitePool(p) => SqliteEngine::$method(p, $($arg),*).await,
-            Exec::SqliteConn(c) => SqliteEngine::$method(c, $($arg),*).await,
-            Exec::PgPool(p) => PgEngine::$method(p, $($arg),*).await,
-            Exec::PgConn(c) => PgEngine::$method(c, $($arg),*).await,
-        }
-    };
-}
-
-impl Exec<'_> {
-    pub(super) async fn fetch_all<T: Record>(self, sql: &Sql) -> Result<Vec<T>, StoreError> {
-        dispatch!(self, fetch_all(sql))
-    }
-
-    pub(super) async fn fetch_optional<T: Record>(
-        self,
-        sql: &Sql,
-    ) -> Result<Option<T>, StoreError> {
-        dispatch!(self, fetch_optional(sql))
-    }
-
-    pub(super) async fn fetch_one<T: Record>(self, sql: &Sql) -> Result<T, StoreError> {
-        self.fetch_optional(sql)
-            .await?
-            .ok_or_else(|| StoreError::Other(sqlx::Error::RowNotFound))
-    }
-
-    pub(super) async fn execute(self, sql: &Sql) -> Result<u64, StoreError> {
-        dispatch!(self, execute(sql))
-    }
-
-    pub(super) async fn raw(self, text: &str) -> Result<(), StoreError> {
-        dispatch!(self, raw(text))
-    }
-
-    pub(super) async fn explain(self, sql: &str) -> Result<Vec<String>, StoreError> {
-        dispatch!(self, explain(sql))
-    }
-}
-
-/// One connection, for what needs a connection of its own: a batch write.
-pub(super) enum Conn<'c> {
-    Sqlite(&'c mut SqliteConnection),
-    Postgres(&'c mut PgConnection),
-}
-
-impl<'c> Conn<'c> {
-    pub(super) fn exec(self) -> Exec<'c> {
-        match self {
-            Conn::Sqlite(c) => Exec::SqliteConn(c),
-            Conn::Postgres(c) => Exec::PgConn(c),
-        }
-    }
-
-    pub(super) async fn write(
-        self,
-        probe: Option<&Sql>,
-        inserts: &[Insert<'_>],
-        frame: Frame,
-    ) -> Result<Vec<Returned>, StoreError> {
-        let inserts: Vec<&Insert<'_>> = inserts.iter().filter(|i| !i.is_empty()).collect();
-        match self {
-            Conn::Sqlite(c) => SqliteEngine::write(c, probe, &inserts, frame).await,
-            Conn::Postgres(c) => PgEngine::write(c, probe, &inserts, frame).await,
-        }
-    }
-}
-
-/// The store's pools, on the engine the URL named.
-#[derive(Clone, Debug)]
-pub(super) enum Pools {
-    /// SQLite has one writer at a time: the writer pool has exactly one connection (queueing
-    /// in the pool is cheaper than spinning on SQLITE_BUSY); readers get their own pool so
-    /// they never wait behind it (WAL).
-    Sqlite {
-        writer: SqlitePool,
-        reader: SqlitePool,
-    },
-    Postgres(PgPool),
-}
-
-impl Pools {
-    pub(super) fn dialect(&self) -> &'static Dialect {
-        match self {
-            Pools::Sqlite { .. } => &SqliteEngine::DIALECT,
-            Pools::Postgres(_) => &PgEngine::DIALECT,
-        }
-    }
-
-    pub(super) fn reader(&self) -> Exec<'_> {
-        match self {
-            Pools::Sqlite { reader, .. } => Exec::SqlitePool(reader),
-            Pools::Postgres(p) => Exec::PgPool(p),
-        }
-    }
-
-    pub(super) fn writer(&self) -> Exec<'_> {
-        match self {
-            Pools::Sqlite { writer, .. } => Exec::SqlitePool(writer),
-            Pools::Postgres(p) => Exec::PgPool(p),
-        }
-    }
-
-    /// A transaction on a writer connection.
-    pub(super) async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(match self {
-            Pools::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
-            Pools::Postgres(p) => Tx::Postgres(p.begin().await?),
-        })
-    }
-
-    /// A writer connection to hold.
-    pub(super) async fn acquire(&self) -> Result<Pooled, StoreError> {
-        Ok(match self {
-            Pools::Sqlite { writer, .. } => Pooled::Sqlite(writer.acquire().await?),
-            Pools::Postgres(p) => Pooled::Postgres(p.acquire().await?),
-        })
-    }
-
-    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Pools::Sqlite { writer, .. } => super::sqlite::MIGRATIONS.run(writer).await?,
-            Pools::Postgres(p) => super::postgres::MIGRATIONS.run(p).await?,
-        }
-        Ok(())
-    }
-
-    pub(super) async fn close(&self) {
-        match self {
-            Pools::Sqlite { writer, reader } => {
-                writer.close().await;
-                reader.close().await;
-            }
-            Pools::Postgres(p) => p.close().await,
-        }
-    }
-}
-
-/// A writer connection taken from its pool.
-pub(super) enum Pooled {
-    Sqlite(PoolConnection<Sqlite>),
-    Postgres(PoolConnection<Postgres>),
-}
-
-impl Pooled {
-    pub(super) fn conn(&mut self) -> Conn<'_> {
-        match self {
-            Pooled::Sqlite(c) => Conn::Sqlite(c),
-            Pooled::Postgres(c) => Conn::Postgres(c),
-        }
-    }
-
-    pub(super) fn exec(&mut self) -> Exec<'_> {
-        self.conn().exec()
-    }
-
-    /// Closes the connection when dropped instead of returning it to the pool.
-    pub(super) fn close_on_drop(&mut self) {
-        match self {
-            Pooled::Sqlite(c) => c.close_on_drop(),
-            Pooled::Postgres(c) => c.close_on_drop(),
-        }
-    }
-}
-
-/// An open transaction; rolled back when dropped uncommitted.
-pub(super) enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
-    Postgres(Transaction<'static, Postgres>),
-}
-
-impl Tx {
-    pub(super) fn conn(&mut self) -> Conn<'_> {
-        match self {
-            Tx::Sqlite(t) => Conn::Sqlite(t),
-            Tx::Postgres(t) => Conn::Postgres(t),
-        }
-    }
-
-    pub(super) fn exec(&mut self) -> Exec<'_> {
-        self.conn().exec()
-    }
-
-    pub(super) async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await?,
-            Tx::Postgres(t) => t.commit().await?,
-        }
-        Ok(())
-    }
-}

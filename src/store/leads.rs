@@ -3,10 +3,12 @@
 use uuid::Uuid;
 
 use super::batch::{Frame, Insert, Val};
-use super::engine::{Conn, Dialect, Exec, Pooled, Returned};
+use super::dialect::Dialect;
+use super::engine::Returned;
 use super::models::{
     BatchItem, Cursor, LeadQuery, LeadRecord, Page, Recorded, SubmissionQuery, SubmissionRecord,
 };
+use super::pools::{Conn, Exec, Pooled};
 use super::sql::Sql;
 use super::{LeadStore, StoreError};
 use crate::domain::{Confirmation, NewOutboxMessage, NewSubmission};
@@ -133,7 +135,7 @@ impl LeadStore {
     /// item was not written while others were committed. The group-commit writer retries
     /// failed items one by one.
     ///
-    /// Round trips (see [`batch`](super::batch)): the key lookup, only when keys are present;
+    /// Round trips (see `store::batch`): the key lookup, only when keys are present;
     /// on PostgreSQL, one autocommitted statement that writes everything for people who are
     /// new (most submissions); then, for people seen before, one transaction: `BEGIN` with the
     /// lead upsert, the follow-up window lookup, and every other insert with `COMMIT`.

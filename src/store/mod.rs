@@ -1,6 +1,6 @@
 //! Lead storage: the only place SQL lives.
 //!
-//! The seam: [`engine::Engine`] is what each database implements natively on its own sqlx
+//! The seam: `engine::Engine` is what each database implements natively on its own sqlx
 //! driver, `sqlite/` (`SqlitePool`: one writer, readers beside it, padded multi-statement
 //! batches) and `postgres/` (`PgPool`: array parameters, `FOR UPDATE SKIP LOCKED`). The
 //! engine is chosen once, from the URL, in [`LeadStore::connect`]; the concerns above it
@@ -9,6 +9,7 @@
 //! contract test suite runs every behaviour against both engines.
 
 mod batch;
+mod dialect;
 mod double_opt_in;
 mod downloads;
 mod engine;
@@ -18,6 +19,7 @@ mod ledger;
 mod models;
 mod outbox;
 mod plans;
+mod pools;
 mod postgres;
 mod retention;
 mod seed;
@@ -40,7 +42,7 @@ pub use plans::QueryPlan;
 pub use retention::RetentionReport;
 
 use crate::config::DatabaseSettings;
-use engine::Pools;
+use pools::Pools;
 use secrecy::ExposeSecret;
 
 #[derive(Debug, thiserror::Error)]
@@ -127,8 +129,11 @@ impl LeadStore {
         let backend = Backend::from_url(url)
             .map_err(|m| StoreError::Unavailable(sqlx::Error::Configuration(m.into())))?;
         let pools = match backend {
-            Backend::Sqlite => sqlite::connect(settings, url).await?,
-            Backend::Postgres => postgres::connect(settings, url).await?,
+            Backend::Sqlite => {
+                let (writer, reader) = sqlite::connect(settings, url).await?;
+                Pools::Sqlite { writer, reader }
+            }
+            Backend::Postgres => Pools::Postgres(postgres::connect(settings, url).await?),
         };
         let store = LeadStore { pools };
         if settings.migrate_on_start {
@@ -141,7 +146,7 @@ impl LeadStore {
         self.pools.dialect().backend
     }
 
-    fn dialect(&self) -> &'static engine::Dialect {
+    fn dialect(&self) -> &'static dialect::Dialect {
         self.pools.dialect()
     }
 

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::batch::{Insert, Val};
-use super::engine::{Dialect, Exec};
+use super::dialect::Dialect;
 use super::models::BatchItem;
+use super::pools::Exec;
 use super::sql::{split, Bind, Sql};
 use super::{LeadStore, StoreError};
 use crate::domain::{FieldValue, MessageKind, NewOutboxMessage};

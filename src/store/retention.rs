@@ -1,7 +1,8 @@
 //! Retention: old spam, expired unconfirmed sign-ups and old IPs go; and the deletion of
 //! submissions with everything that hangs off them, which erasure uses too.
 
-use super::engine::{Dialect, Tx};
+use super::dialect::Dialect;
+use super::pools::Tx;
 use super::sql::{split, Sql};
 use super::{LeadStore, StoreError};
 

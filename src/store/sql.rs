@@ -1,7 +1,7 @@
 //! Statements built from optional filters and lists, with the placeholder style each engine
 //! binds fastest, and the chunking that keeps multi-row statements to a few repeating sizes.
 
-use super::engine::Dialect;
+use super::dialect::Dialect;
 
 /// Most rows in one multi-row statement (keeps bind counts far below both engines' limits and
 /// the number of distinct statement texts small).

@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use super::batch::Frame;
-use super::engine::Exec;
 use super::ledger::{consent_insert, Actor, ConsentRow};
+use super::pools::Exec;
 use super::sql::{split, Sql};
 use super::{LeadStore, StoreError};
 

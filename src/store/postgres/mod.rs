@@ -9,12 +9,13 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::{Executor, PgConnection, Postgres, Row};
 
 use super::batch::{Frame, Insert, Val};
-use super::engine::{native_statements, Dialect, Engine, Pools, Record, Returned};
+use super::dialect::Dialect;
+use super::engine::{native_statements, Engine, Record, Returned};
 use super::sql::{Bind, Sql};
 use super::{Backend, StoreError};
 use crate::config::DatabaseSettings;
@@ -22,13 +23,13 @@ use crate::config::DatabaseSettings;
 pub(super) static MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// One pool for reads and writes; connecting fails at once when the server is unreachable.
-pub(super) async fn connect(settings: &DatabaseSettings, url: &str) -> Result<Pools, StoreError> {
+pub(super) async fn connect(settings: &DatabaseSettings, url: &str) -> Result<PgPool, StoreError> {
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections.max(2))
         .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
         .connect(url)
         .await?;
-    Ok(Pools::Postgres(pool))
+    Ok(pool)
 }
 
 /// The PostgreSQL implementation of [`Engine`].

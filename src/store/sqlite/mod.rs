@@ -13,12 +13,14 @@ use std::time::Duration;
 use sqlx::migrate::Migrator;
 use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow,
 };
 use sqlx::{Executor, Sqlite};
 
 use super::batch::{Frame, Insert, Val};
-use super::engine::{native_statements, Dialect, Engine, Pools, Record, Returned};
+use super::dialect::Dialect;
+use super::engine::{native_statements, Engine, Record, Returned};
 use super::sql::{Bind, Sql};
 use super::{Backend, StoreError};
 use crate::config::DatabaseSettings;
@@ -33,8 +35,12 @@ const LARGE: usize = 64;
 const WRITER_CACHE_KIB: i64 = 32_000;
 
 /// Opens the writer (exactly one connection: SQLite has one writer at a time) and, lazily, the
-/// readers. The file is created if it does not exist (unless the URL sets `mode=`).
-pub(super) async fn connect(settings: &DatabaseSettings, url: &str) -> Result<Pools, StoreError> {
+/// readers: `(writer, reader)`. The file is created if it does not exist (unless the URL sets
+/// `mode=`).
+pub(super) async fn connect(
+    settings: &DatabaseSettings,
+    url: &str,
+) -> Result<(SqlitePool, SqlitePool), StoreError> {
     let mut options = SqliteConnectOptions::from_str(url)?
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(Duration::from_millis(settings.acquire_timeout_ms))
@@ -59,7 +65,7 @@ pub(super) async fn connect(settings: &DatabaseSettings, url: &str) -> Result<Po
         .max_connections(settings.max_connections.max(1))
         .acquire_timeout(acquire)
         .connect_lazy_with(options);
-    Ok(Pools::Sqlite { writer, reader })
+    Ok((writer, reader))
 }
 
 /// The SQLite implementation of [`Engine`].
