@@ -36,10 +36,21 @@ impl Limited {
 pub struct RateLimits {
     enabled: bool,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// Failed admin credentials per client IP (always on: a guess costs a cell).
+    admin_failures: DefaultKeyedRateLimiter<IpAddr>,
+    /// Clients that ran out of admin guesses, until when (bounded: see [`MAX_BLOCKED`]).
+    admin_blocked: std::sync::Mutex<std::collections::HashMap<IpAddr, std::time::Instant>>,
     per_form: Vec<DefaultDirectRateLimiter>,
     trusted_proxies: Vec<IpNet>,
     clock: DefaultClock,
 }
+
+/// Failed admin credentials a client IP may send per minute before it is refused for a minute.
+pub const ADMIN_FAILURES_PER_MINUTE: u32 = 10;
+
+/// Most client IPs refused at once for failed admin credentials; past it the oldest entries go
+/// first, so memory stays bounded whatever a botnet sends.
+const MAX_BLOCKED: usize = 10_000;
 
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
@@ -54,6 +65,8 @@ impl RateLimits {
         RateLimits {
             enabled: settings.enabled,
             per_ip: RateLimiter::keyed(ip_quota),
+            admin_failures: RateLimiter::keyed(Quota::per_minute(nz(ADMIN_FAILURES_PER_MINUTE))),
+            admin_blocked: std::sync::Mutex::new(std::collections::HashMap::new()),
             per_form: (0..forms)
                 .map(|_| RateLimiter::direct(form_quota))
                 .collect(),
@@ -80,8 +93,40 @@ impl RateLimits {
         Ok(())
     }
 
+    /// How long `client` is still refused for failed admin credentials, if it is.
+    pub fn admin_refused(&self, client: IpAddr) -> Option<Duration> {
+        let now = std::time::Instant::now();
+        let blocked = self.admin_blocked.lock().ok()?;
+        let until = *blocked.get(&client)?;
+        (until > now).then(|| until - now)
+    }
+
+    /// Counts a failed admin credential from `client`; past the quota the client is refused
+    /// for a minute (the answer says how long).
+    pub fn admin_failed(&self, client: IpAddr) -> Option<Duration> {
+        self.admin_failures.check_key(&client).err()?;
+        let wait = Duration::from_secs(60);
+        let now = std::time::Instant::now();
+        if let Ok(mut blocked) = self.admin_blocked.lock() {
+            blocked.retain(|_, until| *until > now);
+            if blocked.len() >= MAX_BLOCKED {
+                if let Some(oldest) = blocked.iter().min_by_key(|(_, u)| **u).map(|(ip, _)| *ip) {
+                    blocked.remove(&oldest);
+                }
+            }
+            blocked.insert(client, now + wait);
+        }
+        Some(wait)
+    }
+
     /// Drops keys whose limiter is back to full: memory stays bounded by recent clients.
     pub fn evict_stale(&self) {
+        self.admin_failures.retain_recent();
+        self.admin_failures.shrink_to_fit();
+        if let Ok(mut blocked) = self.admin_blocked.lock() {
+            let now = std::time::Instant::now();
+            blocked.retain(|_, until| *until > now);
+        }
         self.per_ip.retain_recent();
         self.per_ip.shrink_to_fit();
     }

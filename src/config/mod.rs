@@ -171,6 +171,9 @@ impl Default for MailSettings {
     }
 }
 
+/// The shortest admin token accepted (a guessable one would open every lead's data).
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 24;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSettings {
@@ -565,6 +568,19 @@ impl Settings {
                 ));
             }
         }
+        if let Some(token) = &self.admin.token {
+            let token = token.expose_secret();
+            if token.trim().len() < MIN_ADMIN_TOKEN_CHARS || token.contains("change-me") {
+                return Err(ConfigError::invalid(
+                    "admin.token (INLET_ADMIN_TOKEN)",
+                    format!(
+                        "must be at least {MIN_ADMIN_TOKEN_CHARS} characters and not an example's \
+                         placeholder (e.g. `openssl rand -hex 32`); leave it unset to keep the \
+                         admin API closed"
+                    ),
+                ));
+            }
+        }
         if !matches!(
             self.database.sqlite_synchronous.as_str(),
             "normal" | "full" | "off"
@@ -885,7 +901,7 @@ mod tests {
         let s = Settings::load_from(
             None,
             env(&[
-                ("INLET_ADMIN_TOKEN", "12345"),
+                ("INLET_ADMIN_TOKEN", "0123456789abcdef0123456789abcdef"),
                 ("INLET_TRUSTED_PROXIES", "10.0.0.1, 10.0.0.0/8,"),
                 ("INLET_IP_PRIVACY", "drop"),
                 ("INLET_MAIL__DKIM__SELECTOR", "s1"),
@@ -898,7 +914,7 @@ mod tests {
                 .token
                 .as_ref()
                 .map(|t| t.expose_secret().to_string()),
-            Some("12345".to_string())
+            Some("0123456789abcdef0123456789abcdef".to_string())
         );
         assert_eq!(s.server.trusted_proxies, ["10.0.0.1", "10.0.0.0/8"]);
         assert_eq!(s.privacy.ip, IpPrivacy::Drop);

@@ -1,11 +1,15 @@
 //! `/v1/admin/*`: reading leads, behind the bearer token from the config.
 
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -18,26 +22,68 @@ fn no_store(body: serde_json::Value) -> HttpResponse {
         .json(body)
 }
 
-/// 401 unless the request carries `Authorization: Bearer <admin token>`. With no token
-/// configured, nobody is let in.
-fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let Some(expected) = state.settings.admin.token.as_ref() else {
-        return Err(ApiError::Unauthorized);
+/// Proof that a request carries the admin token: the first argument of every admin handler.
+/// actix extracts arguments in order and answers the first that fails, so a caller without a
+/// valid credential gets 401 whatever else is wrong with the request (it learns no parameter
+/// names from a 400), and a client that keeps guessing gets 429 for a minute.
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Admin, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authorize(req))
+    }
+}
+
+fn authorize(req: &HttpRequest) -> Result<Admin, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or(ApiError::Unauthorized)?;
+    let client = super::client_addr(req, state);
+    if let Some(wait) = client.and_then(|ip| state.limits.admin_refused(ip)) {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        });
+    }
+    if bearer_matches(req, state.settings.admin.token.as_ref()) {
+        return Ok(Admin);
+    }
+    match client.and_then(|ip| state.limits.admin_failed(ip)) {
+        Some(wait) => {
+            tracing::warn!("admin API: repeated failed credentials; client refused for a while");
+            Err(ApiError::RateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            })
+        }
+        None => Err(ApiError::Unauthorized),
+    }
+}
+
+/// `Authorization: Bearer <token>` (the scheme in any case, RFC 6750 / RFC 9110 §11.1) with
+/// the configured token. With no token configured, nothing matches. Digests of both are
+/// compared in constant time, so neither the position of the first difference nor the
+/// token's length shows in the timing.
+fn bearer_matches(req: &HttpRequest, expected: Option<&secrecy::SecretString>) -> bool {
+    let Some(expected) = expected else {
+        return false;
     };
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized)?;
-    // Compare digests so the comparison time does not depend on where the strings differ.
-    if Sha256::digest(given.trim().as_bytes())
-        == Sha256::digest(expected.expose_secret().as_bytes())
-    {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let Some(given) = given else {
+        return false;
+    };
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.expose_secret().as_bytes()),
+    );
+    bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
 
 #[derive(Deserialize)]
@@ -110,11 +156,10 @@ fn common(p: &ListParams) -> Result<Common, ApiError> {
 }
 
 pub async fn list_leads(
-    req: HttpRequest,
+    _admin: Admin,
     state: web::Data<AppState>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
     let c = common(&params)?;
     let page = state
         .store
@@ -133,11 +178,10 @@ pub async fn list_leads(
 }
 
 pub async fn list_submissions(
-    req: HttpRequest,
+    _admin: Admin,
     state: web::Data<AppState>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
     let c = common(&params)?;
     let page = state
         .store
@@ -163,11 +207,10 @@ pub async fn list_submissions(
 
 /// `GET /v1/admin/leads/{id}`: one lead with every submission and the status of every email.
 pub async fn get_lead(
-    req: HttpRequest,
+    _admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
     let id = path.into_inner();
     let Some((email, created, updated, count)) = state.store.get_lead(&id).await? else {
         return Err(ApiError::NotFound);
@@ -218,11 +261,10 @@ pub async fn get_lead(
 
 /// `GET /v1/admin/leads/{id}/export`: everything held about one person (GDPR access).
 pub async fn export_lead(
-    req: HttpRequest,
+    _admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
     let record = state
         .store
         .export_lead(&path)
@@ -234,11 +276,10 @@ pub async fn export_lead(
 /// `DELETE /v1/admin/leads/{id}`: erases a person everywhere (GDPR erasure). The address
 /// stays on the suppression list as a hash, and an anonymous count is kept.
 pub async fn erase_lead(
-    req: HttpRequest,
+    _admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state)?;
     let removed = state
         .store
         .erase_lead(&path, chrono::Utc::now().timestamp_millis())

@@ -77,14 +77,20 @@ fn get_or_head(path: &str) -> actix_web::Resource {
         .guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
 }
 
-/// The client's address as the rate limiter sees it (trusted proxies honoured).
+/// The client's address as the rate limiter sees it (trusted proxies honoured). Every
+/// `X-Forwarded-For` line counts, in order, as one comma-separated list (RFC 9110 §5.3): a
+/// proxy that adds a line of its own instead of appending to the last one (HAProxy's
+/// `option forwardfor`) still has its entry read as the right-most. A line that is not text
+/// counts as an entry that is not an address: the walk from the right stops there.
 fn client_addr(req: &HttpRequest, state: &AppState) -> Option<std::net::IpAddr> {
     let peer = req.peer_addr().map(|a| a.ip());
-    let forwarded = req
+    let lines: Vec<&str> = req
         .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    state.limits.client_ip(peer, forwarded)
+        .get_all("x-forwarded-for")
+        .map(|v| v.to_str().unwrap_or("not-text"))
+        .collect();
+    let forwarded = (!lines.is_empty()).then(|| lines.join(","));
+    state.limits.client_ip(peer, forwarded.as_deref())
 }
 
 /// Who is acting, kept as the privacy setting allows (for the consent ledger).

@@ -38,7 +38,7 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
                 "INLET_SMTP_URL",
                 "smtp://mailer:hunter2@mail.example.com:587?tls=required",
             ),
-            ("INLET_ADMIN_TOKEN", "supersecrettoken"),
+            ("INLET_ADMIN_TOKEN", "supersecrettoken-0123456789"),
             (
                 "DATABASE_URL",
                 "postgres://app:dbpassword@db.example.com/inlet",
@@ -53,6 +53,25 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
     }
     assert!(text.contains("mail.example.com:587"));
     assert!(text.contains("id = \"newsletter\""));
+}
+
+#[test]
+fn a_short_or_placeholder_admin_token_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for token in [
+        "s3cret",
+        "change-me-admin-token",
+        "change-me-please-a-longer-token-0123",
+    ] {
+        for command in [&["check-config"][..], &["serve"][..]] {
+            let out = inlet(command, &[("INLET_ADMIN_TOKEN", token)], dir.path());
+            assert!(!out.status.success(), "{command:?} accepted {token}");
+            let err = stderr(&out);
+            assert!(err.contains("admin.token (INLET_ADMIN_TOKEN)"), "{err}");
+            assert!(err.contains("at least 24 characters"), "{err}");
+            assert!(!err.contains(token), "the token is not echoed: {err}");
+        }
+    }
 }
 
 #[test]

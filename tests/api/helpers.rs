@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::Connection;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

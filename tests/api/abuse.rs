@@ -1,0 +1,191 @@
+//! What a script could do with the public endpoints and the admin API, tried as an attacker
+//! would. Engine-independent (the HTTP edge), so each runs on SQLite.
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::helpers::{contact, header, Backend, TestApp, ADMIN_TOKEN};
+
+async fn metrics(app: &TestApp) -> String {
+    app.client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn invented_http_methods_do_not_grow_the_metrics_registry() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for i in 0..200 {
+        let method = Method::from_bytes(format!("PROBE{i}").as_bytes()).unwrap();
+        let r = app
+            .client
+            .request(method, app.url("/v1/forms"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
+    let text = metrics(&app).await;
+    assert!(
+        !text.contains("PROBE"),
+        "a client's method token became a label"
+    );
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("inlet_http_request_duration_seconds_count"))
+        .count();
+    assert!(
+        series < 10,
+        "{series} series after 200 invented methods:\n{text}"
+    );
+    assert!(
+        text.contains("method=\"other\""),
+        "they are counted, as `other`"
+    );
+}
+
+/// A proxy that adds its own `X-Forwarded-For` line (HAProxy's `option forwardfor`) instead of
+/// appending to the client's.
+#[tokio::test]
+async fn a_spoofed_first_forwarded_for_line_does_not_win_over_the_proxys_own() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.server.trusted_proxies = vec!["127.0.0.1/32".into(), "10.0.0.0/8".into()];
+        s.privacy.ip = inlet::domain::IpPrivacy::Full;
+        s.rate_limit.enabled = true;
+        s.rate_limit.per_ip_per_minute = 1;
+        s.rate_limit.per_ip_burst = 1;
+    })
+    .await;
+    let send = |lines: &'static [&'static str], email: &str| {
+        let mut req = app
+            .client
+            .post(app.submissions_url("contact"))
+            .json(&contact(email));
+        for line in lines {
+            req = req.header("x-forwarded-for", *line);
+        }
+        req.send()
+    };
+    // The client forged the first line; the (trusted) proxy appended the real address as a
+    // second line.
+    let r = send(&["203.0.113.66", "198.51.100.7"], "one@example.com")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Two proxies, each adding a line: the right-most address that is not a trusted proxy is
+    // the client's, so a new forged first line buys no new bucket.
+    let r = send(
+        &["203.0.113.99", "198.51.100.7", "10.1.2.3"],
+        "two@example.com",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        429,
+        "same client behind two proxies: one bucket"
+    );
+    let ips: Vec<Value> = app
+        .submissions()
+        .await
+        .iter()
+        .map(|s| s["client_ip"].clone())
+        .collect();
+    assert_eq!(
+        ips,
+        ["198.51.100.7"],
+        "the proxy's entry, not the forged one, is recorded"
+    );
+}
+
+#[tokio::test]
+async fn the_admin_api_checks_the_credential_before_anything_else() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    // A bad parameter tells an unauthenticated caller nothing: 401, not 400.
+    for query in ["limit=abc", "since=yesterday", "nope=1", "cursor=%ff"] {
+        let r = app
+            .client
+            .get(app.url(&format!("/v1/admin/leads?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{query}");
+        let r = app
+            .client
+            .get(app.url(&format!("/v1/admin/submissions?{query}")))
+            .bearer_auth("wrong-token-of-a-decent-length")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{query} with a wrong token");
+    }
+    // With the credential, the parameter error is reported.
+    let r = app
+        .client
+        .get(app.url("/v1/admin/leads?limit=abc"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let r = app
+            .client
+            .get(app.url("/v1/admin/leads"))
+            .header("authorization", format!("{scheme} {ADMIN_TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    let r = app
+        .client
+        .get(app.url("/v1/admin/leads"))
+        .header("authorization", format!("Basic {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "another scheme is not a bearer token");
+}
+
+#[tokio::test]
+async fn guessing_the_admin_token_is_throttled_per_client() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let try_token = |token: String| {
+        app.client
+            .get(app.url("/v1/admin/leads"))
+            .bearer_auth(token)
+            .send()
+    };
+    for i in 0..inlet::rate_limit::ADMIN_FAILURES_PER_MINUTE {
+        let r = try_token(format!("guess-number-{i:04}-of-many"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "guess {i}");
+    }
+    let r = try_token("guess-number-after-the-quota".into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = header(r.headers(), "retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    // Refused for a while: the right token does not tell a lucky guess apart now.
+    let r = try_token(ADMIN_TOKEN.into()).await.unwrap();
+    assert_eq!(
+        r.status(),
+        429,
+        "the right token is refused too while the client is throttled"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+}
