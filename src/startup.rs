@@ -226,6 +226,12 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                // Browsers must not guess a type for anything Inlet answers (JSON, PDFs,
+                // metrics, pages): added where a handler did not set it.
+                .wrap(
+                    middleware::DefaultHeaders::new()
+                        .add((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
+                )
                 .wrap(middleware::from_fn(crate::telemetry::request_span))
                 .configure(routes::configure)
         })

@@ -20,6 +20,7 @@ fn demo(id: &str, kind: FormKind, fields: Vec<FieldConfig>, message: &str) -> Fo
         kind,
         fields,
         allowed_origins: vec!["*".into()],
+        require_origin: false,
         redirect_url: None,
         success_message: Some(message.into()),
         follow_up: EmailTemplateConfig::default(),

@@ -456,6 +456,11 @@ pub struct FormConfig {
     /// Origins (`https://example.com`) allowed to submit; `"*"` allows any.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Refuse a submission that carries neither an `Origin` nor a `Referer` from
+    /// `allowed_origins` (browsers always send `Origin` on cross-site posts; scripts need not).
+    /// Off by default: a listed origin is then enforced only when the request names one.
+    #[serde(default)]
+    pub require_origin: bool,
     /// Where a no-JavaScript post lands after success. Default: Inlet's own thank-you page.
     #[serde(default)]
     pub redirect_url: Option<String>,

@@ -53,6 +53,8 @@ pub struct Form {
     /// The name of the form's email field: the lead's identity.
     pub email_field: String,
     pub origins: Origins,
+    /// Refuse requests with neither an allowed `Origin` nor an allowed `Referer`.
+    pub require_origin: bool,
     pub redirect_url: Option<String>,
     pub success_message: String,
     pub honeypot: String,
@@ -225,6 +227,12 @@ fn compile(index: usize, cfg: &FormConfig, min_submit_ms: u64) -> Result<Form, C
         }
         Origins::List(list)
     };
+    if cfg.require_origin && matches!(origins, Origins::Any) {
+        return Err(ConfigError::invalid(
+            at("require_origin"),
+            "needs allowed_origins to list the sites that may submit (not \"*\")",
+        ));
+    }
     if let Some(r) = &cfg.redirect_url {
         crate::config::parse_http_url(r)
             .map_err(|m| ConfigError::invalid(at("redirect_url"), m))?;
@@ -264,6 +272,7 @@ fn compile(index: usize, cfg: &FormConfig, min_submit_ms: u64) -> Result<Form, C
         fields,
         email_field,
         origins,
+        require_origin: cfg.require_origin,
         redirect_url: cfg.redirect_url.clone(),
         success_message: cfg
             .success_message

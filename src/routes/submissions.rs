@@ -102,6 +102,7 @@ fn cors(resp: &mut HttpResponseBuilder, origin: Option<&str>) {
 /// Checks the form and origin; shared by the preflight and the POST.
 fn resolve_form<'a>(
     state: &'a AppState,
+    req: &HttpRequest,
     id: &str,
     origin: Option<&str>,
 ) -> Result<&'a Form, ApiError> {
@@ -109,12 +110,28 @@ fn resolve_form<'a>(
         .forms
         .get(id)
         .ok_or_else(|| ApiError::UnknownForm(id.to_string()))?;
-    if let Some(o) = origin {
-        if !form.origins.allows(o) {
-            return Err(ApiError::OriginNotAllowed(o.to_string()));
+    match origin {
+        Some(o) if !form.origins.allows(o) => Err(ApiError::OriginNotAllowed(o.to_string())),
+        Some(_) => Ok(form),
+        // No Origin: a browser's same-origin GET-style post, or a script. With
+        // `require_origin`, the page it came from must be an allowed one.
+        None if form.require_origin => {
+            let from = referer_origin(req).unwrap_or_else(|| "none".into());
+            if form.origins.allows(&from) {
+                Ok(form)
+            } else {
+                Err(ApiError::OriginNotAllowed(from))
+            }
         }
+        None => Ok(form),
     }
-    Ok(form)
+}
+
+/// The origin (`scheme://host[:port]`) of the `Referer`, if it is an http(s) URL.
+fn referer_origin(req: &HttpRequest) -> Option<String> {
+    let referer = req.headers().get(header::REFERER)?.to_str().ok()?;
+    let url = url::Url::parse(referer).ok()?;
+    matches!(url.scheme(), "http" | "https").then(|| url.origin().ascii_serialization())
 }
 
 pub async fn preflight(
@@ -123,7 +140,7 @@ pub async fn preflight(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let origin = origin(&req);
-    match resolve_form(&state, &path, origin) {
+    match resolve_form(&state, &req, &path, origin) {
         Ok(_) => {
             let mut resp = HttpResponse::NoContent();
             cors(&mut resp, origin);
@@ -235,7 +252,7 @@ async fn accept<'s>(
     body: web::Payload,
     state: &'s AppState,
 ) -> Result<(&'s Form, crate::store::Recorded, bool), ApiError> {
-    let form = resolve_form(state, form_id, origin(req))?;
+    let form = resolve_form(state, req, form_id, origin(req))?;
 
     let client = super::client_addr(req, state);
     if let Err(limited) = state.limits.check(client, form.index) {

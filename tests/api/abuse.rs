@@ -189,3 +189,101 @@ async fn guessing_the_admin_token_is_throttled_per_client() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "rate_limited");
 }
+
+#[tokio::test]
+async fn a_form_that_requires_an_origin_refuses_scripts_that_send_none() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        let contact = s.forms.iter_mut().find(|f| f.id == "contact").unwrap();
+        contact.allowed_origins = vec!["https://shop.example.com".into()];
+        contact.require_origin = true;
+        let newsletter = s.forms.iter_mut().find(|f| f.id == "newsletter").unwrap();
+        newsletter.allowed_origins = vec!["https://shop.example.com".into()];
+    })
+    .await;
+    let post = |form: &str, headers: &[(&str, &str)], email: &str| {
+        let mut req = app
+            .client
+            .post(app.submissions_url(form))
+            .json(&contact(email));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    for (headers, what) in [
+        (&[][..], "neither Origin nor Referer"),
+        (
+            &[("referer", "https://evil.example.net/shop.example.com")][..],
+            "another site's page",
+        ),
+        (&[("referer", "not a url")][..], "a Referer that is no URL"),
+    ] {
+        let r = post("contact", headers, "script@example.com")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{what}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "origin_not_allowed", "{what}");
+    }
+    assert!(app.submissions().await.is_empty(), "nothing stored");
+    let from_page = [("referer", "https://shop.example.com/pricing?utm_source=x")];
+    assert_eq!(
+        post("contact", &from_page, "page@example.com")
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let with_origin = [("origin", "https://shop.example.com")];
+    assert_eq!(
+        post("contact", &with_origin, "browser@example.com")
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    // Without require_origin (the default), a listed origin is enforced only when one is sent.
+    assert_eq!(
+        post("newsletter", &[], "plain@example.com")
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let other = [("origin", "https://evil.example.net")];
+    assert_eq!(
+        post("newsletter", &other, "x@example.com")
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+}
+
+#[tokio::test]
+async fn every_answer_tells_browsers_not_to_sniff_its_type() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let created = app
+        .post_json("contact", &contact("sniff@example.com"))
+        .await;
+    assert_eq!(
+        header(created.headers(), "x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    for path in [
+        "/metrics",
+        "/v1/forms",
+        "/healthz",
+        "/v1/admin/leads",
+        "/nowhere",
+        "/inlet.js",
+    ] {
+        let r = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            header(r.headers(), "x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{path} ({})",
+            r.status()
+        );
+    }
+}

@@ -75,6 +75,35 @@ fn a_short_or_placeholder_admin_token_refuses_to_start() {
 }
 
 #[test]
+fn require_origin_without_a_list_of_origins_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("inlet.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[forms]]
+id = "open"
+kind = "inline"
+allowed_origins = ["*"]
+require_origin = true
+fields = [{ name = "email", type = "email", required = true }]
+"#,
+    )
+    .unwrap();
+    let out = inlet(
+        &["check-config", "--config", file.to_str().unwrap()],
+        &[],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("require_origin") && err.contains("allowed_origins"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_config_file_is_read_and_the_environment_wins() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("inlet.toml");
