@@ -14,4 +14,4 @@ pub use submission::{
     Attribution, Confirmation, ConsentGiven, FieldValue, IdempotencyKey, NewSubmission, SpamReason,
     ATTRIBUTION_KEYS,
 };
-pub use text::{clean_lossy, multi_line, single_line, FieldError};
+pub use text::{clean_lossy, multi_line, redact_addresses, single_line, FieldError};

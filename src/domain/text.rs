@@ -159,9 +159,75 @@ fn is_clean_ascii(s: &str) -> bool {
         && !s.contains("  ")
 }
 
+/// `text` with every email address in it replaced by `<address>`: for text that leaves Inlet's
+/// control of personal data (mail servers' error replies echo the recipient) before it is
+/// logged or stored. An address is a run of local-part characters, `@`, and a run of domain
+/// characters, each side non-empty.
+pub fn redact_addresses(text: &str) -> Cow<'_, str> {
+    if !text.contains('@') {
+        return Cow::Borrowed(text);
+    }
+    let local = |c: char| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c);
+    let domain = |c: char| c.is_alphanumeric() || "-.[]:".contains(c);
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0; // byte offset of text not yet copied
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].1 != '@' {
+            i += 1;
+            continue;
+        }
+        let mut start = i;
+        while start > 0 && local(chars[start - 1].1) && chars[start - 1].0 >= copied {
+            start -= 1;
+        }
+        let mut end = i + 1;
+        while end < chars.len() && domain(chars[end].1) {
+            end += 1;
+        }
+        // A sentence's full stop (or a colon after it) is not part of the domain.
+        while end > i + 1 && matches!(chars[end - 1].1, '.' | ':' | '-') {
+            end -= 1;
+        }
+        if start < i && end > i + 1 {
+            out.push_str(&text[copied..chars[start].0]);
+            out.push_str("<address>");
+            copied = chars.get(end).map_or(text.len(), |c| c.0);
+        }
+        i = end.max(i + 1);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_in_mail_server_replies_are_redacted() {
+        let cases = [
+            (
+                "permanent error (550): 5.1.1 <ann.lee+x@example.com>: Recipient address rejected",
+                "permanent error (550): 5.1.1 <<address>>: Recipient address rejected",
+            ),
+            (
+                "to bob@mail.example.org, cc c@d.io.",
+                "to <address>, cc <address>.",
+            ),
+            ("user@[192.0.2.1] and x@y", "<address> and <address>"),
+            ("José@exämple.com refused", "<address> refused"),
+            (
+                "no address @ all, @ or a@ or @b",
+                "no address @ all, @ or a@ or @b",
+            ),
+            ("nothing to hide", "nothing to hide"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_addresses(input), want, "{input}");
+        }
+    }
 
     #[test]
     fn single_line_rejects_every_kind_of_break() {

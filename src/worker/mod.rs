@@ -242,7 +242,11 @@ impl OutboxWorker {
             // greeting, every command) gets one deadline, and running out of it is a failure
             // that is retried like any other.
             Ok(message) => match tokio::time::timeout(inner.send_deadline, inner.mailer.send(message)).await {
-                Ok(sent) => sent.map_err(|e| e.to_string()),
+                // Mail servers echo the recipient in their replies: no address reaches the
+                // logs or the stored error.
+                Ok(sent) => sent
+                    .map(|report| crate::domain::redact_addresses(&report).into_owned())
+                    .map_err(|e| crate::domain::redact_addresses(&e.to_string()).into_owned()),
                 Err(_) => Err(format!(
                     "no answer from the mail server within {} s (check host, port and TLS settings)",
                     inner.send_deadline.as_secs()

@@ -155,6 +155,21 @@ both_backends! {
         assert!(!cli(&["outbox", "retry", "--dead"], &url).status.success(), "nothing left to revive");
     }
 
+    async fn a_mail_servers_reply_naming_the_recipient_is_stored_and_logged_without_the_address(backend: Backend) {
+        let smtp = SmtpServer::start();
+        smtp.set_mode(Mode::PermFailNamingRecipient);
+        let app = TestApp::spawn_with(backend, |s| with_smtp(s, &smtp.url())).await;
+        app.post_json("contact", &contact("echoed.person@example.com")).await;
+        assert_eq!(app.dispatch().await.failed, 1);
+        assert_eq!(smtp.rejected(), 1, "the server did name the recipient in its refusal");
+        let lead = &app.leads().await[0];
+        let detail = app.admin_get(&format!("/v1/admin/leads/{}", lead["id"].as_str().unwrap())).await;
+        let error = detail["emails"][0]["last_error"].as_str().unwrap().to_string();
+        assert!(error.contains("550") && error.contains("Recipient address rejected"), "{error}");
+        assert!(error.contains("<address>"), "{error}");
+        assert!(!error.contains("echoed.person"), "the stored error keeps no address: {error}");
+    }
+
     async fn ten_submissions_in_a_minute_get_one_follow_up(backend: Backend) {
         let smtp = SmtpServer::start();
         let app = TestApp::spawn_with(backend, |s| {

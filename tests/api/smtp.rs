@@ -15,6 +15,8 @@ pub enum Mode {
     TempFail(u32),
     /// Answer 550 to every message.
     PermFail,
+    /// Answer 550 naming the recipient, as Postfix does.
+    PermFailNamingRecipient,
     /// Accept, after this long.
     Slow(Duration),
 }
@@ -65,6 +67,13 @@ impl Handler for SinkHandler {
                 Some(Response::custom(451, "4.3.0 Try again later".into()))
             }
             Mode::PermFail => Some(Response::custom(550, "5.1.1 Mailbox unavailable".into())),
+            Mode::PermFailNamingRecipient => Some(Response::custom(
+                550,
+                format!(
+                    "5.1.1 <{}>: Recipient address rejected: User unknown",
+                    to.join(", ")
+                ),
+            )),
             _ => None,
         };
         if let Some(r) = refusal {
