@@ -35,6 +35,7 @@ pub const LEGACY: &[(&str, &str)] = &[
     ("INLET_DKIM_PRIVATE_KEY_FILE", "mail.dkim.private_key_file"),
     ("INLET_DKIM_ALGORITHM", "mail.dkim.algorithm"),
     ("INLET_ADMIN_TOKEN", "admin.token"),
+    ("INLET_METRICS_TOKEN", "admin.metrics_token"),
     ("INLET_IP_PRIVACY", "privacy.ip"),
     ("INLET_IP_HASH_KEY", "privacy.ip_hash_key"),
     ("INLET_RATE_LIMIT_ENABLED", "rate_limit.enabled"),

@@ -180,6 +180,10 @@ pub struct AdminSettings {
     /// Bearer token for `/v1/admin/*`. Absent: the admin API answers 401 to everyone.
     #[serde(serialize_with = "redact_opt")]
     pub token: Option<SecretString>,
+    /// Bearer token for `GET /metrics`. Absent (the default): metrics are open, for a scraper
+    /// on a private network.
+    #[serde(serialize_with = "redact_opt")]
+    pub metrics_token: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -573,15 +577,21 @@ impl Settings {
                 ));
             }
         }
-        if let Some(token) = &self.admin.token {
+        for (token, name) in [
+            (&self.admin.token, "admin.token (INLET_ADMIN_TOKEN)"),
+            (
+                &self.admin.metrics_token,
+                "admin.metrics_token (INLET_METRICS_TOKEN)",
+            ),
+        ] {
+            let Some(token) = token else { continue };
             let token = token.expose_secret();
             if token.trim().len() < MIN_ADMIN_TOKEN_CHARS || token.contains("change-me") {
                 return Err(ConfigError::invalid(
-                    "admin.token (INLET_ADMIN_TOKEN)",
+                    name,
                     format!(
                         "must be at least {MIN_ADMIN_TOKEN_CHARS} characters and not an example's \
-                         placeholder (e.g. `openssl rand -hex 32`); leave it unset to keep the \
-                         admin API closed"
+                         placeholder (e.g. `openssl rand -hex 32`)"
                     ),
                 ));
             }

@@ -41,14 +41,25 @@ fn authorize(req: &HttpRequest) -> Result<Admin, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or(ApiError::Unauthorized)?;
+    check_bearer(req, state, state.settings.admin.token.as_ref()).map(|()| Admin)
+}
+
+/// The request's bearer credential against `expected` (none configured: nobody passes), with
+/// failed guesses counted per client IP: past the quota the client gets 429 for a while, the
+/// right token included. Shared by the admin API and a protected `/metrics`.
+pub(super) fn check_bearer(
+    req: &HttpRequest,
+    state: &AppState,
+    expected: Option<&secrecy::SecretString>,
+) -> Result<(), ApiError> {
     let client = super::client_addr(req, state);
     if let Some(wait) = client.and_then(|ip| state.limits.admin_refused(ip)) {
         return Err(ApiError::RateLimited {
             retry_after_secs: wait.as_secs().max(1),
         });
     }
-    if bearer_matches(req, state.settings.admin.token.as_ref()) {
-        return Ok(Admin);
+    if bearer_matches(req, expected) {
+        return Ok(());
     }
     match client.and_then(|ip| state.limits.admin_failed(ip)) {
         Some(wait) => {

@@ -1,6 +1,6 @@
 //! Liveness, readiness and metrics.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -17,7 +17,16 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .json(json!({"status": "ready", "database": state.store.backend().name()})))
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// Prometheus text. With `admin.metrics_token` set, only for that bearer token. The work per
+/// scrape is bounded: the queue's counts come from the `(status, …)` index over messages still
+/// waiting (or dead), never from the history of sent ones.
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(token) = state.settings.admin.metrics_token.as_ref() {
+        super::admin::check_bearer(&req, &state, Some(token))?;
+    }
     // Queue depth comes from the database, so it is true across every instance.
     match state.store.outbox_stats().await {
         Ok(stats) => {
@@ -29,7 +38,6 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
                 .with_label_values(&["failed"])
                 .set(stats.failed);
             m.outbox_depth.with_label_values(&["dead"]).set(stats.dead);
-            m.outbox_depth.with_label_values(&["sent"]).set(stats.sent);
             let age = stats.oldest_waiting_ms.map_or(0.0, |t| {
                 ((crate::worker::now_ms() - t).max(0) as f64) / 1000.0
             });
@@ -41,7 +49,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .metrics
         .limiter_keys
         .set(i64::try_from(state.limits.tracked_client_ips()).unwrap_or(i64::MAX));
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+        .body(state.metrics.render()))
 }

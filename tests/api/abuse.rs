@@ -287,3 +287,45 @@ async fn every_answer_tells_browsers_not_to_sniff_its_type() {
         );
     }
 }
+
+#[tokio::test]
+async fn metrics_can_require_their_own_token() {
+    const METRICS_TOKEN: &str = "metrics-scraper-token-0123456789";
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.admin.metrics_token = Some(secrecy::SecretString::from(METRICS_TOKEN));
+    })
+    .await;
+    let get = |token: Option<&str>| {
+        let mut req = app.client.get(app.url("/metrics"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    for token in [
+        None,
+        Some("wrong-token-of-a-decent-length"),
+        Some(ADMIN_TOKEN),
+    ] {
+        let r = get(token).await.unwrap();
+        assert_eq!(r.status(), 401, "{token:?}");
+        assert!(
+            !r.text().await.unwrap().contains("inlet_"),
+            "no metric leaks to {token:?}"
+        );
+    }
+    let r = get(Some(METRICS_TOKEN)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("inlet_outbox_messages"));
+    // Open by default (a scraper on a private network).
+    let open = TestApp::spawn(Backend::Sqlite).await;
+    assert_eq!(
+        open.client
+            .get(open.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
