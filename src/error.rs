@@ -22,6 +22,8 @@ pub type FieldErrors = BTreeMap<String, Vec<String>>;
 pub enum ApiError {
     #[error("the request body could not be read: {0}")]
     MalformedBody(String),
+    #[error("the request body did not arrive within {secs} s")]
+    BodyTimeout { secs: u64 },
     #[error("{0}")]
     BadRequest(&'static str, String),
     #[error("no form with id '{0}'")]
@@ -80,6 +82,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::MalformedBody(_) => "malformed_body",
+            ApiError::BodyTimeout { .. } => "request_timeout",
             ApiError::BadRequest(code, _) => code,
             ApiError::UnknownForm(_) => "unknown_form",
             ApiError::OriginNotAllowed(_) => "origin_not_allowed",
@@ -135,6 +138,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::MalformedBody(_) | ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnknownForm(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

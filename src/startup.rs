@@ -232,6 +232,7 @@ impl Application {
                     middleware::DefaultHeaders::new()
                         .add((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
                 )
+                .wrap(middleware::from_fn(crate::telemetry::body_deadline))
                 .wrap(middleware::from_fn(crate::telemetry::request_span))
                 .configure(routes::configure)
         })

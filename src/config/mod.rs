@@ -77,6 +77,9 @@ pub struct ServerSettings {
     pub public_url: Option<String>,
     /// Largest accepted request body, in bytes.
     pub body_limit_bytes: usize,
+    /// The whole request body must arrive within this many milliseconds of the request's head
+    /// (a client trickling its body, or stopping, gets 408 instead of holding a connection).
+    pub body_timeout_ms: u64,
     /// Peers (IPs or CIDRs) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
     /// HTTP worker threads; default: one per core.
@@ -89,6 +92,7 @@ impl Default for ServerSettings {
             bind: "127.0.0.1:8080".into(),
             public_url: None,
             body_limit_bytes: 16 * 1024,
+            body_timeout_ms: 10_000,
             trusted_proxies: Vec::new(),
             workers: None,
         }
@@ -557,6 +561,12 @@ impl Settings {
         self.database_engine()?;
         self.bind_addr()?;
         self.trusted_proxies()?;
+        if self.server.body_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "server.body_timeout_ms",
+                "must be at least 1",
+            ));
+        }
         if self.server.body_limit_bytes < 256 {
             return Err(ConfigError::invalid(
                 "server.body_limit_bytes",

@@ -361,7 +361,16 @@ async fn read_body(
     }
     let mut buf = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ApiError::MalformedBody(format!("incomplete body: {e}")))?;
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                ApiError::BodyTimeout {
+                    secs: req
+                        .app_data::<web::Data<AppState>>()
+                        .map_or(0, |s| s.settings.server.body_timeout_ms.div_ceil(1000)),
+                }
+            }
+            e => ApiError::MalformedBody(format!("incomplete body: {e}")),
+        })?;
         if buf.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }

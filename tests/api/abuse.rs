@@ -329,3 +329,70 @@ async fn metrics_can_require_their_own_token() {
         200
     );
 }
+
+/// Sends a request head and the start of its body, then nothing; returns the server's answer.
+async fn trickle(
+    app: &TestApp,
+    path: &str,
+    head_extra: &str,
+    first: &str,
+    declared: usize,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head_extra}Content-Length: {declared}\r\n\r\n{first}"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server held the connection without answering"
+    );
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_or_stops_gets_408_and_stores_nothing() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.server.body_timeout_ms = 300).await;
+    let answer = trickle(
+        &app,
+        "/v1/forms/contact/submissions",
+        "Content-Type: application/json\r\n",
+        "{\"email\": \"slow",
+        400,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(app.submissions().await.is_empty());
+    // Another endpoint that takes a body answers without waiting for the rest of it.
+    let answer = trickle(
+        &app,
+        "/v1/unsubscribe/some-token",
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        "List-Unsub",
+        300,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+}
