@@ -38,6 +38,8 @@ pub enum ApiError {
     Validation(FieldErrors),
     #[error("too many fields: at most {max} are accepted")]
     TooManyFields { max: usize },
+    #[error("this idempotency key was already used for a different submission; send a new key")]
+    IdempotencyKeyReused,
     #[error("too many requests; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("a valid admin bearer token is required")]
@@ -90,6 +92,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Validation(_) => "validation_failed",
             ApiError::TooManyFields { .. } => "too_many_fields",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound => "not_found",
@@ -126,7 +129,9 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if e.is_unavailable() {
+        if matches!(e, StoreError::KeyReused) {
+            ApiError::IdempotencyKeyReused
+        } else if e.is_unavailable() {
             ApiError::Unavailable(e)
         } else {
             ApiError::Internal(anyhow::Error::new(e))
@@ -143,9 +148,9 @@ impl ResponseError for ApiError {
             ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Validation(_) | ApiError::TooManyFields { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::Validation(_)
+            | ApiError::TooManyFields { .. }
+            | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable(_) | ApiError::Overloaded { .. } => {

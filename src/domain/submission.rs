@@ -140,6 +140,22 @@ pub enum Confirmation {
     Pending { expires_at_ms: i64 },
 }
 
+impl NewSubmission {
+    /// What an idempotency key is bound to: the person and everything they typed (hex
+    /// SHA-256). A retry carries the same; another submission under a reused key does not.
+    /// Attribution and timing are left out: they may differ between a request and its retry.
+    pub fn payload_fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.email.as_str().as_bytes());
+        h.update([0]);
+        h.update(serde_json::to_vec(&self.fields).unwrap_or_default());
+        h.update([0]);
+        h.update(serde_json::to_vec(&self.extra).unwrap_or_default());
+        hex::encode(h.finalize())
+    }
+}
+
 /// A submission parsed against its form: everything here is valid and ready to store.
 #[derive(Debug, Clone)]
 pub struct NewSubmission {

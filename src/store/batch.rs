@@ -41,6 +41,12 @@ impl<'a> From<Option<&'a str>> for Val<'a> {
     }
 }
 
+impl From<Option<String>> for Val<'_> {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Val::Null, Val::from)
+    }
+}
+
 impl From<Option<i64>> for Val<'_> {
     fn from(v: Option<i64>) -> Self {
         v.map_or(Val::Null, Val::Int)

@@ -36,6 +36,7 @@ pub(super) enum Returned {
         idempotency_key: String,
         id: String,
         lead_id: String,
+        payload_hash: Option<String>,
     },
     /// A lead upsert's `RETURNING id, email`.
     Lead { id: String, email: String },
@@ -44,19 +45,21 @@ pub(super) enum Returned {
 }
 
 impl Returned {
-    /// Tells the rows apart by their width: 4 columns (probe), 2 (lead upsert), 1 (id).
+    /// Tells the rows apart by their width: 5 columns (probe), 2 (lead upsert), 1 (id).
     pub(super) fn decode<'r, R>(r: &'r R) -> Result<Returned, sqlx::Error>
     where
         R: Row,
         usize: ColumnIndex<R>,
         String: Decode<'r, R::Database> + Type<R::Database>,
+        Option<String>: Decode<'r, R::Database>,
     {
         Ok(match r.len() {
-            4 => Returned::Replay {
+            5 => Returned::Replay {
                 form_id: r.try_get(0)?,
                 idempotency_key: r.try_get(1)?,
                 id: r.try_get(2)?,
                 lead_id: r.try_get(3)?,
+                payload_hash: r.try_get(4)?,
             },
             2 => Returned::Lead {
                 id: r.try_get(0)?,

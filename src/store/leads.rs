@@ -105,8 +105,7 @@ impl LeadStore {
         match result {
             // A concurrent request with the same idempotency key committed first.
             Err(StoreError::Conflict) => {
-                let (form, key) = key_of(sub);
-                let found = find_idempotent(conn.conn.exec(), form, key).await;
+                let found = find_idempotent(conn.conn.exec(), sub).await;
                 if let Err(e) = &found {
                     conn.broken |= e.is_unavailable();
                 }
@@ -254,7 +253,10 @@ impl LeadStore {
         }
         for (i, leader) in follower_of.iter().enumerate() {
             if let Some(l) = leader {
+                let same =
+                    items[i].sub.payload_fingerprint() == items[*l].sub.payload_fingerprint();
                 results[i] = match &results[*l] {
+                    Some(Ok(_)) if !same => Some(Err(StoreError::KeyReused)),
                     Some(Ok(r)) => Some(Ok(Recorded {
                         replayed: true,
                         ..r.clone()
@@ -456,14 +458,18 @@ async fn write_new(
                 idempotency_key,
                 id,
                 lead_id,
+                payload_hash,
             } => {
                 found.insert(
                     (form_id, idempotency_key),
-                    Recorded {
-                        submission_id: id,
-                        lead_id,
-                        replayed: true,
-                    },
+                    (
+                        Recorded {
+                            submission_id: id,
+                            lead_id,
+                            replayed: true,
+                        },
+                        payload_hash,
+                    ),
                 );
             }
             Returned::Lead { id, email } => {
@@ -517,7 +523,7 @@ pub(super) fn idempotency_lookup<'a>(
     }
     let mut sql = Sql::for_dialect(
         dialect,
-        "SELECT form_id, idempotency_key, id, lead_id FROM submissions WHERE ".into(),
+        "SELECT form_id, idempotency_key, id, lead_id, payload_hash FROM submissions WHERE ".into(),
     );
     for (n, (form, mut keys)) in by_form.into_iter().enumerate() {
         if n > 0 {
@@ -541,7 +547,20 @@ enum NewWrites {
     /// `(submission id, lead id)` per write, committed.
     Written(Vec<(String, String)>),
     /// Nothing: these keys were stored already (the transaction was rolled back).
-    Replayed(HashMap<(String, String), Recorded>),
+    Replayed(HashMap<(String, String), Stored>),
+}
+
+/// A submission an idempotency key already names, and the payload fingerprint it was stored
+/// with (none for rows older than fingerprints).
+type Stored = (Recorded, Option<String>);
+
+/// A stored key's answer for `sub`: a replay when `sub` is the same payload, else
+/// [`StoreError::KeyReused`].
+fn replay_for(sub: &NewSubmission, (recorded, hash): &Stored) -> Result<Recorded, StoreError> {
+    match hash {
+        Some(h) if *h != sub.payload_fingerprint() => Err(StoreError::KeyReused),
+        _ => Ok(recorded.clone()),
+    }
 }
 
 /// A row of [`idempotency_lookup`].
@@ -551,19 +570,23 @@ struct ReplayRow {
     idempotency_key: String,
     id: String,
     lead_id: String,
+    payload_hash: Option<String>,
 }
 
 /// The rows of [`idempotency_lookup`], by (form, key).
-fn replays(rows: Vec<ReplayRow>) -> HashMap<(String, String), Recorded> {
+fn replays(rows: Vec<ReplayRow>) -> HashMap<(String, String), Stored> {
     rows.into_iter()
         .map(|r| {
             (
                 (r.form_id, r.idempotency_key),
-                Recorded {
-                    submission_id: r.id,
-                    lead_id: r.lead_id,
-                    replayed: true,
-                },
+                (
+                    Recorded {
+                        submission_id: r.id,
+                        lead_id: r.lead_id,
+                        replayed: true,
+                    },
+                    r.payload_hash,
+                ),
             )
         })
         .collect()
@@ -574,12 +597,12 @@ fn fill_replays(
     results: &mut [Option<Result<Recorded, StoreError>>],
     items: &[BatchItem<'_>],
     keyed: &[usize],
-    found: &HashMap<(String, String), Recorded>,
+    found: &HashMap<(String, String), Stored>,
 ) {
     for &i in keyed {
         let (form, key) = key_of(items[i].sub);
-        if let Some(r) = found.get(&(form.to_string(), key.to_string())) {
-            results[i] = Some(Ok(r.clone()));
+        if let Some(stored) = found.get(&(form.to_string(), key.to_string())) {
+            results[i] = Some(replay_for(items[i].sub, stored));
         }
     }
 }
@@ -590,22 +613,26 @@ fn key_of(sub: &NewSubmission) -> (&str, &str) {
     (sub.form_id.as_str(), key)
 }
 
-pub(super) const FIND_IDEMPOTENT: &str =
-    "SELECT id, lead_id FROM submissions WHERE form_id = $1 AND idempotency_key = $2";
+pub(super) const FIND_IDEMPOTENT: &str = "SELECT id, lead_id, payload_hash FROM submissions \
+     WHERE form_id = $1 AND idempotency_key = $2";
 
 /// The submission an idempotency key already names, if any.
 async fn find_idempotent(
     exec: Exec<'_>,
-    form_id: &str,
-    key: &str,
+    sub: &NewSubmission,
 ) -> Result<Option<Recorded>, StoreError> {
+    let (form_id, key) = key_of(sub);
     let sql = Sql::fixed(FIND_IDEMPOTENT).arg(form_id).arg(key);
-    let row: Option<(String, String)> = exec.fetch_optional(&sql).await?;
-    Ok(row.map(|(submission_id, lead_id)| Recorded {
-        submission_id,
-        lead_id,
-        replayed: true,
-    }))
+    let row: Option<(String, String, Option<String>)> = exec.fetch_optional(&sql).await?;
+    row.map(|(submission_id, lead_id, hash)| {
+        let recorded = Recorded {
+            submission_id,
+            lead_id,
+            replayed: true,
+        };
+        replay_for(sub, &(recorded, hash))
+    })
+    .transpose()
 }
 
 /// The batch's lead upserts, one row per distinct email (PostgreSQL refuses to update one row
@@ -735,6 +762,7 @@ fn submission_inserts<'a>(
             "created_at",
             "confirmation",
             "confirm_expires_at",
+            "payload_hash",
         ],
         "",
     );
@@ -769,6 +797,10 @@ fn submission_inserts<'a>(
             sub.received_at_ms.into(),
             confirmation.into(),
             expires.into(),
+            sub.idempotency_key
+                .as_ref()
+                .map(|_| sub.payload_fingerprint())
+                .into(),
         ]);
     }
     insert

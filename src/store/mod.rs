@@ -57,6 +57,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("a concurrent request committed the same idempotency key first")]
     Conflict,
+    #[error("the idempotency key was used before for a different submission")]
+    KeyReused,
 }
 
 impl StoreError {
@@ -72,6 +74,7 @@ impl StoreError {
                 StoreError::Unavailable(sqlx::Error::Protocol(format!("batch failed: {inner}")))
             }
             StoreError::Conflict => StoreError::Conflict,
+            StoreError::KeyReused => StoreError::KeyReused,
             other => StoreError::Corrupt(format!("batch failed: {other}")),
         }
     }

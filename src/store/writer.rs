@@ -203,7 +203,11 @@ async fn commit(store: &LeadStore, conn: &mut WriteConn, batch: Vec<Job>, metric
         let result = match result {
             // One bad row must not fail its neighbours: a failed item is retried on its own
             // (also a lone item whose idempotency key another writer committed first).
-            Err(e) if !e.is_unavailable() && (size > 1 || matches!(e, StoreError::Conflict)) => {
+            Err(e)
+                if !e.is_unavailable()
+                    && !matches!(e, StoreError::KeyReused)
+                    && (size > 1 || matches!(e, StoreError::Conflict)) =>
+            {
                 tracing::warn!(error = %e, size, "batch item failed; retrying it on its own");
                 store.record_one(conn, &job.sub, &job.messages).await
             }
