@@ -60,10 +60,16 @@ struct SinkHandler {
 /// client connection. Replying at DATA gives lettre the same 451/550 through the same path.
 impl Handler for SinkHandler {
     fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
-        let mode = *self.shared.mode.lock().unwrap();
+        // One lock for the read and the update: two connections delivering at once must not
+        // both take the last temporary failure.
+        let mut guard = self.shared.mode.lock().unwrap();
+        let mode = *guard;
+        if let Mode::TempFail(n) = mode {
+            *guard = Mode::TempFail(n.saturating_sub(1));
+        }
+        drop(guard);
         let refusal = match mode {
             Mode::TempFail(n) if n > 0 => {
-                *self.shared.mode.lock().unwrap() = Mode::TempFail(n - 1);
                 Some(Response::custom(451, "4.3.0 Try again later".into()))
             }
             Mode::PermFail => Some(Response::custom(550, "5.1.1 Mailbox unavailable".into())),
