@@ -193,8 +193,12 @@ pub async fn body_deadline(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use actix_web::http::Method;
+    // Only requests that may carry a body pay for the wrapper (not GET, HEAD, OPTIONS).
+    let may_have_body = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let limit = req
         .app_data::<actix_web::web::Data<crate::startup::AppState>>()
+        .filter(|_| may_have_body)
         .map(|s| Duration::from_millis(s.settings.server.body_timeout_ms));
     if let Some(limit) = limit {
         let inner = actix_web::HttpMessage::take_payload(&mut req);

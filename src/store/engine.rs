@@ -126,7 +126,7 @@ pub(super) trait Engine {
 }
 
 /// The part of [`Engine`] that is the same on every sqlx driver but for its types: running a
-/// [`Sql`] (bound by the module's own `query` function) and decoding rows by name.
+/// [`Sql`] bound natively for `$db` and decoding rows by name.
 macro_rules! native_statements {
     ($db:ty, $row:ty) => {
         async fn fetch_all<'e, E, T>(ex: E, sql: &'e Sql) -> Result<Vec<T>, StoreError>
@@ -134,7 +134,8 @@ macro_rules! native_statements {
             E: Executor<'e, Database = $db> + 'e,
             T: Record + 'e,
         {
-            Ok(query(sql)
+            Ok(sql
+                .query::<$db>()
                 .try_map(|r: $row| T::from_row(&r))
                 .fetch_all(ex)
                 .await?)
@@ -145,7 +146,8 @@ macro_rules! native_statements {
             E: Executor<'e, Database = $db> + 'e,
             T: Record + 'e,
         {
-            Ok(query(sql)
+            Ok(sql
+                .query::<$db>()
                 .try_map(|r: $row| T::from_row(&r))
                 .fetch_optional(ex)
                 .await?)
@@ -155,7 +157,7 @@ macro_rules! native_statements {
         where
             E: Executor<'e, Database = $db> + 'e,
         {
-            Ok(query(sql).execute(ex).await?.rows_affected())
+            Ok(sql.query::<$db>().execute(ex).await?.rows_affected())
         }
 
         async fn raw<'e, E>(ex: E, text: &'e str) -> Result<(), StoreError>

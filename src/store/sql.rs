@@ -109,14 +109,6 @@ impl Sql {
         self
     }
 
-    pub(super) fn is_persistent(&self) -> bool {
-        self.persistent
-    }
-
-    pub(super) fn binds(&self) -> &[Bind] {
-        &self.binds
-    }
-
     /// A statement with the placeholder style that binds fastest on the engine.
     pub(super) fn for_dialect(dialect: &Dialect, text: String) -> Sql {
         Sql {
@@ -207,6 +199,34 @@ impl Sql {
 
     pub(super) fn text(&self) -> &str {
         &self.text
+    }
+
+    /// Binds this statement's values, in order, to `query` on any engine.
+    pub(super) fn bind_into<'q, DB>(
+        &'q self,
+        query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+    where
+        DB: sqlx::Database,
+        &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        self.binds.iter().fold(query, |q, b| match b {
+            Bind::Text(s) => q.bind(s.as_str()),
+            Bind::Int(i) => q.bind(*i),
+        })
+    }
+
+    /// The statement with its values, ready to run on `DB`.
+    pub(super) fn query<'q, DB>(
+        &'q self,
+    ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+    where
+        DB: sqlx::Database + sqlx::database::HasStatementCache,
+        &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        self.bind_into(sqlx::query(&self.text).persistent(self.persistent))
     }
 }
 

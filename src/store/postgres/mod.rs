@@ -16,7 +16,7 @@ use sqlx::{Executor, PgConnection, Postgres, Row};
 use super::batch::{Frame, Insert, Val};
 use super::dialect::Dialect;
 use super::engine::{native_statements, Engine, Record, Returned};
-use super::sql::{Bind, Sql};
+use super::sql::Sql;
 use super::{Backend, StoreError};
 use crate::config::DatabaseSettings;
 
@@ -34,14 +34,6 @@ pub(super) async fn connect(settings: &DatabaseSettings, url: &str) -> Result<Pg
 
 /// The PostgreSQL implementation of [`Engine`].
 pub(super) struct PgEngine;
-
-fn query(sql: &Sql) -> Query<'_, Postgres, PgArguments> {
-    let q = sqlx::query(sql.text()).persistent(sql.is_persistent());
-    sql.binds().iter().fold(q, |q, b| match b {
-        Bind::Text(s) => q.bind(s.as_str()),
-        Bind::Int(i) => q.bind(*i),
-    })
-}
 
 impl Engine for PgEngine {
     type Db = Postgres;

@@ -11,17 +11,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
 };
 use sqlx::{Executor, Sqlite};
 
 use super::batch::{Frame, Insert, Val};
 use super::dialect::Dialect;
 use super::engine::{native_statements, Engine, Record, Returned};
-use super::sql::{Bind, Sql};
+use super::sql::Sql;
 use super::{Backend, StoreError};
 use crate::config::DatabaseSettings;
 
@@ -71,14 +69,6 @@ pub(super) async fn connect(
 /// The SQLite implementation of [`Engine`].
 pub(super) struct SqliteEngine;
 
-fn query(sql: &Sql) -> Query<'_, Sqlite, SqliteArguments<'_>> {
-    let q = sqlx::query(sql.text()).persistent(sql.is_persistent());
-    sql.binds().iter().fold(q, |q, b| match b {
-        Bind::Text(s) => q.bind(s.as_str()),
-        Bind::Int(i) => q.bind(*i),
-    })
-}
-
 impl Engine for SqliteEngine {
     type Db = Sqlite;
     const DIALECT: Dialect = Dialect {
@@ -119,10 +109,7 @@ impl Engine for SqliteEngine {
         }
         let q = sqlx::query(&text);
         let q = match probe {
-            Some(p) => p.binds().iter().fold(q, |q, b| match b {
-                Bind::Text(s) => q.bind(s.as_str()),
-                Bind::Int(i) => q.bind(*i),
-            }),
+            Some(p) => p.bind_into(q),
             None => q,
         };
         let q = binds.iter().fold(q, |q, v| match v {
