@@ -93,6 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             recipient: email,
             max_attempts: 8,
             dedupe_window_ms: None,
+            held: None,
         };
         store.record_submission(&sub, &[msg]).await?;
     }

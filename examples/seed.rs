@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
     let mut settings = Settings::default_with_demo_forms();
     settings.database.url = SecretString::from(url);
     settings.database.migrate_on_start = true;
-    let store = LeadStore::connect(&settings.database).await?;
+    let store = LeadStore::connect(&settings.database, settings.suppression_key()).await?;
     let started = Instant::now();
     let now = chrono::Utc::now().timestamp_millis();
     store

@@ -213,7 +213,7 @@
       const url = data && data.download_url;
       say(form, form.dataset.inletSuccess || (data && data.message) || 'Thank you!', url);
       emit(form, 'submitted', {
-        form: fid(form), submission_id: data && data.submission_id, lead_id: data && data.lead_id,
+        form: fid(form), submission_id: data && data.submission_id,
         download_url: url || null,
       });
       if (url && form.dataset.inletAutoDownload !== 'off') download(url);

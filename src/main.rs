@@ -124,6 +124,11 @@ fn main() -> ExitCode {
     for var in inlet::config::unknown_env_vars() {
         tracing::warn!(%var, "unknown INLET_* environment variable ignored (typo?)");
     }
+    if matches!(cli.command, None | Some(Command::Serve { .. })) {
+        for warning in settings.warnings() {
+            tracing::warn!("{warning}");
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -140,7 +145,15 @@ fn main() -> ExitCode {
 async fn run(command: Command, settings: Settings) -> ExitCode {
     match command {
         Command::Serve { .. } => serve(settings).await,
-        Command::Migrate => match LeadStore::connect(&settings.database).await {
+        Command::Migrate => match LeadStore::connect(
+            &inlet::config::DatabaseSettings {
+                migrate_on_start: true,
+                ..settings.database.clone()
+            },
+            settings.suppression_key(),
+        )
+        .await
+        {
             Ok(store) => {
                 store.close().await;
                 println!("migrations applied ({})", store.backend().name());
@@ -169,6 +182,9 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
                 return fail(2, e);
             }
             print!("{}", settings.to_redacted_toml());
+            for warning in settings.warnings() {
+                eprintln!("inlet: warning: {warning}");
+            }
             eprintln!(
                 "inlet: configuration is valid ({} forms)",
                 settings.forms.len()
@@ -190,19 +206,21 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
             }
         }
         Command::Outbox { command } => {
-            let store = match LeadStore::connect(&settings.database).await {
-                Ok(s) => s,
-                Err(e) => return fail(2, StartupError::Database(e)),
-            };
+            let store =
+                match LeadStore::connect(&settings.database, settings.suppression_key()).await {
+                    Ok(s) => s,
+                    Err(e) => return fail(2, StartupError::Database(e)),
+                };
             let code = outbox(&store, command).await;
             store.close().await;
             code
         }
         Command::Retention => {
-            let store = match LeadStore::connect(&settings.database).await {
-                Ok(s) => s,
-                Err(e) => return fail(2, StartupError::Database(e)),
-            };
+            let store =
+                match LeadStore::connect(&settings.database, settings.suppression_key()).await {
+                    Ok(s) => s,
+                    Err(e) => return fail(2, StartupError::Database(e)),
+                };
             let now = chrono::Utc::now().timestamp_millis();
             let result = store.apply_retention(now, &settings.retention).await;
             store.close().await;
@@ -224,10 +242,11 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
                 | LeadsCommand::Erase { .. }
                 | LeadsCommand::Unsubscribe { .. }),
         } => {
-            let store = match LeadStore::connect(&settings.database).await {
-                Ok(s) => s,
-                Err(e) => return fail(2, StartupError::Database(e)),
-            };
+            let store =
+                match LeadStore::connect(&settings.database, settings.suppression_key()).await {
+                    Ok(s) => s,
+                    Err(e) => return fail(2, StartupError::Database(e)),
+                };
             let code = person(&store, command).await;
             store.close().await;
             code
@@ -239,10 +258,11 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
                 Ok(f) => f,
                 Err(e) => return fail(2, e),
             };
-            let store = match LeadStore::connect(&settings.database).await {
-                Ok(s) => s,
-                Err(e) => return fail(2, StartupError::Database(e)),
-            };
+            let store =
+                match LeadStore::connect(&settings.database, settings.suppression_key()).await {
+                    Ok(s) => s,
+                    Err(e) => return fail(2, StartupError::Database(e)),
+                };
             let result =
                 inlet::export::export_leads(&store, &forms, format, form, std::io::stdout().lock())
                     .await;

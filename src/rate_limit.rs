@@ -1,6 +1,10 @@
-//! `governor` limiters owned by the application state (never statics): per client IP (keyed,
-//! stale keys evicted on a timer) and per form (one direct, lock-free limiter per form, so no
-//! keys at all). Also the one place the client IP is resolved.
+//! `governor` limiters owned by the application state (never statics): per client (keyed,
+//! stale keys evicted on a timer), per form (one direct, lock-free limiter per form, so no
+//! keys at all), and the caps on mail to addresses nobody confirmed. Also the one place the
+//! client IP is resolved.
+//!
+//! A client is its IPv4 address, or its IPv6 /64: one subscriber's allocation, so a script
+//! rotating addresses inside it is still one client. Mail caps count IPv4 /24s.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -33,9 +37,69 @@ impl Limited {
     }
 }
 
+/// Which cap held back a message to an unconfirmed address; the text is stored as the
+/// message's reason (no address in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailCap {
+    Network,
+    Recipient,
+}
+
+impl MailCap {
+    pub fn reason(self) -> &'static str {
+        match self {
+            MailCap::Network => {
+                "not sent: the hourly cap on mail to unconfirmed addresses from one network \
+                 (rate_limit.unconfirmed_mail_per_network_per_hour) was reached"
+            }
+            MailCap::Recipient => {
+                "not sent: the hourly cap on mail to this unconfirmed address \
+                 (rate_limit.unconfirmed_mail_per_recipient_per_hour) was reached"
+            }
+        }
+    }
+
+    pub fn scope(self) -> &'static str {
+        match self {
+            MailCap::Network => "mail_network",
+            MailCap::Recipient => "mail_recipient",
+        }
+    }
+}
+
+/// The client a request is counted as: an IPv4 address, or an IPv6 /64.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
+}
+
+/// The network mail caps count: IPv4 /24, IPv6 /64.
+pub fn mail_network(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
+        v6 => client_key(v6),
+    }
+}
+
+/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`, from dual-stack sockets) as the IPv4 address it is.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 pub struct RateLimits {
     enabled: bool,
+    /// Keyed by [`client_key`].
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// Mail to unconfirmed addresses per [`mail_network`] (None: no cap).
+    mail_per_network: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// ...and per recipient, keyed by a keyed 64-bit hash of the address (no address kept).
+    mail_per_recipient: Option<DefaultKeyedRateLimiter<u64>>,
+    recipient_hasher: std::collections::hash_map::RandomState,
     /// Failed admin credentials per client IP (always on: a guess costs a cell).
     admin_failures: DefaultKeyedRateLimiter<IpAddr>,
     /// Clients that ran out of admin guesses, until when (bounded: see [`MAX_BLOCKED`]).
@@ -52,6 +116,11 @@ pub const ADMIN_FAILURES_PER_MINUTE: u32 = 10;
 /// first, so memory stays bounded whatever a botnet sends.
 const MAX_BLOCKED: usize = 10_000;
 
+/// A keyed limiter of `n` an hour (all usable at once), or none for 0.
+fn hourly<K: std::hash::Hash + Eq + Clone>(n: u32) -> Option<DefaultKeyedRateLimiter<K>> {
+    NonZeroU32::new(n).map(|n| RateLimiter::keyed(Quota::per_hour(n).allow_burst(n)))
+}
+
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
 }
@@ -65,6 +134,9 @@ impl RateLimits {
         RateLimits {
             enabled: settings.enabled,
             per_ip: RateLimiter::keyed(ip_quota),
+            mail_per_network: hourly(settings.unconfirmed_mail_per_network_per_hour),
+            mail_per_recipient: hourly(settings.unconfirmed_mail_per_recipient_per_hour),
+            recipient_hasher: std::collections::hash_map::RandomState::new(),
             admin_failures: RateLimiter::keyed(Quota::per_minute(nz(ADMIN_FAILURES_PER_MINUTE))),
             admin_blocked: std::sync::Mutex::new(std::collections::HashMap::new()),
             per_form: (0..forms)
@@ -82,13 +154,34 @@ impl RateLimits {
         }
         if let Some(ip) = client {
             self.per_ip
-                .check_key(&ip)
+                .check_key(&client_key(ip))
                 .map_err(|n| Limited::ClientIp(n.wait_time_from(self.clock.now())))?;
         }
         if let Some(limiter) = self.per_form.get(form_index) {
             limiter
                 .check()
                 .map_err(|n| Limited::Form(n.wait_time_from(self.clock.now())))?;
+        }
+        Ok(())
+    }
+
+    /// Takes one cell for a message to an address nobody confirmed, sent because `client`
+    /// submitted it: from the client network's cap, then the recipient's.
+    pub fn mail_to_unconfirmed(
+        &self,
+        client: Option<IpAddr>,
+        recipient: &str,
+    ) -> Result<(), MailCap> {
+        if let (Some(limiter), Some(ip)) = (&self.mail_per_network, client) {
+            limiter
+                .check_key(&mail_network(ip))
+                .map_err(|_| MailCap::Network)?;
+        }
+        if let Some(limiter) = &self.mail_per_recipient {
+            use std::hash::BuildHasher;
+            limiter
+                .check_key(&self.recipient_hasher.hash_one(recipient))
+                .map_err(|_| MailCap::Recipient)?;
         }
         Ok(())
     }
@@ -129,6 +222,14 @@ impl RateLimits {
         }
         self.per_ip.retain_recent();
         self.per_ip.shrink_to_fit();
+        if let Some(limiter) = &self.mail_per_network {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        if let Some(limiter) = &self.mail_per_recipient {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
     }
 
     pub fn tracked_client_ips(&self) -> usize {
@@ -161,10 +262,7 @@ impl RateLimits {
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = canonical(ip);
         self.trusted_proxies.iter().any(|n| n.contains(&ip))
     }
 }
@@ -194,6 +292,19 @@ mod tests {
         let peer = "10.0.0.1".parse().ok();
         let got = l.client_ip(peer, Some("6.6.6.6, 203.0.113.9, 10.0.0.7"));
         assert_eq!(got, "203.0.113.9".parse().ok());
+    }
+
+    #[test]
+    fn clients_are_ipv4_addresses_or_ipv6_64s_and_mail_caps_count_24s() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(client_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(client_key(ip("203.0.113.9")), ip("203.0.113.9"));
+        assert_eq!(client_key(ip("::ffff:203.0.113.9")), ip("203.0.113.9"));
+        assert_eq!(mail_network(ip("203.0.113.9")), ip("203.0.113.0"));
+        assert_eq!(
+            mail_network(ip("2001:db8:1:2:ffff::7")),
+            ip("2001:db8:1:2::")
+        );
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct AppState {
     pub outbox_wake: Arc<tokio::sync::Notify>,
     /// The group-commit writer every submission goes through.
     pub writer: crate::store::writer::SubmissionWriter,
+    /// Bodies arriving right now, per client (see [`crate::routes::body_deadline`]).
+    pub body_reads: crate::routes::BodyReads,
 }
 
 impl AppState {
@@ -131,7 +133,7 @@ impl Application {
     /// settings were loaded), opens the database (running migrations), binds the listener.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         settings.validate_scalars()?;
-        let store = LeadStore::connect(&settings.database)
+        let store = LeadStore::connect(&settings.database, settings.suppression_key())
             .await
             .map_err(StartupError::Database)?;
         let bind = settings.bind_addr()?;
@@ -170,7 +172,8 @@ impl Application {
                 .collect()
         };
         let links = Arc::new(crate::consent::Links::new(
-            crate::consent::Signer::new(secrets),
+            crate::consent::Signer::new(secrets)
+                .with_unsubscribe_key(&store.unsubscribe_link_secret()),
             &public_url,
             &settings.consent,
             default_from.email.domain(),
@@ -208,6 +211,7 @@ impl Application {
         );
         let state = web::Data::new(AppState {
             writer,
+            body_reads: crate::routes::BodyReads::new(settings.server.max_body_reads_per_client),
             assets,
             links,
             downloads,
@@ -232,7 +236,7 @@ impl Application {
                     middleware::DefaultHeaders::new()
                         .add((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
                 )
-                .wrap(middleware::from_fn(crate::telemetry::body_deadline))
+                .wrap(middleware::from_fn(crate::routes::body_deadline))
                 .wrap(middleware::from_fn(crate::telemetry::request_span))
                 .configure(routes::configure)
         })

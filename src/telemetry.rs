@@ -3,7 +3,7 @@
 //! Privacy: spans and events carry ids (`lead_id`, `form_id`, request id), never raw email
 //! addresses, names, phone numbers or client IPs.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -182,74 +182,6 @@ pub fn method_label(method: &actix_web::http::Method) -> &'static str {
         Method::PATCH => "PATCH",
         Method::OPTIONS => "OPTIONS",
         _ => "other",
-    }
-}
-
-/// Middleware: the whole request body must arrive within `server.body_timeout_ms` of the
-/// request's head. The body stream ends in a `TimedOut` error at the deadline, which the
-/// submission endpoint answers with 408 and the extractors of the others with 400: either
-/// way the connection is not held while a client trickles (or stops sending) its body.
-pub async fn body_deadline(
-    mut req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    use actix_web::http::Method;
-    // Only requests that may carry a body pay for the wrapper (not GET, HEAD, OPTIONS).
-    let may_have_body = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let limit = req
-        .app_data::<actix_web::web::Data<crate::startup::AppState>>()
-        .filter(|_| may_have_body)
-        .map(|s| Duration::from_millis(s.settings.server.body_timeout_ms));
-    if let Some(limit) = limit {
-        let inner = actix_web::HttpMessage::take_payload(&mut req);
-        let stream = DeadlineStream {
-            inner,
-            sleep: Box::pin(tokio::time::sleep(limit)),
-            expired: false,
-        };
-        let boxed: std::pin::Pin<Box<dyn futures::Stream<Item = BodyChunk>>> = Box::pin(stream);
-        req.set_payload(actix_web::dev::Payload::from(boxed));
-    }
-    next.call(req).await
-}
-
-type BodyChunk = Result<actix_web::web::Bytes, actix_web::error::PayloadError>;
-
-/// A body stream that fails with `TimedOut` once its deadline has passed.
-struct DeadlineStream<S> {
-    inner: S,
-    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
-    expired: bool,
-}
-
-impl<S> futures::Stream for DeadlineStream<S>
-where
-    S: futures::Stream<Item = BodyChunk> + Unpin,
-{
-    type Item = BodyChunk;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        use std::future::Future;
-        use std::task::Poll;
-        if self.expired {
-            return Poll::Ready(None);
-        }
-        if let Poll::Ready(item) = std::pin::Pin::new(&mut self.inner).poll_next(cx) {
-            return Poll::Ready(item);
-        }
-        if self.sleep.as_mut().poll(cx).is_ready() {
-            self.expired = true;
-            return Poll::Ready(Some(Err(actix_web::error::PayloadError::Io(
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the request body did not arrive in time",
-                ),
-            ))));
-        }
-        Poll::Pending
     }
 }
 

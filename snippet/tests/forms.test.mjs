@@ -47,7 +47,8 @@ test('inline submit stores the lead and shows the success message', async (t) =>
   const events = await page.evaluate(() => window.__events.map((e) => e.type));
   assert.deepEqual(events, ['ready', 'submitted']);
   const detail = await page.evaluate(() => window.__events[1].detail);
-  assert.equal(detail.lead_id, leads[0].id);
+  assert.equal(detail.submission_id, leads[0].latest_submission.id);
+  assert.ok(!('lead_id' in detail), 'the page learns no lead id');
 });
 
 test('a 422 marks each bad field with its message and focuses the first', async (t) => {

@@ -38,6 +38,7 @@ pub const LEGACY: &[(&str, &str)] = &[
     ("INLET_METRICS_TOKEN", "admin.metrics_token"),
     ("INLET_IP_PRIVACY", "privacy.ip"),
     ("INLET_IP_HASH_KEY", "privacy.ip_hash_key"),
+    ("INLET_SUPPRESSION_KEY", "privacy.suppression_key"),
     ("INLET_RATE_LIMIT_ENABLED", "rate_limit.enabled"),
     (
         "INLET_RATE_LIMIT_PER_IP_PER_MINUTE",

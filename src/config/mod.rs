@@ -80,6 +80,10 @@ pub struct ServerSettings {
     /// The whole request body must arrive within this many milliseconds of the request's head
     /// (a client trickling its body, or stopping, gets 408 instead of holding a connection).
     pub body_timeout_ms: u64,
+    /// Request bodies one client (an IPv4 address or an IPv6 /64) may be sending at once; the
+    /// next one is answered 429 before its body is read. 0: no cap. Behind a proxy, set
+    /// `trusted_proxies`, or every visitor is the proxy.
+    pub max_body_reads_per_client: u32,
     /// Peers (IPs or CIDRs) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
     /// HTTP worker threads; default: one per core.
@@ -93,6 +97,7 @@ impl Default for ServerSettings {
             public_url: None,
             body_limit_bytes: 16 * 1024,
             body_timeout_ms: 10_000,
+            max_body_reads_per_client: 16,
             trusted_proxies: Vec::new(),
             workers: None,
         }
@@ -197,6 +202,11 @@ pub struct PrivacySettings {
     /// Key for `ip = "hash"`; required in that mode.
     #[serde(serialize_with = "redact_opt")]
     pub ip_hash_key: Option<SecretString>,
+    /// Keys the suppression list's address hashes (at least 32 characters). Unset: a key
+    /// generated once and kept in the database, so a copy of the database alone could still
+    /// test addresses against the list. Changing it later is refused at startup.
+    #[serde(serialize_with = "redact_opt")]
+    pub suppression_key: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,6 +219,13 @@ pub struct RateLimitSettings {
     /// Sustained submissions per form per second, and the burst on top.
     pub per_form_per_second: u32,
     pub per_form_burst: u32,
+    /// Mail to addresses nobody has confirmed (follow-ups of forms without double opt-in,
+    /// confirmation requests), per client network (IPv4 /24, IPv6 /64) and per recipient, an
+    /// hour. Past a cap the submission is still stored and owners are still notified; the
+    /// message to the typed address is stored as `skipped` with the reason. 0: no cap. These
+    /// apply whether or not `enabled` is set.
+    pub unconfirmed_mail_per_network_per_hour: u32,
+    pub unconfirmed_mail_per_recipient_per_hour: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -219,6 +236,8 @@ impl Default for RateLimitSettings {
             per_ip_burst: 10,
             per_form_per_second: 500,
             per_form_burst: 1000,
+            unconfirmed_mail_per_network_per_hour: 30,
+            unconfirmed_mail_per_recipient_per_hour: 3,
         }
     }
 }
@@ -322,6 +341,10 @@ pub struct ConsentSettings {
     pub confirm_resend_window_secs: u64,
     /// How long a download link works.
     pub download_ttl_secs: u64,
+    /// How long after it expired a download link may still ask for a fresh one (mailed to the
+    /// lead). Past it the page says the link is too old, and nothing is sent: an old link
+    /// found in a forwarded mail or a log cannot keep mailing the person.
+    pub download_renewal_window_secs: u64,
     /// Folder holding the files named by forms' `download_file` (also Inlet's built-in demo
     /// files are found by name when this folder does not have them).
     pub downloads_dir: Option<PathBuf>,
@@ -337,6 +360,7 @@ impl Default for ConsentSettings {
             confirm_ttl_secs: 30 * 86_400,
             confirm_resend_window_secs: 3_600,
             download_ttl_secs: 7 * 86_400,
+            download_renewal_window_secs: 90 * 86_400,
             downloads_dir: None,
             unsubscribe_mailto: None,
         }
@@ -493,6 +517,12 @@ pub struct FormConfig {
     /// download) goes out once the person confirms.
     #[serde(default)]
     pub double_opt_in: bool,
+    /// Put what the person typed (their name, other fields) into the follow-up even though
+    /// nobody has confirmed the address. Off by default: anyone can type any address, so such
+    /// mail would carry a stranger's text to a stranger (a spam relay). `check-config` warns
+    /// when it is on for a form without `double_opt_in`.
+    #[serde(default)]
+    pub personalize_unconfirmed: bool,
     /// The honeypot field's name: filled in means spam.
     #[serde(default = "default_honeypot")]
     pub honeypot: String,
@@ -640,6 +670,17 @@ impl Settings {
                 )
             })?;
         }
+        if self
+            .privacy
+            .suppression_key
+            .as_ref()
+            .is_some_and(|k| k.expose_secret().len() < 32)
+        {
+            return Err(ConfigError::invalid(
+                "privacy.suppression_key (INLET_SUPPRESSION_KEY)",
+                "must be at least 32 characters",
+            ));
+        }
         if self.privacy.ip == IpPrivacy::Hash && self.privacy.ip_hash_key.is_none() {
             return Err(ConfigError::invalid(
                 "privacy.ip_hash_key (INLET_IP_HASH_KEY)",
@@ -681,6 +722,41 @@ impl Settings {
                 ),
             )
         })
+    }
+
+    /// Choices that are valid but weaken a protection, for `check-config` and the startup
+    /// log. No secrets in them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .forms
+            .iter()
+            .filter(|f| f.personalize_unconfirmed && !f.double_opt_in)
+            .map(|f| {
+                format!(
+                    "form '{}': personalize_unconfirmed puts what a submitter typed into mail to \
+                     an address nobody confirmed; anyone can type anyone's address, so this \
+                     lets strangers send their text from your domain (use double_opt_in)",
+                    f.id
+                )
+            })
+            .collect();
+        if self.privacy.suppression_key.is_none() {
+            out.push(
+                "privacy.suppression_key (INLET_SUPPRESSION_KEY) is not set: the suppression \
+                 list is keyed by a key kept in the database, so a copy of the database alone \
+                 can test addresses against it"
+                    .into(),
+            );
+        }
+        out
+    }
+
+    /// The configured suppression-list key's bytes, if any (see [`PrivacySettings`]).
+    pub fn suppression_key(&self) -> Option<&[u8]> {
+        self.privacy
+            .suppression_key
+            .as_ref()
+            .map(|k| k.expose_secret().as_bytes())
     }
 
     pub fn trusted_proxies(&self) -> Result<Vec<IpNet>, ConfigError> {

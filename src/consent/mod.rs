@@ -1,5 +1,5 @@
 //! Consent and delivery: signed links (double opt-in confirmation, downloads, unsubscribe),
-//! the suppression hash, and where a download form's asset lives.
+//! the suppression list's key, and where a download form's asset lives.
 //!
 //! A link token is `{kind}.{id}.{expires}.{key id}.{signature}`: HMAC-SHA256 over the first
 //! three parts with the key the key id names. Several keys may verify (rotation); the first
@@ -60,9 +60,25 @@ struct Key {
     secret: Vec<u8>,
 }
 
+impl Key {
+    fn new(secret: &[u8]) -> Key {
+        Key {
+            id: hex::encode(&Sha256::digest(secret)[..4]),
+            secret: secret.to_vec(),
+        }
+    }
+}
+
 /// Signs and verifies link tokens with the configured keys (the first signs).
+///
+/// Unsubscribe links are different: they never expire, and mail already sent carries them,
+/// so they are signed with a key of their own that does not rotate (derived from the
+/// suppression list's key, which cannot change either). Rotating the configured keys then
+/// never breaks a way out. Unsubscribe links signed with a configured key (before this key
+/// existed) still verify while that key is configured.
 pub struct Signer {
     keys: Vec<Key>,
+    unsubscribe: Option<Key>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -85,13 +101,23 @@ impl Signer {
     /// `secrets` newest first; must not be empty.
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a [u8]>) -> Signer {
         Signer {
-            keys: secrets
-                .into_iter()
-                .map(|s| Key {
-                    id: hex::encode(&Sha256::digest(s)[..4]),
-                    secret: s.to_vec(),
-                })
-                .collect(),
+            keys: secrets.into_iter().map(Key::new).collect(),
+            unsubscribe: None,
+        }
+    }
+
+    /// Signs unsubscribe links with `secret` (see the type's notes).
+    #[must_use]
+    pub fn with_unsubscribe_key(mut self, secret: &[u8]) -> Signer {
+        self.unsubscribe = Some(Key::new(secret));
+        self
+    }
+
+    /// The key that signs `kind`.
+    fn signing_key(&self, kind: LinkKind) -> &Key {
+        match (kind, &self.unsubscribe) {
+            (LinkKind::Unsubscribe, Some(key)) => key,
+            _ => &self.keys[0],
         }
     }
 
@@ -103,7 +129,7 @@ impl Signer {
 
     /// A token for `id`, valid until `expires_at_secs` (0: no expiry).
     pub fn sign(&self, kind: LinkKind, id: &str, expires_at_secs: u64) -> String {
-        let key = &self.keys[0];
+        let key = self.signing_key(kind);
         let body = format!("{}.{id}.{expires_at_secs}", kind.tag());
         let sig = Self::mac(key, &body).finalize().into_bytes();
         format!("{body}.{}.{}", key.id, b64(&sig))
@@ -128,9 +154,13 @@ impl Signer {
         let [tag, id, exp, kid, sig] = parts[..] else {
             return Err(LinkError::Invalid);
         };
-        let key = self
-            .keys
-            .iter()
+        let own = self
+            .unsubscribe
+            .as_ref()
+            .filter(|_| kind == LinkKind::Unsubscribe);
+        let key = own
+            .into_iter()
+            .chain(&self.keys)
             .find(|k| k.id == kid)
             .ok_or(LinkError::Invalid)?;
         let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -235,6 +265,15 @@ impl Links {
         self.signer.verify_signature(kind, token)
     }
 
+    /// Whether an (expired) download link may still ask for a fresh one at `now_secs`.
+    pub fn renewable(&self, link: &Link, now_secs: u64) -> bool {
+        link.expires_at_secs == 0
+            || link
+                .expires_at_secs
+                .saturating_add(self.settings.download_renewal_window_secs)
+                >= now_secs
+    }
+
     /// Decides what a fresh submission waits for: double opt-in forms hold everything until
     /// the person confirms; download forms grant a link at once otherwise. Spam gets neither.
     pub fn schedule(&self, form: &crate::forms::Form, sub: &mut crate::domain::NewSubmission) {
@@ -262,9 +301,62 @@ fn ttl_ms(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
-/// The suppression list's key for an address: a hash, so an erased person's address is not
-/// kept, yet a later submission by the same address is recognised.
-pub fn suppression_hash(email: &str) -> String {
+/// Keys the suppression list. An entry is a hash, so an erased person's address is not kept,
+/// yet a later submission by the same address is recognised; the hash is an HMAC under a
+/// server secret, so a copy of the list alone cannot be used to test addresses against it.
+///
+/// The HMAC is taken over the address's plain SHA-256 digest (what entries held before the
+/// list was keyed), which lets those entries be re-keyed without knowing the addresses.
+#[derive(Clone)]
+pub struct SuppressionKey {
+    mac: HmacSha256,
+}
+
+impl std::fmt::Debug for SuppressionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SuppressionKey({})", self.fingerprint())
+    }
+}
+
+impl SuppressionKey {
+    pub fn new(secret: &[u8]) -> SuppressionKey {
+        SuppressionKey {
+            mac: HmacSha256::new_from_slice(secret).expect("HMAC takes any key length"),
+        }
+    }
+
+    /// The list's entry for a (normalised) address.
+    pub fn hash(&self, email: &str) -> String {
+        self.rekey(&unkeyed_digest(email))
+    }
+
+    /// An entry written before the list was keyed, re-keyed.
+    pub fn rekey(&self, unkeyed: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(b"entry:");
+        mac.update(unkeyed.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// A secret for another purpose, derived from this key (so it is as stable as the key).
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(b"derive:");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Names the key without revealing it, so a changed key is noticed before the list
+    /// silently stops matching.
+    pub fn fingerprint(&self) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(b"fingerprint");
+        hex::encode(&mac.finalize().into_bytes()[..8])
+    }
+}
+
+/// What the suppression list held per address before it was keyed.
+fn unkeyed_digest(email: &str) -> String {
     hex::encode(Sha256::digest(
         format!("inlet-suppression:{email}").as_bytes(),
     ))
@@ -281,6 +373,20 @@ pub fn text_version(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suppression_entries_depend_on_the_key_and_old_entries_rekey_to_the_same() {
+        let a = SuppressionKey::new(b"first key 0123456789abcdef012345");
+        let b = SuppressionKey::new(b"other key 0123456789abcdef012345");
+        assert_ne!(a.hash("ann@example.com"), b.hash("ann@example.com"));
+        assert_ne!(a.hash("ann@example.com"), unkeyed_digest("ann@example.com"));
+        assert_eq!(
+            a.rekey(&unkeyed_digest("ann@example.com")),
+            a.hash("ann@example.com")
+        );
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert!(!format!("{a:?}").contains("first key"));
+    }
 
     fn signer() -> Signer {
         Signer::new([
@@ -336,6 +442,32 @@ mod tests {
             .map(|l| l.id),
             Ok("l".into())
         );
+    }
+
+    #[test]
+    fn unsubscribe_links_outlive_the_rotation_of_every_configured_key() {
+        let own = b"unsubscribe key 0123456789abcdef0".as_slice();
+        let before = signer().with_unsubscribe_key(own);
+        let token = before.sign(LinkKind::Unsubscribe, "lead-1", 0);
+        let rotated = Signer::new([b"newest key: 0123456789abcdef01234".as_slice()])
+            .with_unsubscribe_key(own);
+        assert_eq!(
+            rotated
+                .verify(LinkKind::Unsubscribe, &token, 9)
+                .map(|l| l.id),
+            Ok("lead-1".into())
+        );
+        // The unsubscribe key signs nothing else, and verifies nothing else.
+        let download = before.sign(LinkKind::Download, "s1", 0);
+        assert!(!download.contains(&Key::new(own).id));
+        let forged = token.replacen("u.", "d.", 1);
+        assert_eq!(
+            rotated.verify(LinkKind::Download, &forged, 9),
+            Err(LinkError::Invalid)
+        );
+        // Links from before the unsubscribe key still verify while their key is configured.
+        let legacy = signer().sign(LinkKind::Unsubscribe, "lead-2", 0);
+        assert!(before.verify(LinkKind::Unsubscribe, &legacy, 9).is_ok());
     }
 
     #[test]

@@ -50,4 +50,6 @@ pub struct NewOutboxMessage {
     pub max_attempts: u32,
     /// A follow-up is skipped when one for the same person and form was queued this recently.
     pub dedupe_window_ms: Option<i64>,
+    /// Stored as `skipped` with this reason instead of being sent (a mail cap was reached).
+    pub held: Option<&'static str>,
 }

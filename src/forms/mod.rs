@@ -65,6 +65,8 @@ pub struct Form {
     pub delivers_download: bool,
     /// Submissions wait for the person to confirm before any other mail.
     pub double_opt_in: bool,
+    /// Mail to an address nobody confirmed may carry what the submitter typed.
+    pub personalize_unconfirmed: bool,
     pub notify: Vec<EmailAddress>,
     /// `From:` for this form's mail (default: `mail.from`), and an optional `Reply-To:`.
     pub from: Option<lettre::message::Mailbox>,
@@ -284,6 +286,7 @@ fn compile(index: usize, cfg: &FormConfig, min_submit_ms: u64) -> Result<Form, C
         max_extra_fields: cfg.max_extra_fields.min(100),
         delivers_download: cfg.download_url.is_some() || cfg.download_file.is_some(),
         double_opt_in: cfg.double_opt_in,
+        personalize_unconfirmed: cfg.personalize_unconfirmed,
         notify,
         from,
         reply_to,

@@ -47,9 +47,27 @@ pub fn plan_messages(
             recipient: sub.email.clone(),
             max_attempts: outbox.max_attempts,
             dedupe_window_ms: window_ms(consent.confirm_resend_window_secs),
+            held: None,
         }];
     }
     follow_ups(form, &sub.email, outbox)
+}
+
+/// Marks the messages to the address the submitter typed that `allow` refuses (a cap on mail
+/// to unconfirmed addresses) as held: they are stored as `skipped` with the reason, so what
+/// happened stays visible, and never sent. Owner notifications are not affected.
+pub fn hold_capped(
+    messages: &mut [NewOutboxMessage],
+    mut allow: impl FnMut(&crate::domain::EmailAddress) -> Result<(), &'static str>,
+) {
+    for m in messages
+        .iter_mut()
+        .filter(|m| m.kind != MessageKind::OwnerNotification)
+    {
+        if let Err(reason) = allow(&m.recipient) {
+            m.held = Some(reason);
+        }
+    }
 }
 
 /// The follow-up to the person and one notification per owner (at once, or on confirmation).
@@ -63,12 +81,14 @@ pub fn follow_ups(
         recipient: email.clone(),
         max_attempts: outbox.max_attempts,
         dedupe_window_ms: window_ms(outbox.follow_up_window_secs),
+        held: None,
     }];
     out.extend(form.notify.iter().map(|owner| NewOutboxMessage {
         kind: MessageKind::OwnerNotification,
         recipient: owner.clone(),
         max_attempts: outbox.max_attempts,
         dedupe_window_ms: None,
+        held: None,
     }));
     out
 }
@@ -119,7 +139,16 @@ impl Composer {
             .ok_or_else(|| ComposeError::UnknownForm(m.form_id.clone()))?;
         let kind =
             MessageKind::parse(&m.kind).ok_or_else(|| ComposeError::UnknownKind(m.kind.clone()))?;
-        let mut fields: BTreeMap<String, FieldValue> = m.fields.clone();
+        // Nobody confirmed the address of a form without double opt-in: anyone could have
+        // typed it, so the follow-up carries nothing else they typed (no name, no message)
+        // unless the form opts in. Owners get everything.
+        let anonymous =
+            kind == MessageKind::FollowUp && !form.double_opt_in && !form.personalize_unconfirmed;
+        let mut fields: BTreeMap<String, FieldValue> = if anonymous {
+            BTreeMap::new()
+        } else {
+            m.fields.clone()
+        };
         fields.insert(
             form.email_field.clone(),
             FieldValue::Text(m.lead_email.clone()),

@@ -4,7 +4,7 @@ mod message;
 mod templates;
 mod transport;
 
-pub use message::{follow_ups, plan_messages, ComposeError, Composer};
+pub use message::{follow_ups, hold_capped, plan_messages, ComposeError, Composer};
 pub use templates::{Templates, DEFAULT_HTML, DEFAULT_SUBJECT, DEFAULT_TEXT};
 pub use transport::{describe_send_error, send_test_email, MailError, Mailer};
 

@@ -171,6 +171,13 @@ pub async fn confirm(
 }
 
 fn download_expired(state: &AppState, token: &str) -> HttpResponse {
+    let renewable = state
+        .links
+        .verify_signature(LinkKind::Download, token)
+        .is_ok_and(|link| state.links.renewable(&link, crate::consent::now_secs()));
+    if !renewable {
+        return download_too_old(state);
+    }
     state.pages.notice(
         StatusCode::GONE,
         &Notice {
@@ -180,6 +187,16 @@ fn download_expired(state: &AppState, token: &str) -> HttpResponse {
             button: Some("Send me a fresh link"),
             ..Notice::default()
         },
+    )
+}
+
+/// Past the renewal window: nothing can be asked for any more.
+fn download_too_old(state: &AppState) -> HttpResponse {
+    page(
+        state,
+        StatusCode::GONE,
+        "This download link is too old to renew",
+        "Please sign up again on the page where you found it.",
     )
 }
 
@@ -323,6 +340,9 @@ pub async fn resend_download(token: web::Path<String>, state: web::Data<AppState
     let Ok(link) = state.links.verify_signature(LinkKind::Download, &token) else {
         return invalid(&state);
     };
+    if !state.links.renewable(&link, crate::consent::now_secs()) {
+        return download_too_old(&state);
+    }
     let now = now_ms();
     let window = i64::try_from(
         state

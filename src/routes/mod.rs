@@ -2,12 +2,15 @@
 
 mod admin;
 mod assets;
+mod body;
 mod consent;
 mod health;
 mod pages;
 mod submissions;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+
+pub use body::{deadline as body_deadline, BodyReads};
 
 use crate::error::ApiError;
 use crate::startup::AppState;

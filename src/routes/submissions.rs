@@ -196,7 +196,6 @@ pub async fn submit(
             resp.insert_header((header::CACHE_CONTROL, "no-store"))
                 .json(json!({
                     "submission_id": rec.submission_id,
-                    "lead_id": rec.lead_id,
                     "message": form.success_message,
                     "download_url": download_url,
                     "confirmation_required": form.double_opt_in,
@@ -312,12 +311,25 @@ async fn accept<'s>(
     }
 
     state.links.schedule(form, &mut submission);
-    let messages = crate::mail::plan_messages(
+    let mut messages = crate::mail::plan_messages(
         form,
         &submission,
         &state.settings.outbox,
         &state.settings.consent,
     );
+    crate::mail::hold_capped(&mut messages, |recipient| {
+        state
+            .limits
+            .mail_to_unconfirmed(client, recipient.as_str())
+            .map_err(|cap| {
+                state
+                    .metrics
+                    .rate_limited
+                    .with_label_values(&[cap.scope()])
+                    .inc();
+                cap.reason()
+            })
+    });
     let has_messages = !messages.is_empty();
     let spam = submission.spam;
     let recorded = state

@@ -90,7 +90,7 @@ impl LeadStore {
             ..ConsentRow::by(actor, &lead_id, "double_opt_in", now_ms)
         }];
         let sql = Sql::fixed("DELETE FROM suppressions WHERE email_hash = $1")
-            .arg(crate::consent::suppression_hash(&email));
+            .arg(self.suppression.hash(&email));
         if tx.exec().execute(&sql).await? > 0 {
             ledger.push(ConsentRow {
                 kind: "resubscribe",

@@ -90,6 +90,7 @@ impl LeadStore {
             recipient,
             max_attempts,
             dedupe_window_ms: None,
+            held: None,
         };
         let row = outbox_insert(vec![OutboxRow {
             lead_id: &lead_id,

@@ -72,7 +72,7 @@ impl LeadStore {
         let downloads: Vec<DownloadEntry> = self.pools.reader().fetch_all(&sql).await?;
         let messages = self.lead_messages(lead_id).await?;
         let suppressed = !self
-            .suppressed_among(&[crate::consent::suppression_hash(&email)])
+            .suppressed_among(&[self.suppression.hash(&email)])
             .await?
             .is_empty();
         Ok(Some(json!({
@@ -102,7 +102,7 @@ impl LeadStore {
         let forms: Vec<String> = forms.into_iter().map(|(f,)| f).collect();
         let (removed, _) =
             delete_submissions(&mut tx, self.dialect(), &Doomed::Lead(lead_id.into())).await?;
-        suppress(tx.exec(), &email, "erased", now_ms).await?;
+        suppress(tx.exec(), &self.suppression, &email, "erased", now_ms).await?;
         let sql = Sql::fixed(
             "INSERT INTO erasures (id, erased_at, submissions, forms) VALUES ($1, $2, $3, $4)",
         )

@@ -59,6 +59,15 @@ pub enum StoreError {
     Conflict,
     #[error("the idempotency key was used before for a different submission")]
     KeyReused,
+    #[error(
+        "the suppression list was keyed with another key (fingerprint {recorded}, this one \
+         {configured}): restore privacy.suppression_key (INLET_SUPPRESSION_KEY), or addresses \
+         that unsubscribed would be mailed again"
+    )]
+    SuppressionKeyChanged {
+        recorded: String,
+        configured: String,
+    },
 }
 
 impl StoreError {
@@ -122,12 +131,18 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
 #[derive(Clone, Debug)]
 pub struct LeadStore {
     pools: Pools,
+    /// Keys the suppression list (resolved once, at connect).
+    suppression: crate::consent::SuppressionKey,
 }
 
 impl LeadStore {
-    /// Connects to the engine the URL names (creating the SQLite file if needed) and, if
-    /// asked, runs migrations.
-    pub async fn connect(settings: &DatabaseSettings) -> Result<LeadStore, StoreError> {
+    /// Connects to the engine the URL names (creating the SQLite file if needed), runs
+    /// migrations if asked, and keys the suppression list: with `suppression_key`, or with a
+    /// key generated once and kept in the database (see [`suppression`]).
+    pub async fn connect(
+        settings: &DatabaseSettings,
+        suppression_key: Option<&[u8]>,
+    ) -> Result<LeadStore, StoreError> {
         let url = settings.url.expose_secret();
         let backend = Backend::from_url(url)
             .map_err(|m| StoreError::Unavailable(sqlx::Error::Configuration(m.into())))?;
@@ -138,11 +153,11 @@ impl LeadStore {
             }
             Backend::Postgres => Pools::Postgres(postgres::connect(settings, url).await?),
         };
-        let store = LeadStore { pools };
         if settings.migrate_on_start {
-            store.migrate().await?;
+            pools.migrate().await?;
         }
-        Ok(store)
+        let suppression = suppression::resolve_key(&pools, suppression_key).await?;
+        Ok(LeadStore { pools, suppression })
     }
 
     pub fn backend(&self) -> Backend {

@@ -227,8 +227,8 @@ pub(super) async fn batch_messages<'a>(
         let item = items[i];
         let sub = item.sub;
         for m in item.messages {
-            let mut skipped = None;
-            if let Some(window) = m.dedupe_window_ms {
+            let mut skipped = m.held.map(String::from);
+            if let (Some(window), None) = (m.dedupe_window_ms, &skipped) {
                 let key = (lead_id.clone(), sub.form_id.clone(), m.kind.as_str());
                 match last_sent.get(&key) {
                     Some(&t) if t > sub.received_at_ms - window => {

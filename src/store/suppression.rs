@@ -1,12 +1,77 @@
-//! The suppression list: hashed addresses that get no marketing mail.
+//! The suppression list: addresses that get no marketing mail, kept as keyed hashes
+//! ([`SuppressionKey`]).
+//!
+//! The key comes from `privacy.suppression_key` or, when none is configured, is generated once
+//! and kept in the database. Its fingerprint is recorded beside the list: a store opened with
+//! a different key refuses to start rather than let the list silently stop matching. Entries
+//! written before the list was keyed (plain SHA-256) are re-keyed the first time a key is
+//! recorded.
 
 use std::collections::HashSet;
 
+use crate::consent::SuppressionKey;
+
 use super::batch::Frame;
 use super::ledger::{consent_insert, Actor, ConsentRow};
-use super::pools::Exec;
+use super::pools::{Exec, Pools};
+use super::signing_keys::generated_secret;
 use super::sql::{split, Sql};
 use super::{LeadStore, StoreError};
+
+/// Where the key's fingerprint is recorded (`signing_keys.secret` holds the fingerprint, not
+/// a secret).
+const FINGERPRINT_ID: &str = "suppression-fingerprint";
+
+/// The suppression list's key: the configured one or the database's own; checks it against
+/// the recorded fingerprint, and re-keys legacy entries when none is recorded yet.
+pub(super) async fn resolve_key(
+    pools: &Pools,
+    configured: Option<&[u8]>,
+) -> Result<SuppressionKey, StoreError> {
+    let key = match configured {
+        Some(secret) => SuppressionKey::new(secret),
+        None => SuppressionKey::new(generated_secret(pools, "suppression").await?.as_bytes()),
+    };
+    let fingerprint = key.fingerprint();
+    let mut tx = pools.begin().await?;
+    // The fingerprint goes in first: of two instances starting at once, one re-keys and the
+    // other waits for it, then finds the fingerprint recorded.
+    let sql = Sql::fixed(
+        "INSERT INTO signing_keys (id, secret, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .arg(FINGERPRINT_ID)
+    .arg(fingerprint.as_str())
+    .arg(chrono::Utc::now().timestamp_millis());
+    if tx.exec().execute(&sql).await? == 0 {
+        drop(tx);
+        let sql = Sql::fixed("SELECT secret FROM signing_keys WHERE id = $1").arg(FINGERPRINT_ID);
+        let (recorded,): (String,) = pools.writer().fetch_one(&sql).await?;
+        return if recorded == fingerprint {
+            Ok(key)
+        } else {
+            Err(StoreError::SuppressionKeyChanged {
+                recorded,
+                configured: fingerprint,
+            })
+        };
+    }
+    let legacy: Vec<(String,)> = tx
+        .exec()
+        .fetch_all(&Sql::fixed("SELECT email_hash FROM suppressions"))
+        .await?;
+    for (old,) in &legacy {
+        let sql = Sql::fixed("UPDATE suppressions SET email_hash = $1 WHERE email_hash = $2")
+            .arg(key.rekey(old))
+            .arg(old.as_str());
+        tx.exec().execute(&sql).await?;
+    }
+    tx.commit().await?;
+    if !legacy.is_empty() {
+        tracing::info!(entries = legacy.len(), "suppression list re-keyed");
+    }
+    Ok(key)
+}
 
 /// Which of these address hashes are suppressed: primary-key lookups.
 pub(super) fn suppression_lookup<'a>(hashes: impl IntoIterator<Item = &'a str>) -> Sql {
@@ -29,7 +94,7 @@ impl LeadStore {
         let Some(email) = lead_email(tx.exec(), lead_id).await? else {
             return Ok(None);
         };
-        let added = suppress(tx.exec(), &email, "unsubscribed", now_ms).await?;
+        let added = suppress(tx.exec(), &self.suppression, &email, "unsubscribed", now_ms).await?;
         if added {
             let row = ConsentRow::by(actor, lead_id, "unsubscribe", now_ms);
             tx.conn()
@@ -38,6 +103,17 @@ impl LeadStore {
         }
         tx.commit().await?;
         Ok(Some(added))
+    }
+
+    /// The secret unsubscribe links are signed with: derived from the suppression key, so it
+    /// never rotates (see [`crate::consent::Signer`]).
+    pub fn unsubscribe_link_secret(&self) -> [u8; 32] {
+        self.suppression.derive("unsubscribe-links")
+    }
+
+    /// The suppression list's entry for an address.
+    pub fn suppression_hash(&self, email: &str) -> String {
+        self.suppression.hash(email)
     }
 
     /// Which of these suppression hashes are on the list.
@@ -66,6 +142,7 @@ pub(super) async fn lead_email(
 /// already (the first reason stays).
 pub(super) async fn suppress(
     exec: Exec<'_>,
+    key: &SuppressionKey,
     email: &str,
     reason: &str,
     now_ms: i64,
@@ -74,7 +151,7 @@ pub(super) async fn suppress(
         "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, $2, $3) \
          ON CONFLICT (email_hash) DO NOTHING",
     )
-    .arg(crate::consent::suppression_hash(email))
+    .arg(key.hash(email))
     .arg(reason)
     .arg(now_ms);
     Ok(exec.execute(&sql).await? > 0)

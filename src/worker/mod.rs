@@ -169,7 +169,7 @@ impl OutboxWorker {
             .map(|m| {
                 crate::domain::MessageKind::parse(&m.kind)
                     .is_some_and(|k| k.is_marketing())
-                    .then(|| crate::consent::suppression_hash(&m.recipient))
+                    .then(|| self.inner.store.suppression_hash(&m.recipient))
             })
             .collect();
         let lookup: Vec<String> = hashes.iter().flatten().cloned().collect();

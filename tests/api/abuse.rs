@@ -396,3 +396,259 @@ async fn a_body_that_trickles_or_stops_gets_408_and_stores_nothing() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
 }
+
+/// What the public answer shows, minus what differs on every request anyway.
+async fn public_answer(resp: reqwest::Response) -> (u16, Vec<String>, Value) {
+    let status = resp.status().as_u16();
+    let mut headers: Vec<String> = resp
+        .headers()
+        .keys()
+        .map(|k| k.as_str().to_string())
+        .filter(|k| k != "date" && k != "content-length")
+        .collect();
+    headers.sort();
+    let mut body: Value = resp.json().await.unwrap();
+    let id = body["submission_id"].take();
+    assert!(id.is_string(), "every answer names its submission");
+    (status, headers, body)
+}
+
+/// Item 2: a script posting an address cannot learn whether it is new, already a lead,
+/// unsubscribed/erased, or whether the post was taken for spam.
+#[tokio::test]
+async fn the_public_answer_does_not_tell_who_is_a_lead() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    // A known lead, and an erased one (erasure puts the address on the suppression list).
+    app.post_json("contact", &contact("known@example.com"))
+        .await;
+    let gone = app.post_json("contact", &contact("gone@example.com")).await;
+    let gone_lead = app.lead_of(&gone.json().await.unwrap()).await;
+    assert_eq!(app.erase(&gone_lead).await.status(), 200);
+
+    let new = public_answer(app.post_json("contact", &contact("new@example.com")).await).await;
+    let known = public_answer(
+        app.post_json("contact", &contact("known@example.com"))
+            .await,
+    )
+    .await;
+    let suppressed =
+        public_answer(app.post_json("contact", &contact("gone@example.com")).await).await;
+    let mut bot = contact("bot@example.com");
+    bot["_gotcha"] = serde_json::json!("http://spam.example");
+    let spam = public_answer(app.post_json("contact", &bot).await).await;
+
+    assert_eq!(new.0, 201);
+    assert!(new.2.get("lead_id").is_none(), "no lead id: {:?}", new.2);
+    for (what, other) in [
+        ("known", &known),
+        ("suppressed", &suppressed),
+        ("spam", &spam),
+    ] {
+        assert_eq!(&new, other, "a {what} address is answered differently");
+    }
+    // The writes did happen, and the admin API tells them apart.
+    let subs = app.submissions().await;
+    assert_eq!(
+        subs.len(),
+        5,
+        "known twice, new, gone again, the bot (erasure took the first)"
+    );
+    assert_eq!(subs.iter().filter(|s| s["spam"] == true).count(), 1);
+}
+
+/// A post from `client` (behind the trusted local proxy).
+async fn post_from(app: &TestApp, client: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.submissions_url("contact"))
+        .header("x-forwarded-for", client)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Item 1, the attacker's script: a form without double opt-in, a thousand strangers'
+/// addresses from one IPv6 /64 (a different address for each), and an advert in the name.
+#[tokio::test]
+async fn the_follow_up_is_no_mail_relay_for_strangers_text() {
+    use futures::StreamExt;
+    let smtp = crate::smtp::SmtpServer::start();
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        crate::consent::with_smtp(s, &smtp);
+        s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+        s.rate_limit.unconfirmed_mail_per_network_per_hour = 5;
+        s.rate_limit.unconfirmed_mail_per_recipient_per_hour = 3;
+        s.outbox.follow_up_window_secs = 0;
+    })
+    .await;
+    let advert = "Cheap pills at http://spam.example";
+    let answers: Vec<u16> = futures::stream::iter(0..1000)
+        .map(|i| {
+            let app = &app;
+            async move {
+                let mut body = contact(&format!("victim{i}@example.net"));
+                body["name"] = serde_json::json!(advert);
+                body["message"] = serde_json::json!(advert);
+                post_from(app, &format!("2001:db8:7:7:{i:x}::1"), &body)
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(
+        answers.iter().all(|s| *s == 201),
+        "every lead is still taken"
+    );
+    app.dispatch().await;
+    let got = smtp.received();
+    assert_eq!(got.len(), 5, "the network's cap, not a thousand mails");
+    for m in &got {
+        let text = m.text();
+        assert!(
+            !text.contains("spam.example") && !text.contains("pills"),
+            "{text}"
+        );
+    }
+    // Every lead is kept, and what happened to each message is visible.
+    assert_eq!(
+        crate::helpers::raw(&app.db).await.count("leads").await,
+        1000
+    );
+    let metrics = metrics(&app).await;
+    assert!(metrics.contains("scope=\"mail_network\"} 995"), "{metrics}");
+    let mailed: Vec<String> = got.iter().flat_map(|m| m.to.clone()).collect();
+    let held = app
+        .submissions()
+        .await
+        .into_iter()
+        .find(|s| !mailed.iter().any(|m| s["email"] == m.as_str()))
+        .unwrap();
+    let lead = app
+        .lead_of(&serde_json::json!({"submission_id": held["id"]}))
+        .await;
+    let record = app.admin_get(&format!("/v1/admin/leads/{lead}")).await;
+    assert_eq!(record["emails"][0]["status"], "skipped", "{record}");
+    let reason = record["emails"][0]["last_error"].as_str().unwrap();
+    assert!(
+        reason.contains("unconfirmed_mail_per_network_per_hour"),
+        "{reason}"
+    );
+
+    // One victim from many networks: the recipient's own cap.
+    for n in 0..5 {
+        let r = post_from(
+            &app,
+            &format!("198.51.{n}.1"),
+            &contact("target@example.org"),
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+    }
+    app.dispatch().await;
+    let to_target = smtp
+        .received()
+        .iter()
+        .filter(|m| m.to == vec!["target@example.org"])
+        .count();
+    assert_eq!(to_target, 3);
+}
+
+/// Item 1: the person's name reaches an unconfirmed address only when the form opts in.
+#[tokio::test]
+async fn unconfirmed_follow_ups_carry_no_typed_text_unless_the_form_opts_in() {
+    for opt_in in [false, true] {
+        let smtp = crate::smtp::SmtpServer::start();
+        let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+            crate::consent::with_smtp(s, &smtp);
+            let contact = s.forms.iter_mut().find(|f| f.id == "contact").unwrap();
+            contact.personalize_unconfirmed = opt_in;
+        })
+        .await;
+        let mut body = contact("zed@example.com");
+        body["name"] = serde_json::json!("Zed Quixote");
+        assert_eq!(app.post_json("contact", &body).await.status(), 201);
+        app.dispatch().await;
+        let got = smtp.received();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].text().contains("Zed Quixote"),
+            opt_in,
+            "{}",
+            got[0].text()
+        );
+    }
+}
+
+/// Item 1: the per-client limit counts an IPv6 /64 as one client.
+#[tokio::test]
+async fn rotating_addresses_inside_one_ipv6_64_is_still_one_client() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+        s.rate_limit.enabled = true;
+        s.rate_limit.per_ip_per_minute = 1;
+        s.rate_limit.per_ip_burst = 1;
+    })
+    .await;
+    let first = post_from(&app, "2001:db8:1:2::1", &contact("a@example.com")).await;
+    assert_eq!(first.status(), 201);
+    let same_64 = post_from(
+        &app,
+        "2001:db8:1:2:ffff:ffff:ffff:fffe",
+        &contact("b@example.com"),
+    )
+    .await;
+    assert_eq!(same_64.status(), 429);
+    let other_64 = post_from(&app, "2001:db8:1:3::1", &contact("c@example.com")).await;
+    assert_eq!(other_64.status(), 201);
+}
+
+/// Item 8: one client cannot hold more than its share of connections by trickling bodies.
+#[tokio::test]
+async fn one_client_may_trickle_only_a_few_bodies_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.server.body_timeout_ms = 1500;
+        s.server.max_body_reads_per_client = 2;
+    })
+    .await;
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = "POST /v1/forms/contact/submissions HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                    Content-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"email\"";
+        conn.write_all(head.as_bytes()).await.unwrap();
+        held.push(conn);
+    }
+    // Let the server read both heads (a wait for it to catch up, not a timing assertion).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let third = trickle(
+        &app,
+        "/v1/forms/contact/submissions",
+        "Content-Type: application/json\r\n",
+        "{\"email\"",
+        400,
+    )
+    .await;
+    assert!(third.starts_with("HTTP/1.1 429"), "{third}");
+    let text = metrics(&app).await;
+    assert!(text.contains("scope=\"body_reads\"} 1"), "{text}");
+    // Once the held bodies time out (or their connections close), the client may send again.
+    drop(held);
+    let mut status = 0;
+    for _ in 0..50 {
+        status = app
+            .post_json("contact", &contact("after@example.com"))
+            .await
+            .status()
+            .as_u16();
+        if status == 201 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 201);
+}

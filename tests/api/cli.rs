@@ -392,3 +392,46 @@ fn snippet_prints_pinned_tags_with_the_integrity_of_the_served_bytes() {
     assert_eq!(v["version"], version);
     assert_eq!(v["script"]["url"], "http://127.0.0.1:8080/inlet.js");
 }
+
+#[test]
+fn check_config_warns_about_a_form_that_would_relay_typed_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("inlet.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[forms]]
+id = "chatty"
+kind = "inline"
+allowed_origins = ["*"]
+personalize_unconfirmed = true
+fields = [{ name = "email", type = "email", required = true }, { name = "name", type = "text" }]
+"#,
+    )
+    .unwrap();
+    let out = inlet(
+        &["check-config", "--config", file.to_str().unwrap()],
+        &[],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "a warning, not an error: {}",
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: form 'chatty': personalize_unconfirmed"),
+        "{err}"
+    );
+    assert!(err.contains("INLET_SUPPRESSION_KEY"), "{err}");
+    let quiet = inlet(
+        &["check-config"],
+        &[(
+            "INLET_SUPPRESSION_KEY",
+            "a suppression key of 32 characters or more",
+        )],
+        dir.path(),
+    );
+    assert!(!stderr(&quiet).contains("warning"), "{}", stderr(&quiet));
+}

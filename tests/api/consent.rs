@@ -9,7 +9,7 @@ use crate::both_backends;
 use crate::helpers::{Backend, TestApp, ADMIN_TOKEN};
 use crate::smtp::{Received, SmtpServer};
 
-fn with_smtp(s: &mut inlet::config::Settings, smtp: &SmtpServer) {
+pub fn with_smtp(s: &mut inlet::config::Settings, smtp: &SmtpServer) {
     s.mail.smtp_url = Some(SecretString::from(smtp.url()));
     s.mail.from = "Inlet Demo <hello@leads.example.com>".into();
     s.mail.timeout_secs = 5;
@@ -82,6 +82,19 @@ fn tamper(url: &str) -> String {
     format!("{}{swapped}", &url[..url.len() - 1])
 }
 
+/// What a suppression entry was before the list was keyed: a plain SHA-256 anyone can
+/// compute for an address they want to test.
+fn unkeyed(email: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(
+        format!("inlet-suppression:{email}").as_bytes(),
+    ))
+}
+
+const SIGNING_KEY: &str = "link signing key for the tests 0123456789";
+
+const SUPPRESSION_KEY: &str = "suppression key for the tests 0123456789";
+
 both_backends! {
     async fn double_opt_in_sends_nothing_but_the_link_until_the_person_confirms(backend: Backend) {
         let smtp = SmtpServer::start();
@@ -91,7 +104,7 @@ both_backends! {
         assert_eq!(resp.status(), 201);
         let created: Value = resp.json().await.unwrap();
         assert_eq!(created["confirmation_required"], true);
-        let lead_id = created["lead_id"].as_str().unwrap().to_string();
+        let lead_id = app.lead_of(&created).await;
         app.dispatch().await;
         let got = smtp.received();
         assert_eq!(got.len(), 1, "only the confirmation");
@@ -173,7 +186,7 @@ both_backends! {
         let resp = app.post_json("whitepaper", &json!({"email": "reader@example.com", "name": "Reader", "consent": true})).await;
         assert_eq!(resp.status(), 201);
         let created: Value = resp.json().await.unwrap();
-        let lead_id = created["lead_id"].as_str().unwrap().to_string();
+        let lead_id = app.lead_of(&created).await;
         assert!(created["download_url"].as_str().unwrap().starts_with(&format!("{}/v1/downloads/", app.address)));
         app.dispatch().await;
         let got = smtp.received();
@@ -242,13 +255,30 @@ both_backends! {
         assert_eq!(counts, vec![1, 1], "the file (its continuation range not counted) and the redirect");
     }
 
-    async fn an_expired_download_link_offers_a_fresh_one_by_email(backend: Backend) {
+    async fn an_expired_download_link_offers_a_fresh_one_by_email_within_a_window(backend: Backend) {
         let smtp = SmtpServer::start();
-        // Long enough for the fresh link to be fetched well within its own lifetime.
-        let app = spawn(backend, &smtp, |s| s.consent.download_ttl_secs = 4).await;
+        let app = spawn(backend, &smtp, |s| {
+            s.consent.signing_keys = vec![SecretString::from(SIGNING_KEY)];
+        })
+        .await;
         let resp = app.post_json("whitepaper", &json!({"email": "slow@example.com", "name": "Slow", "consent": true})).await;
-        let url = resp.json::<Value>().await.unwrap()["download_url"].as_str().unwrap().to_string();
-        tokio::time::sleep(std::time::Duration::from_millis(5100)).await;
+        let submission = resp.json::<Value>().await.unwrap()["submission_id"].as_str().unwrap().to_string();
+        // Links as Inlet signed them, expired two days and a hundred days ago (no sleeping).
+        let expired = |days: u64| {
+            let when = inlet::consent::now_secs() - days * 86_400;
+            let token = inlet::consent::Signer::new([SIGNING_KEY.as_bytes()])
+                .sign(inlet::consent::LinkKind::Download, &submission, when);
+            format!("{}/v1/downloads/{token}", app.address)
+        };
+        let (url, too_old) = (expired(2), expired(100));
+
+        let page = app.client.get(&too_old).send().await.unwrap();
+        assert_eq!(page.status(), 410);
+        let html = page.text().await.unwrap();
+        assert!(html.contains("too old to renew") && !html.contains("resend"), "{html}");
+        let refused = post_form_url(&app, &format!("{too_old}/resend"), "").await;
+        assert_eq!(refused.status(), 410, "past the renewal window nothing is mailed");
+
         let page = app.client.get(&url).send().await.unwrap();
         assert_eq!(page.status(), 410);
         let html = page.text().await.unwrap();
@@ -267,11 +297,44 @@ both_backends! {
         assert_eq!(app.client.get(&url).send().await.unwrap().status(), 410, "the old link stays expired");
     }
 
+    async fn unsubscribe_links_in_sent_mail_survive_rotating_every_signing_key(backend: Backend) {
+        let smtp = SmtpServer::start();
+        let app = spawn(backend, &smtp, |s| {
+            s.consent.signing_keys = vec![SecretString::from(SIGNING_KEY)];
+        })
+        .await;
+        let resp = app.post_json("contact", &crate::helpers::contact("rotate@example.com")).await;
+        let lead_id = app.lead_of(&resp.json::<Value>().await.unwrap()).await;
+        app.dispatch().await;
+        let path = link(&smtp.received()[0], &format!("{}/v1/unsubscribe/", app.address))
+            .replace(&app.address, "");
+
+        // The same database served with a new key only: the old key is gone from the config.
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = crate::helpers::test_settings(&app.db, dir.path());
+        with_smtp(&mut settings, &smtp);
+        settings.consent.signing_keys = vec![SecretString::from("a brand new signing key 0123456789abc")];
+        let rotated = inlet::startup::Application::build(settings).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", rotated.port());
+        let handle = rotated.handle();
+        tokio::spawn(rotated.run_until_stopped());
+
+        let done = post_form_url(&app, &format!("{base}{path}"), "List-Unsubscribe=One-Click").await;
+        assert_eq!(done.status(), 200, "the way out in an old mail still works");
+        assert_eq!(export(&app, &lead_id).await["suppressed"], true);
+        // A link of another kind signed with the removed key does not.
+        let token = inlet::consent::Signer::new([SIGNING_KEY.as_bytes()])
+            .sign(inlet::consent::LinkKind::Download, "anything", 0);
+        let old = app.client.get(format!("{base}/v1/downloads/{token}")).send().await.unwrap();
+        assert_eq!(old.status(), 400, "{}", old.text().await.unwrap());
+        handle.stop(true).await;
+    }
+
     async fn one_click_unsubscribe_suppresses_and_get_does_not(backend: Backend) {
         let smtp = SmtpServer::start();
         let app = spawn(backend, &smtp, |s| s.outbox.follow_up_window_secs = 0).await;
         let resp = app.post_json("contact", &crate::helpers::contact("leave@example.com")).await;
-        let lead_id = resp.json::<Value>().await.unwrap()["lead_id"].as_str().unwrap().to_string();
+        let lead_id = app.lead_of(&resp.json::<Value>().await.unwrap()).await;
         app.dispatch().await;
         let got = smtp.received();
         assert_eq!(got.len(), 1);
@@ -319,7 +382,7 @@ both_backends! {
         }).await;
         let email = "xyzzy.plugh@example.com";
         let r = app.post_json("newsletter", &json!({"email": email, "name": "Xyzzy Plugh"})).await;
-        let lead_id = r.json::<Value>().await.unwrap()["lead_id"].as_str().unwrap().to_string();
+        let lead_id = app.lead_of(&r.json::<Value>().await.unwrap()).await;
         app.dispatch().await;
         let confirm = link(&smtp.received()[0], &format!("{}/v1/confirm/", app.address));
         assert_eq!(post_form_url(&app, &confirm, "").await.status(), 200);
@@ -403,7 +466,7 @@ both_backends! {
         let store = inlet::store::LeadStore::connect(&inlet::config::DatabaseSettings {
             url: SecretString::from(app.db.url()),
             ..Default::default()
-        }).await.unwrap();
+        }, None).await.unwrap();
         let day = 86_400_000;
         let now = inlet::worker::now_ms();
         let settings = inlet::config::RetentionSettings::default();
@@ -420,6 +483,55 @@ both_backends! {
         assert!(app.submissions().await[0]["client_ip"].is_null());
         assert_eq!(scan(&app, "bot@example.com").await + scan(&app, "never@example.com").await, 0);
         store.close().await;
+    }
+
+    async fn the_suppression_list_is_keyed_migrated_and_its_key_cannot_silently_change(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |s| {
+            s.privacy.suppression_key = Some(SecretString::from(SUPPRESSION_KEY));
+        })
+        .await;
+        let mut db = crate::helpers::raw(&app.db).await;
+
+        // A list written before keying: one plain hash, no key recorded yet.
+        let old = app.post_json("contact", &crate::helpers::contact("old@example.com")).await;
+        let old_lead = app.lead_of(&old.json().await.unwrap()).await;
+        db.exec(&format!(
+            "DELETE FROM signing_keys WHERE id = 'suppression-fingerprint'; \
+             INSERT INTO suppressions (email_hash, reason, created_at) \
+             VALUES ('{}', 'unsubscribed', 0)",
+            unkeyed("old@example.com")
+        ))
+        .await;
+        let store = inlet::store::LeadStore::connect(
+            &inlet::config::DatabaseSettings { url: SecretString::from(app.db.url()), ..Default::default() },
+            Some(SUPPRESSION_KEY.as_bytes()),
+        )
+        .await
+        .unwrap();
+        let record = store.export_lead(&old_lead).await.unwrap().unwrap();
+        assert_eq!(record["suppressed"], true, "the old entry still matches after re-keying");
+        assert_eq!(
+            db.strings("SELECT email_hash FROM suppressions").await,
+            vec![store.suppression_hash("old@example.com")]
+        );
+        store.close().await;
+
+        // New entries are keyed: a dump of the list does not answer "is this address on it".
+        let gone = app.post_json("contact", &crate::helpers::contact("gone@example.com")).await;
+        let gone_lead = app.lead_of(&gone.json().await.unwrap()).await;
+        assert_eq!(app.erase(&gone_lead).await.status(), 200);
+        let hashes = db.strings("SELECT email_hash FROM suppressions").await;
+        assert_eq!(hashes.len(), 2);
+        for email in ["old@example.com", "gone@example.com"] {
+            assert!(!hashes.contains(&unkeyed(email)), "{email} is testable from a dump");
+        }
+
+        // Another key would silently unsuppress everyone: refused, naming the setting.
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = crate::helpers::test_settings(&app.db, dir.path());
+        settings.privacy.suppression_key = Some(SecretString::from("a different key, 0123456789abcdef"));
+        let err = inlet::startup::Application::build(settings).await.err().expect("refused");
+        assert!(err.to_string().contains("INLET_SUPPRESSION_KEY"), "{err}");
     }
 }
 

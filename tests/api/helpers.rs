@@ -175,6 +175,8 @@ pub fn test_settings(db: &TestDb, dir: &std::path::Path) -> Settings {
     s.mail.mail_dir = dir.join("mail");
     s.admin.token = Some(SecretString::from(ADMIN_TOKEN));
     s.rate_limit.enabled = false;
+    s.rate_limit.unconfirmed_mail_per_network_per_hour = 0;
+    s.rate_limit.unconfirmed_mail_per_recipient_per_hour = 0;
     s.outbox.worker_enabled = false;
     s
 }
@@ -281,6 +283,28 @@ impl TestApp {
             .unwrap_or_default()
     }
 
+    /// The lead behind a public 201 answer, through the admin API (the public answer carries
+    /// no lead id).
+    pub async fn lead_of(&self, answer: &Value) -> String {
+        let id = answer["submission_id"].as_str().expect("submission_id");
+        let subs = self.submissions().await;
+        let sub = subs
+            .iter()
+            .find(|s| s["id"] == id)
+            .expect("the submission is listed");
+        sub["lead_id"].as_str().expect("lead_id").to_string()
+    }
+
+    /// Erases a lead through the admin API (GDPR erasure).
+    pub async fn erase(&self, lead_id: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(&format!("/v1/admin/leads/{lead_id}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// Every submission, spam included, through the admin API.
     pub async fn submissions(&self) -> Vec<Value> {
         self.admin_get("/v1/admin/submissions?limit=500").await["submissions"]
@@ -305,4 +329,45 @@ pub fn contact(email: &str) -> Value {
         "company": "Example Ltd",
         "_elapsed_ms": 5000,
     })
+}
+
+/// A connection straight to the test database (not through Inlet).
+pub enum Raw {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+pub async fn raw(db: &TestDb) -> Raw {
+    match db {
+        TestDb::Sqlite(_) => Raw::Sqlite(sqlx::SqliteConnection::connect(&db.url()).await.unwrap()),
+        TestDb::Postgres { .. } => {
+            Raw::Postgres(sqlx::PgConnection::connect(&db.url()).await.unwrap())
+        }
+    }
+}
+
+impl Raw {
+    pub async fn exec(&mut self, sql: &str) {
+        match self {
+            Raw::Sqlite(c) => sqlx::raw_sql(sql).execute(c).await.map(|_| ()),
+            Raw::Postgres(c) => sqlx::raw_sql(sql).execute(c).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The first column of every row, as text.
+    pub async fn strings(&mut self, sql: &str) -> Vec<String> {
+        match self {
+            Raw::Sqlite(c) => sqlx::query_scalar(sql).fetch_all(c).await.unwrap(),
+            Raw::Postgres(c) => sqlx::query_scalar(sql).fetch_all(c).await.unwrap(),
+        }
+    }
+
+    pub async fn count(&mut self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match self {
+            Raw::Sqlite(c) => sqlx::query_scalar(&sql).fetch_one(c).await.unwrap(),
+            Raw::Postgres(c) => sqlx::query_scalar(&sql).fetch_one(c).await.unwrap(),
+        }
+    }
 }

@@ -13,7 +13,9 @@ async fn seeded_store(backend: Backend) -> (LeadStore, TestDb, tempfile::TempDir
     let db = TestDb::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let settings = test_settings(&db, dir.path());
-    let store = LeadStore::connect(&settings.database).await.unwrap();
+    let store = LeadStore::connect(&settings.database, settings.suppression_key())
+        .await
+        .unwrap();
     let now = chrono::Utc::now().timestamp_millis();
     store
         .seed_history(HISTORY, "contact", now, |_| {})

@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sqlx::Connection;
 
 use crate::both_backends;
-use crate::helpers::{contact, Backend, TestApp, TestDb};
+use crate::helpers::{contact, raw, Backend, Raw, TestApp};
 
 async fn post_many(app: &TestApp, bodies: Vec<(&'static str, Value)>) -> Vec<(u16, Value)> {
     futures::future::join_all(bodies.into_iter().map(|(form, body)| async move {
@@ -17,30 +16,7 @@ async fn post_many(app: &TestApp, bodies: Vec<(&'static str, Value)>) -> Vec<(u1
     .await
 }
 
-/// A connection straight to the test database (not through Inlet).
-enum Raw {
-    Sqlite(sqlx::SqliteConnection),
-    Postgres(sqlx::PgConnection),
-}
-
-async fn raw(db: &TestDb) -> Raw {
-    match db {
-        TestDb::Sqlite(_) => Raw::Sqlite(sqlx::SqliteConnection::connect(&db.url()).await.unwrap()),
-        TestDb::Postgres { .. } => {
-            Raw::Postgres(sqlx::PgConnection::connect(&db.url()).await.unwrap())
-        }
-    }
-}
-
 impl Raw {
-    async fn exec(&mut self, sql: &str) {
-        match self {
-            Raw::Sqlite(c) => sqlx::raw_sql(sql).execute(c).await.map(|_| ()),
-            Raw::Postgres(c) => sqlx::raw_sql(sql).execute(c).await.map(|_| ()),
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
     /// Makes every insert of a submission by `email` fail, as a constraint would.
     async fn poison_submissions_of(&mut self, email: &str, backend: Backend) {
         let sql = match backend {
@@ -56,14 +32,6 @@ impl Raw {
             ),
         };
         self.exec(&sql).await;
-    }
-
-    async fn count(&mut self, table: &str) -> i64 {
-        let sql = format!("SELECT COUNT(*) FROM {table}");
-        match self {
-            Raw::Sqlite(c) => sqlx::query_scalar(&sql).fetch_one(c).await.unwrap(),
-            Raw::Postgres(c) => sqlx::query_scalar(&sql).fetch_one(c).await.unwrap(),
-        }
     }
 }
 
@@ -102,7 +70,10 @@ both_backends! {
         assert!(answers.iter().all(|(s, _)| *s == 201), "{answers:?}");
         let keyed: Vec<&Value> = answers[..8].iter().map(|(_, b)| &b["submission_id"]).collect();
         assert!(keyed.iter().all(|id| *id == keyed[0]), "one submission for one key");
-        let people: Vec<&Value> = answers[8..].iter().map(|(_, b)| &b["lead_id"]).collect();
+        let mut people = Vec::new();
+        for (_, b) in &answers[8..] {
+            people.push(app.lead_of(b).await);
+        }
         assert!(people.iter().all(|id| *id == people[0]), "one lead for one person");
         let mut db = raw(&app.db).await;
         assert_eq!(db.count("submissions").await, 1 + 8);
@@ -173,7 +144,7 @@ both_backends! {
         bodies.push(("contact", contact("new0@example.com")));
         let answers = post_many(&app, bodies).await;
         assert!(answers.iter().all(|(s, _)| *s == 201), "{answers:?}");
-        assert_eq!(answers[8].1["lead_id"], answers[4].1["lead_id"], "one lead for a new person twice in a batch");
+        assert_eq!(app.lead_of(&answers[8].1).await, app.lead_of(&answers[4].1).await, "one lead for a new person twice in a batch");
         let mut db = raw(&app.db).await;
         assert_eq!(db.count("leads").await, 8);
         assert_eq!(db.count("submissions").await, 4 + 9);
@@ -215,7 +186,7 @@ both_backends! {
             assert_eq!(l["submission_count"], if back { 2 } else { 1 }, "{l}");
         }
         let again0 = leads.iter().find(|l| l["email"] == "again0@example.com").unwrap();
-        assert_eq!(answers[0].1["lead_id"], again0["id"], "a returning person keeps their lead");
+        assert_eq!(app.lead_of(&answers[0].1).await, again0["id"].as_str().unwrap(), "a returning person keeps their lead");
     }
 
     async fn a_failing_returning_person_does_not_fail_the_new_people_in_its_batch(backend: Backend) {
