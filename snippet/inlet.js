@@ -172,6 +172,44 @@
     a.remove();
   }
 
+  // One POST with retries: network failures and 502/503/504 are retried with the same
+  // idempotency key, after Retry-After or a jittered backoff.
+  async function post(form, body) {
+    let res = null, data = null;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        res = await fetch(endpoint(form), {
+          method: 'POST', body, credentials: 'omit', headers: { Accept: 'application/json' },
+        });
+      } catch (e) {
+        res = null; // network failure: the same key makes the retry safe
+      }
+      if ((res && ![502, 503, 504].includes(res.status)) || attempt >= RETRIES) break;
+      const after = res ? +res.headers.get('Retry-After') : 0;
+      await sleep(after > 0 ? Math.min(after, 10) * 1000 : 300 * 2 ** attempt * (0.5 + Math.random()));
+    }
+    try { data = res ? await res.json() : null; } catch (e) { data = null; }
+    return { res, data };
+  }
+
+  // ---- Proof of work: the solver is a separate file, loaded the first time a form needs it.
+  const powForms = new Set();
+  let solver = null;
+  async function solve(form) {
+    const url = base + '/v1/forms/' + encodeURIComponent(fid(form)) + '/challenge';
+    const c = await (await fetch(url, { credentials: 'omit' })).json();
+    solver = solver || new Promise((ok, ko) => {
+      const s = doc.createElement('script');
+      s.src = base + '/inlet/' + VERSION + '/inlet-pow.js';
+      s.onload = () => ok(w.__inletPow);
+      s.onerror = ko;
+      doc.head.appendChild(s);
+    });
+    const number = await (await solver)(c);
+    return btoa(JSON.stringify({ algorithm: c.algorithm, challenge: c.challenge, number,
+      salt: c.salt, signature: c.signature }));
+  }
+
   async function send(form) {
     const state = form.dataset.inletState;
     if (state === 'submitting' || state === 'success') return;
@@ -193,20 +231,19 @@
 
     setState(form, 'submitting');
     buttons(form, true);
-    let res = null, data = null;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        res = await fetch(endpoint(form), {
-          method: 'POST', body, credentials: 'omit', headers: { Accept: 'application/json' },
-        });
-      } catch (e) {
-        res = null; // network failure: the same key makes the retry safe
-      }
-      if ((res && ![502, 503, 504].includes(res.status)) || attempt >= RETRIES) break;
-      const after = res ? +res.headers.get('Retry-After') : 0;
-      await sleep(after > 0 ? Math.min(after, 10) * 1000 : 300 * 2 ** attempt * (0.5 + Math.random()));
+    if (form.dataset.inletChallenge === 'pow') powForms.add(fid(form));
+    if (powForms.has(fid(form))) {
+      try { body.set('_altcha', await solve(form)); } catch (e) { /* the server will say */ }
     }
-    try { data = res ? await res.json() : null; } catch (e) { data = null; }
+    let { res, data } = await post(form, body);
+    // A form that needs a proof of work: solve one (a worker, off the page's thread) and send
+    // again; once more if it expired meanwhile. Known ahead with data-inlet-challenge="pow".
+    for (let n = 0; n < 2 && res && res.status === 422 && data && /^challenge_/.test(data.error) &&
+      (powForms.has(fid(form)) || (data.challenge && data.challenge.kind === 'pow')); n++) {
+      powForms.add(fid(form));
+      try { body.set('_altcha', await solve(form)); } catch (e) { break; }
+      ({ res, data } = await post(form, body));
+    }
 
     if (res && res.ok) {
       setState(form, 'success');

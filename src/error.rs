@@ -40,6 +40,11 @@ pub enum ApiError {
     TooManyFields { max: usize },
     #[error("this idempotency key was already used for a different submission; send a new key")]
     IdempotencyKeyReused,
+    /// The form needs a challenge; `challenge` tells the client which (public data only).
+    #[error("this form needs a challenge to be solved first")]
+    ChallengeRequired { challenge: serde_json::Value },
+    #[error("{0}")]
+    ChallengeFailed(crate::challenge::ChallengeError),
     #[error("too many requests; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("a valid admin bearer token is required")]
@@ -77,6 +82,10 @@ pub struct ErrorBody<'a> {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<&'a FieldErrors>,
+    /// With `challenge_required`: what to solve (kind, and where to get a proof-of-work
+    /// challenge or the CAPTCHA's site key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<&'a serde_json::Value>,
 }
 
 impl ApiError {
@@ -93,6 +102,8 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::TooManyFields { .. } => "too_many_fields",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::ChallengeRequired { .. } => "challenge_required",
+            ApiError::ChallengeFailed(_) => "challenge_failed",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound => "not_found",
@@ -123,6 +134,10 @@ impl ApiError {
             error: self.code(),
             message: self.to_string(),
             fields: self.fields(),
+            challenge: match self {
+                ApiError::ChallengeRequired { challenge } => Some(challenge),
+                _ => None,
+            },
         }
     }
 }
@@ -150,7 +165,9 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_)
             | ApiError::TooManyFields { .. }
-            | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            | ApiError::IdempotencyKeyReused
+            | ApiError::ChallengeRequired { .. }
+            | ApiError::ChallengeFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable(_) | ApiError::Overloaded { .. } => {

@@ -1,3 +1,4 @@
+pub mod challenge;
 pub mod config;
 pub mod consent;
 pub mod domain;

@@ -17,6 +17,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const SCRIPT_GZIP_BUDGET: usize = 6 * 1024;
 
 const SCRIPT: &[u8] = include_bytes!("../snippet/dist/inlet.min.js");
+/// The proof-of-work solver, loaded by the script only for forms that need it.
+const POW_SOLVER: &[u8] = include_bytes!("../snippet/dist/inlet-pow.min.js");
 const STYLE: &[u8] = include_bytes!("../snippet/inlet.css");
 const DEMO_CSS: &[u8] = include_bytes!("../snippet/demo/demo.css");
 const WHITEPAPER: &[u8] = include_bytes!("../snippet/demo/whitepaper.pdf");
@@ -72,6 +74,8 @@ impl Asset {
 #[derive(Debug)]
 pub struct Assets {
     pub script: Asset,
+    /// `inlet-pow.js`: the proof-of-work solver.
+    pub pow_solver: Asset,
     pub style: Asset,
     /// Public files under `/assets/` (the demo page's stylesheet).
     pub files: Vec<Asset>,
@@ -86,6 +90,7 @@ impl Assets {
         whitepaper.disposition = Some("attachment; filename=\"whitepaper.pdf\"");
         Assets {
             script: Asset::new("inlet.js", "text/javascript; charset=utf-8", SCRIPT),
+            pow_solver: Asset::new("inlet-pow.js", "text/javascript; charset=utf-8", POW_SOLVER),
             style: Asset::new("inlet.css", "text/css; charset=utf-8", STYLE),
             files: vec![Asset::new("demo.css", "text/css; charset=utf-8", DEMO_CSS)],
             downloads: vec![whitepaper],

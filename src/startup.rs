@@ -57,7 +57,15 @@ pub struct AppState {
     pub writer: crate::store::writer::SubmissionWriter,
     /// Bodies arriving right now, per client (see [`crate::routes::body_deadline`]).
     pub body_reads: crate::routes::BodyReads,
+    /// Signs and checks forms' proof-of-work challenges.
+    pub pow: crate::challenge::PowKey,
+    /// Asks CAPTCHA providers whether a token passed (the one outbound call a request
+    /// makes, bounded by `CAPTCHA_TIMEOUT`).
+    pub http: reqwest::Client,
 }
+
+/// How long a CAPTCHA provider has to answer before the submission is kept as unverified.
+pub const CAPTCHA_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl AppState {
     pub fn ip_hash_key(&self) -> &[u8] {
@@ -212,6 +220,11 @@ impl Application {
         let state = web::Data::new(AppState {
             writer,
             body_reads: crate::routes::BodyReads::new(settings.server.max_body_reads_per_client),
+            pow: crate::challenge::PowKey::new(&store.challenge_secret()),
+            http: reqwest::Client::builder()
+                .timeout(CAPTCHA_TIMEOUT)
+                .build()
+                .map_err(|e| StartupError::Server(std::io::Error::other(e)))?,
             assets,
             links,
             downloads,

@@ -265,3 +265,48 @@ test('gated download: the browser receives the exact file bytes', async (t) => {
   assert.equal(detail.download_url, link);
   assert.deepEqual((await inlet.leads('&form=whitepaper')).map((l) => l.email), [email]);
 });
+
+async function powLanding(t, query) {
+  const { writeFileSync, mkdtempSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const config = join(mkdtempSync(join(tmpdir(), 'inlet-pow-')), 'inlet.toml');
+  writeFileSync(config, `
+[[forms]]
+id = "contact"
+kind = "inline"
+allowed_origins = ["*"]
+fields = [
+  { name = "name", type = "text", required = true },
+  { name = "email", type = "email", required = true },
+  { name = "phone", type = "tel" },
+  { name = "message", type = "textarea" },
+]
+[forms.challenge]
+kind = "pow"
+difficulty = 20000
+`);
+  return landing(t, query, { inletEnv: { INLET_CONFIG: config } });
+}
+
+for (const [how, query] of [['in a worker', '?worker=blob'], ['in slices on the page (CSP allows no worker)', '']]) {
+  test(`a proof-of-work form is solved ${how}; the solver loads only then; the lead is stored`, async (t) => {
+    const { inlet, page } = await powLanding(t, query);
+    const scripts = []; // fetched scripts (not the worker's own blob: URL)
+    page.on('request', (r) => {
+      if (r.resourceType() === 'script' && !r.url().startsWith('blob:')) scripts.push(new URL(r.url()).pathname);
+    });
+    const email = unique('pow');
+    await fillContact(page, email);
+    await page.click('#contact button[type=submit]');
+    await page.waitForSelector('#contact[data-inlet-state=success]', { timeout: 30000 });
+    assert.deepEqual(scripts, ['/inlet/0.1.0/inlet-pow.js'], 'the solver is loaded when a form needs it');
+    const leads = await inlet.leads('&form=contact');
+    assert.equal(leads.length, 1);
+    assert.equal(leads[0].email, email);
+    assert.ok(!('_altcha' in (leads[0].latest_submission.extra || {})), 'the solution is not stored');
+    const csp = await page.evaluate(() => window.__csp.map((v) => v.directive));
+    if (query) assert.deepEqual(csp, [], 'the worker ran within the page\'s policy');
+    else assert.ok(csp.length > 0 && csp.every((d) => /^(worker|script)-src/.test(d)), JSON.stringify(csp));
+  });
+}

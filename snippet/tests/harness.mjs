@@ -68,7 +68,8 @@ export async function startInlet(env = {}) {
 /**
  * The marketer's site: a second origin serving tests/fixtures/*.html with {{INLET}} set to
  * Inlet's origin and {{TRIGGER}}/{{TRIGGER2}}/{{SCRIPT_ATTRS}} from the query, under a strict CSP that allows
- * scripts, styles, connections and form posts to Inlet's origin only.
+ * scripts, styles, connections and form posts to Inlet's origin only (`?worker=blob` also allows
+ * blob: workers, as a page that lets the proof-of-work solver run in a worker does).
  */
 export async function startSite(inletUrl) {
   const server = http.createServer((req, res) => {
@@ -87,6 +88,7 @@ export async function startSite(inletUrl) {
       'Content-Security-Policy': [
         "default-src 'none'", `script-src ${inletUrl}`, `style-src ${inletUrl}`,
         `connect-src ${inletUrl}`, `form-action ${inletUrl}`, "img-src 'self'", "base-uri 'none'",
+        ...(u.searchParams.get('worker') === 'blob' ? ['worker-src blob:'] : []),
       ].join('; '),
     });
     res.end(html);

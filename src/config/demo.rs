@@ -29,6 +29,7 @@ fn demo(id: &str, kind: FormKind, fields: Vec<FieldConfig>, message: &str) -> Fo
         download_file: None,
         double_opt_in: false,
         personalize_unconfirmed: false,
+        challenge: None,
         honeypot: "_gotcha".into(),
         min_submit_ms: None,
         extra_fields: ExtraFields::Keep,

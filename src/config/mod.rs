@@ -393,6 +393,10 @@ impl Default for RetentionSettings {
     }
 }
 
+fn redact<S: Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("[redacted]")
+}
+
 fn redact_list<S: Serializer>(v: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(v.iter().map(|_| "[redacted]"))
 }
@@ -523,6 +527,9 @@ pub struct FormConfig {
     /// when it is on for a form without `double_opt_in`.
     #[serde(default)]
     pub personalize_unconfirmed: bool,
+    /// A challenge every submission must pass: a self-hosted proof of work, or a CAPTCHA.
+    #[serde(default)]
+    pub challenge: Option<ChallengeConfig>,
     /// The honeypot field's name: filled in means spam.
     #[serde(default = "default_honeypot")]
     pub honeypot: String,
@@ -537,6 +544,39 @@ pub struct FormConfig {
     pub from: Option<String>,
     #[serde(default)]
     pub reply_to: Option<String>,
+}
+
+/// `[forms.challenge]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ChallengeConfig {
+    /// Inlet's own proof of work (the ALTCHA protocol): the embed script searches for a
+    /// number up to `difficulty` whose SHA-256 with the challenge's salt matches. No third
+    /// party, no cookie. Each step of 100,000 is about a second of a phone's CPU on average.
+    Pow {
+        #[serde(default = "default_pow_difficulty")]
+        difficulty: u64,
+    },
+    /// Cloudflare Turnstile: put their widget in the form; Inlet verifies its token.
+    Turnstile(CaptchaConfig),
+    /// hCaptcha: put their widget in the form; Inlet verifies its token.
+    Hcaptcha(CaptchaConfig),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptchaConfig {
+    /// The public site key (for the widget on the page).
+    pub site_key: String,
+    #[serde(serialize_with = "redact")]
+    pub secret: SecretString,
+    /// The provider's verification endpoint (default: theirs).
+    #[serde(default)]
+    pub verify_url: Option<String>,
+}
+
+fn default_pow_difficulty() -> u64 {
+    100_000
 }
 
 fn default_honeypot() -> String {

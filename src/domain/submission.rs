@@ -29,6 +29,8 @@ impl FieldValue {
 pub enum SpamReason {
     Honeypot,
     TooFast,
+    /// The form's CAPTCHA provider could not be asked: kept (never lost), sent nothing.
+    ChallengeUnverified,
 }
 
 impl SpamReason {
@@ -36,6 +38,7 @@ impl SpamReason {
         match self {
             SpamReason::Honeypot => "honeypot",
             SpamReason::TooFast => "too_fast",
+            SpamReason::ChallengeUnverified => "challenge_unverified",
         }
     }
 }

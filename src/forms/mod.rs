@@ -67,6 +67,8 @@ pub struct Form {
     pub double_opt_in: bool,
     /// Mail to an address nobody confirmed may carry what the submitter typed.
     pub personalize_unconfirmed: bool,
+    /// A challenge every submission must pass.
+    pub challenge: Option<crate::challenge::Challenge>,
     pub notify: Vec<EmailAddress>,
     /// `From:` for this form's mail (default: `mail.from`), and an optional `Reply-To:`.
     pub from: Option<lettre::message::Mailbox>,
@@ -287,6 +289,12 @@ fn compile(index: usize, cfg: &FormConfig, min_submit_ms: u64) -> Result<Form, C
         delivers_download: cfg.download_url.is_some() || cfg.download_file.is_some(),
         double_opt_in: cfg.double_opt_in,
         personalize_unconfirmed: cfg.personalize_unconfirmed,
+        challenge: cfg
+            .challenge
+            .as_ref()
+            .map(crate::challenge::Challenge::from_config)
+            .transpose()
+            .map_err(|m| ConfigError::invalid(at("challenge"), m))?,
         notify,
         from,
         reply_to,

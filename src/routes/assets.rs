@@ -87,6 +87,10 @@ pub async fn script(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     serve(&req, &state.assets.script, Caching::Latest)
 }
 
+pub async fn pow_solver(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    serve(&req, &state.assets.pow_solver, Caching::Latest)
+}
+
 pub async fn style(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     serve(&req, &state.assets.style, Caching::Latest)
 }
@@ -102,6 +106,7 @@ pub async fn pinned(
     let asset = match (version == VERSION, file.as_str()) {
         (true, "inlet.js") => &state.assets.script,
         (true, "inlet.css") => &state.assets.style,
+        (true, "inlet-pow.js") => &state.assets.pow_solver,
         _ => return Err(ApiError::NotFound),
     };
     Ok(serve(&req, asset, Caching::Pinned))

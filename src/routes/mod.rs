@@ -34,6 +34,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(submissions::submit))
             .route(web::method(actix_web::http::Method::OPTIONS).to(submissions::preflight)),
     )
+    .route(
+        "/v1/forms/{form_id}/challenge",
+        web::get().to(submissions::pow_challenge),
+    )
     .route("/v1/forms", web::get().to(submissions::list_forms))
     .route("/v1/admin/leads", web::get().to(admin::list_leads))
     .service(
@@ -51,6 +55,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(get_or_head("/inlet.js").to(assets::script))
     .service(get_or_head("/inlet.css").to(assets::style))
+    .service(get_or_head("/inlet-pow.js").to(assets::pow_solver))
     .service(get_or_head("/inlet/{version}/{file}").to(assets::pinned))
     .service(get_or_head("/assets/{name}").to(assets::file))
     .route("/v1/snippet", web::get().to(assets::describe))

@@ -172,6 +172,7 @@ pub async fn submit(
         Ok(_) => "accepted",
         Err(ApiError::Validation(_) | ApiError::TooManyFields { .. }) => "invalid",
         Err(ApiError::RateLimited { .. }) => "rate_limited",
+        Err(ApiError::ChallengeRequired { .. } | ApiError::ChallengeFailed(_)) => "challenge",
         Err(ApiError::Unavailable(_) | ApiError::Overloaded { .. }) => "unavailable",
         Err(_) => "rejected",
     };
@@ -267,7 +268,7 @@ async fn accept<'s>(
 
     let kind = body_kind(req.headers())?;
     let bytes = read_body(req, body, state.settings.server.body_limit_bytes).await?;
-    let payload = match kind {
+    let mut payload = match kind {
         BodyKind::Json => forms::parse_json(&bytes),
         BodyKind::UrlEncoded => forms::parse_urlencoded(&bytes),
     }
@@ -277,6 +278,7 @@ async fn accept<'s>(
         },
         forms::PayloadError::Malformed(m) => ApiError::MalformedBody(m),
     })?;
+    let challenge_response = crate::challenge::take_response(&mut payload);
 
     let ctx = ParseContext {
         now_ms: chrono::Utc::now().timestamp_millis(),
@@ -302,6 +304,12 @@ async fn accept<'s>(
                 .into(),
         ),
     })?;
+    // Fields first, so a person who mistyped does not spend their challenge.
+    if challenge_unverified(state, form, challenge_response.as_deref(), client).await? {
+        submission
+            .spam
+            .get_or_insert(crate::domain::SpamReason::ChallengeUnverified);
+    }
     if let Some(reason) = submission.spam {
         state
             .metrics
@@ -357,6 +365,80 @@ async fn accept<'s>(
     Ok((form, recorded, spam.is_some()))
 }
 
+/// Checks the form's challenge, if it has one. `Ok(true)`: a CAPTCHA provider could not be
+/// asked, so the submission is kept but treated as spam (stored, never mailed) rather than
+/// lost or let through.
+async fn challenge_unverified(
+    state: &AppState,
+    form: &Form,
+    response: Option<&str>,
+    client: Option<std::net::IpAddr>,
+) -> Result<bool, ApiError> {
+    use crate::challenge::{Challenge, ChallengeError};
+    let Some(challenge) = &form.challenge else {
+        return Ok(false);
+    };
+    let Some(response) = response else {
+        return Err(ApiError::ChallengeRequired {
+            challenge: challenge.describe(&form.id),
+        });
+    };
+    match challenge {
+        Challenge::Pow { .. } => {
+            let solved = state
+                .pow
+                .check(&form.id, response, crate::consent::now_secs())
+                .map_err(ApiError::ChallengeFailed)?;
+            let expires_ms =
+                i64::try_from(solved.expires_at_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            if state
+                .store
+                .spend_challenge(&solved.challenge, expires_ms, now_ms)
+                .await?
+            {
+                Ok(false)
+            } else {
+                Err(ApiError::ChallengeFailed(ChallengeError::Spent))
+            }
+        }
+        Challenge::Captcha(captcha) => {
+            match crate::challenge::verify_captcha(&state.http, captcha, response, client).await {
+                Ok(true) => Ok(false),
+                Ok(false) => Err(ApiError::ChallengeFailed(ChallengeError::Invalid(
+                    "the provider did not accept it",
+                ))),
+                Err(e) => {
+                    tracing::warn!(form_id = %form.id, error = %e, "challenge unverified: kept as spam");
+                    Ok(true)
+                }
+            }
+        }
+    }
+}
+
+/// `GET /v1/forms/{form_id}/challenge`: a fresh proof-of-work challenge (ALTCHA's format) for a
+/// form that requires one. Signed, not stored: handing them out costs no database work.
+pub async fn pow_challenge(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let origin = origin(&req);
+    let form = resolve_form(&state, &req, &path, origin)?;
+    let Some(crate::challenge::Challenge::Pow { max_number }) = &form.challenge else {
+        return Err(ApiError::NotFound);
+    };
+    let challenge = state
+        .pow
+        .issue(&form.id, *max_number, crate::consent::now_secs());
+    let mut resp = HttpResponse::Ok();
+    cors(&mut resp, origin);
+    Ok(resp
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(challenge))
+}
+
 /// Reads the body up to `limit` bytes; a declared or actual larger body is refused (413).
 async fn read_body(
     req: &HttpRequest,
@@ -404,6 +486,7 @@ pub async fn list_forms(state: web::Data<AppState>) -> HttpResponse {
                 "kind": f.kind,
                 "honeypot": f.honeypot,
                 "success_message": f.success_message,
+                "challenge": f.challenge.as_ref().map(|c| c.describe(&f.id)),
                 "fields": f.fields.iter().map(|d| json!({
                     "name": d.name, "type": d.kind, "required": d.required,
                     "max_length": d.max_length, "options": d.options, "label": d.label,

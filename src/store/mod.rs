@@ -9,6 +9,7 @@
 //! contract test suite runs every behaviour against both engines.
 
 mod batch;
+mod challenges;
 mod dialect;
 mod double_opt_in;
 mod downloads;

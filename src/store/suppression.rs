@@ -111,6 +111,12 @@ impl LeadStore {
         self.suppression.derive("unsubscribe-links")
     }
 
+    /// The key proof-of-work challenges are signed with: derived from the suppression key, so
+    /// every instance on the database shares it.
+    pub fn challenge_secret(&self) -> [u8; 32] {
+        self.suppression.derive("pow-challenges")
+    }
+
     /// The suppression list's entry for an address.
     pub fn suppression_hash(&self, email: &str) -> String {
         self.suppression.hash(email)

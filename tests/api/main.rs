@@ -6,6 +6,7 @@ mod smtp;
 
 mod abuse;
 mod admin;
+mod challenge;
 mod cli;
 mod consent;
 mod email;
@@ -13,6 +14,7 @@ mod hostile;
 mod idempotency;
 mod operations;
 mod plans;
+mod properties;
 mod rate_limit;
 mod snippet;
 mod submissions;
