@@ -295,7 +295,10 @@ pub struct OutboxSettings {
     pub worker_enabled: bool,
     /// Attempts before a message is marked dead.
     pub max_attempts: u32,
-    /// Backoff after the first failure; doubles each attempt (with jitter) up to the maximum.
+    /// Backoff after the first failure; doubles each attempt (less up to 20 % jitter) up to
+    /// the maximum. The defaults (30 s doubling to 12 h, 20 attempts) keep a message alive
+    /// through more than 72 hours of provider trouble. A refusal of the message itself (550-555)
+    /// is not retried.
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
     /// How long a claimed message is reserved for its worker. A worker that dies mid-send
@@ -314,9 +317,9 @@ impl Default for OutboxSettings {
     fn default() -> Self {
         OutboxSettings {
             worker_enabled: true,
-            max_attempts: 8,
+            max_attempts: 20,
             backoff_base_ms: 30_000,
-            backoff_max_ms: 3_600_000,
+            backoff_max_ms: 43_200_000,
             lease_ms: 120_000,
             poll_interval_ms: 1000,
             batch_size: 256,

@@ -17,6 +17,11 @@ pub enum MailError {
     Build(String),
     #[error("{0}")]
     Send(String),
+    /// The server refused this message for good (a 55x answer to it): retrying cannot help.
+    /// `bounce`: the reason is the recipient's address itself (no such mailbox), so it
+    /// belongs on the suppression list.
+    #[error("{text}")]
+    Refused { text: String, bounce: bool },
 }
 
 /// Where mail goes. Cloning shares the SMTP connection pool.
@@ -88,13 +93,29 @@ impl Mailer {
                         r.message().collect::<Vec<_>>().join(" ")
                     )
                 })
-                .map_err(|e| MailError::Send(describe_send_error(&e))),
+                .map_err(|e| classify(&e)),
             Mailer::Files { transport, dir } => transport
                 .send(message)
                 .await
                 .map(|id| format!("written to {}/{id}.eml", dir.display()))
                 .map_err(|e| MailError::Send(format!("cannot write the .eml file: {e}"))),
         }
+    }
+}
+
+/// A refusal of this one message (550-555) is final; anything else (a 4xx, a timeout, a
+/// refused connection, a 5xx about the session such as failed authentication) may be the
+/// server's or the configuration's passing state, and is retried. A 550/551/553 that is not a
+/// policy refusal (enhanced code 5.7.x) says the mailbox does not exist: a hard bounce.
+fn classify(e: &lettre::transport::smtp::Error) -> MailError {
+    let text = describe_send_error(e);
+    let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+    if e.is_permanent() && matches!(code.as_str(), "550" | "551" | "552" | "553" | "554" | "555") {
+        let policy = e.to_string().contains("5.7.");
+        let bounce = matches!(code.as_str(), "550" | "551" | "553") && !policy;
+        MailError::Refused { text, bounce }
+    } else {
+        MailError::Send(text)
     }
 }
 

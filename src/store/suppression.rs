@@ -90,13 +90,37 @@ impl LeadStore {
         now_ms: i64,
         actor: &Actor,
     ) -> Result<Option<bool>, StoreError> {
+        self.suppress_lead(lead_id, ("unsubscribed", "unsubscribe"), now_ms, actor)
+            .await
+    }
+
+    /// A hard bounce of mail to the lead: their address is suppressed (reason `bounced`) and
+    /// the ledger says so. `Some(false)`: it was suppressed already.
+    pub async fn record_bounce(
+        &self,
+        lead_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<bool>, StoreError> {
+        self.suppress_lead(lead_id, ("bounced", "bounce"), now_ms, &Actor::default())
+            .await
+    }
+
+    /// Puts the lead's address on the list with `reason`, and a `ledger_kind` entry in the
+    /// ledger, in one transaction.
+    async fn suppress_lead(
+        &self,
+        lead_id: &str,
+        (reason, ledger_kind): (&str, &'static str),
+        now_ms: i64,
+        actor: &Actor,
+    ) -> Result<Option<bool>, StoreError> {
         let mut tx = self.pools.begin().await?;
         let Some(email) = lead_email(tx.exec(), lead_id).await? else {
             return Ok(None);
         };
-        let added = suppress(tx.exec(), &self.suppression, &email, "unsubscribed", now_ms).await?;
+        let added = suppress(tx.exec(), &self.suppression, &email, reason, now_ms).await?;
         if added {
-            let row = ConsentRow::by(actor, lead_id, "unsubscribe", now_ms);
+            let row = ConsentRow::by(actor, lead_id, ledger_kind, now_ms);
             tx.conn()
                 .write(None, &[consent_insert(&[row])], Frame::Plain)
                 .await?;

@@ -59,7 +59,9 @@ pub fn backoff_ms(settings: &OutboxSettings, attempts: i64) -> i64 {
         .saturating_mul(1u64 << exp)
         .min(settings.backoff_max_ms)
         .max(1);
-    let jittered = full / 2 + rand::thread_rng().gen_range(0..=full / 2);
+    // [80 %, 100 %]: enough spread to break lock-step, and the schedule's total stays
+    // predictable (the defaults keep retrying for more than 72 hours even at the low end).
+    let jittered = full - rand::thread_rng().gen_range(0..=full / 5);
     i64::try_from(jittered).unwrap_or(i64::MAX)
 }
 
@@ -246,13 +248,21 @@ impl OutboxWorker {
                 // logs or the stored error.
                 Ok(sent) => sent
                     .map(|report| crate::domain::redact_addresses(&report).into_owned())
-                    .map_err(|e| crate::domain::redact_addresses(&e.to_string()).into_owned()),
-                Err(_) => Err(format!(
+                    .map_err(|e| {
+                        let text = crate::domain::redact_addresses(&e.to_string()).into_owned();
+                        match e {
+                            crate::mail::MailError::Refused { bounce, .. } => {
+                                Failure::Refused { text, bounce }
+                            }
+                            _ => Failure::Retry(text),
+                        }
+                    }),
+                Err(_) => Err(Failure::Retry(format!(
                     "no answer from the mail server within {} s (check host, port and TLS settings)",
                     inner.send_deadline.as_secs()
-                )),
+                ))),
             },
-            Err(e) => Err(format!("cannot compose: {e}")),
+            Err(e) => Err(Failure::Retry(format!("cannot compose: {e}"))),
         };
         let now = now_ms;
         match result {
@@ -265,13 +275,31 @@ impl OutboxWorker {
                 tracing::info!(%report, "email sent");
                 Outcome::Sent(m.id)
             }
-            Err(error) => {
+            Err(failure) => {
                 inner
                     .metrics
                     .email_failures
                     .with_label_values(&[&m.kind])
                     .inc();
-                let dead = m.attempts >= m.max_attempts;
+                let (error, refused, bounce) = match failure {
+                    Failure::Retry(text) => (text, false, false),
+                    Failure::Refused { text, bounce } => (
+                        format!("refused for good, not retried: {text}"),
+                        true,
+                        bounce,
+                    ),
+                };
+                // A hard bounce of mail to the lead: their address goes on the suppression
+                // list, so nothing more is sent to a mailbox that does not exist.
+                let to_lead = crate::domain::MessageKind::parse(&m.kind)
+                    .is_some_and(|k| k != crate::domain::MessageKind::OwnerNotification);
+                if bounce && to_lead {
+                    match inner.store.record_bounce(&m.lead_id, now).await {
+                        Ok(_) => tracing::warn!("hard bounce: the address is now suppressed"),
+                        Err(e) => tracing::error!(error = %e, "could not record a hard bounce"),
+                    }
+                }
+                let dead = refused || m.attempts >= m.max_attempts;
                 let next = now + backoff_ms(&inner.settings, m.attempts);
                 if let Err(e) = inner
                     .store
@@ -291,6 +319,14 @@ impl OutboxWorker {
             }
         }
     }
+}
+
+/// Why a send failed.
+enum Failure {
+    /// Try again later (4xx, timeouts, connection or configuration trouble).
+    Retry(String),
+    /// The server refused this message for good.
+    Refused { text: String, bounce: bool },
 }
 
 enum Outcome {
@@ -313,11 +349,29 @@ mod tests {
         };
         for _ in 0..100 {
             let first = backoff_ms(&s, 1);
-            assert!((500..=1000).contains(&first), "{first}");
+            assert!((800..=1000).contains(&first), "{first}");
             let third = backoff_ms(&s, 3);
-            assert!((2000..=4000).contains(&third), "{third}");
+            assert!((3200..=4000).contains(&third), "{third}");
             let late = backoff_ms(&s, 40);
-            assert!((5000..=10_000).contains(&late), "{late}");
+            assert!((8000..=10_000).contains(&late), "{late}");
         }
+    }
+
+    #[test]
+    fn the_default_schedule_keeps_trying_for_more_than_72_hours() {
+        let s = OutboxSettings::default();
+        let attempts = i64::from(s.max_attempts);
+        // The shortest possible total: every wait at the low end of its jitter.
+        let least: i64 = (1..attempts)
+            .map(|a| {
+                let exp = u32::try_from(a - 1).unwrap().min(30);
+                let full = s
+                    .backoff_base_ms
+                    .saturating_mul(1u64 << exp)
+                    .min(s.backoff_max_ms);
+                i64::try_from(full - full / 5).unwrap()
+            })
+            .sum();
+        assert!(least >= 72 * 3_600_000, "{} h", least / 3_600_000);
     }
 }

@@ -128,26 +128,23 @@ both_backends! {
         assert_eq!(detail["emails"][0]["attempts"], 3);
     }
 
-    async fn a_permanent_5xx_goes_dead_after_the_configured_attempts_and_can_be_revived(backend: Backend) {
+    async fn a_refusal_of_the_message_goes_dead_at_once_and_can_be_revived(backend: Backend) {
         let smtp = SmtpServer::start();
-        smtp.set_mode(Mode::PermFail);
-        let app = TestApp::spawn_with(backend, |s| {
-            with_smtp(s, &smtp.url());
-            s.outbox.max_attempts = 3;
-        }).await;
+        smtp.set_mode(Mode::PolicyReject);
+        let app = TestApp::spawn_with(backend, |s| with_smtp(s, &smtp.url())).await;
         app.post_json("contact", &contact("dead@example.com")).await;
         let mut dead = 0;
         for hour in 0..5 {
             dead += app.dispatch_after(hour * 7_200_000).await.dead;
         }
         assert_eq!(dead, 1);
-        assert_eq!(smtp.rejected(), 3, "exactly max_attempts tries");
+        assert_eq!(smtp.rejected(), 1, "a 554 is final: not retried, no reputation burnt");
 
         let url = app.db.url();
         let list = cli(&["outbox", "list", "--status", "dead"], &url);
         assert!(list.status.success());
         let out = String::from_utf8_lossy(&list.stdout);
-        assert!(out.contains("dead@example.com") && out.contains("550"), "{out}");
+        assert!(out.contains("dead@example.com") && out.contains("554"), "{out}");
 
         let retry = cli(&["outbox", "retry", "--dead"], &url);
         assert!(retry.status.success(), "{}", String::from_utf8_lossy(&retry.stderr));
@@ -162,7 +159,7 @@ both_backends! {
         smtp.set_mode(Mode::PermFailNamingRecipient);
         let app = TestApp::spawn_with(backend, |s| with_smtp(s, &smtp.url())).await;
         app.post_json("contact", &contact("echoed.person@example.com")).await;
-        assert_eq!(app.dispatch().await.failed, 1);
+        assert_eq!(app.dispatch().await.dead, 1, "user unknown is final");
         assert_eq!(smtp.rejected(), 1, "the server did name the recipient in its refusal");
         let lead = &app.leads().await[0];
         let detail = app.admin_get(&format!("/v1/admin/leads/{}", lead["id"].as_str().unwrap())).await;
@@ -170,6 +167,53 @@ both_backends! {
         assert!(error.contains("550") && error.contains("Recipient address rejected"), "{error}");
         assert!(error.contains("<address>"), "{error}");
         assert!(!error.contains("echoed.person"), "the stored error keeps no address: {error}");
+    }
+
+    async fn mail_survives_72_hours_of_provider_trouble_with_the_default_schedule(backend: Backend) {
+        let smtp = SmtpServer::start();
+        smtp.set_mode(Mode::TempFail(u32::MAX));
+        let app = TestApp::spawn_with(backend, |s| with_smtp(s, &smtp.url())).await;
+        app.post_json("contact", &contact("patient@example.com")).await;
+        // The worker's clock is injected: step through 72 simulated hours, a round every
+        // 10 minutes, with the server answering 451 throughout.
+        let mut dead = 0;
+        let mut attempts = 0;
+        for step in 0..=(72 * 6) {
+            let r = app.dispatch_after(step * 600_000).await;
+            dead += r.dead;
+            attempts += r.failed;
+        }
+        assert_eq!(dead, 0, "nothing dies within 72 hours");
+        assert!((10..20).contains(&attempts), "{attempts} attempts, spread out rather than hammered");
+        smtp.set_mode(Mode::Accept);
+        let mut sent = 0;
+        for step in 0..=(24 * 6) {
+            sent += app.dispatch_after((72 * 6 + step) * 600_000).await.sent;
+        }
+        assert_eq!(sent, 1, "delivered once the provider is back");
+    }
+
+    async fn a_hard_bounce_suppresses_the_address_and_nothing_more_is_sent(backend: Backend) {
+        let smtp = SmtpServer::start();
+        smtp.set_mode(Mode::PermFail);
+        let app = TestApp::spawn_with(backend, |s| {
+            with_smtp(s, &smtp.url());
+            s.outbox.follow_up_window_secs = 0;
+            s.forms[1].notify = vec!["owner@example.com".into()];
+        }).await;
+        app.post_json("contact", &contact("nobody@example.com")).await;
+        let r = app.dispatch().await;
+        assert_eq!(r.dead, 2, "the follow-up and the owner's notification, both refused 550");
+        let lead = app.leads().await[0]["id"].as_str().unwrap().to_string();
+        let record = app.admin_get(&format!("/v1/admin/leads/{lead}/export")).await;
+        assert_eq!(record["suppressed"], true, "{record}");
+        assert!(record["consents"].as_array().unwrap().iter().any(|c| c["kind"] == "bounce"));
+        smtp.set_mode(Mode::Accept);
+        app.post_json("contact", &contact("nobody@example.com")).await;
+        app.dispatch().await;
+        let got = smtp.received();
+        assert!(got.iter().all(|m| m.to[0] == "owner@example.com"), "no more mail to a mailbox that does not exist");
+        assert_eq!(got.len(), 1);
     }
 
     async fn ten_submissions_in_a_minute_get_one_follow_up(backend: Backend) {

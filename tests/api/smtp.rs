@@ -17,6 +17,8 @@ pub enum Mode {
     PermFail,
     /// Answer 550 naming the recipient, as Postfix does.
     PermFailNamingRecipient,
+    /// Answer 554 5.7.1 (a policy refusal of the message: not a bounce of the address).
+    PolicyReject,
     /// Accept, after this long.
     Slow(Duration),
 }
@@ -73,6 +75,10 @@ impl Handler for SinkHandler {
                 Some(Response::custom(451, "4.3.0 Try again later".into()))
             }
             Mode::PermFail => Some(Response::custom(550, "5.1.1 Mailbox unavailable".into())),
+            Mode::PolicyReject => Some(Response::custom(
+                554,
+                "5.7.1 Message rejected as spam".into(),
+            )),
             Mode::PermFailNamingRecipient => Some(Response::custom(
                 550,
                 format!(
