@@ -23,6 +23,7 @@ fn demo(id: &str, kind: FormKind, fields: Vec<FieldConfig>, message: &str) -> Fo
         require_origin: false,
         redirect_url: None,
         success_message: Some(message.into()),
+        confirmed_message: None,
         follow_up: EmailTemplateConfig::default(),
         notify: Vec::new(),
         download_url: None,

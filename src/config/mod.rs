@@ -506,6 +506,10 @@ pub struct FormConfig {
     /// Shown by the thank-you page and the embed script.
     #[serde(default)]
     pub success_message: Option<String>,
+    /// Double opt-in forms: shown once the person has confirmed (the confirmation page and the
+    /// welcome email), where the success message ("please confirm…") no longer fits.
+    #[serde(default)]
+    pub confirmed_message: Option<String>,
     /// The follow-up email to the person; defaults read well when absent.
     #[serde(default)]
     pub follow_up: EmailTemplateConfig,

@@ -57,6 +57,8 @@ pub struct Form {
     pub require_origin: bool,
     pub redirect_url: Option<String>,
     pub success_message: String,
+    /// What a double opt-in form says once the person has confirmed (page and welcome email).
+    pub confirmed_message: String,
     pub honeypot: String,
     pub min_submit_ms: u64,
     pub extra_fields: ExtraFields,
@@ -278,6 +280,13 @@ fn compile(index: usize, cfg: &FormConfig, min_submit_ms: u64) -> Result<Form, C
         origins,
         require_origin: cfg.require_origin,
         redirect_url: cfg.redirect_url.clone(),
+        confirmed_message: cfg.confirmed_message.clone().unwrap_or_else(|| {
+            if cfg.download_url.is_some() || cfg.download_file.is_some() {
+                "Thank you for confirming. Your download is ready.".into()
+            } else {
+                "Thank you for confirming: you are subscribed.".into()
+            }
+        }),
         success_message: cfg
             .success_message
             .clone()

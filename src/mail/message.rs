@@ -156,7 +156,13 @@ impl Composer {
         let form_ctx = FormContext {
             id: &form.id,
             kind: form.kind,
-            success_message: &form.success_message,
+            // Follow-ups of double opt-in forms go out once the person has confirmed: "please
+            // confirm" no longer fits there.
+            success_message: if form.double_opt_in {
+                &form.confirmed_message
+            } else {
+                &form.success_message
+            },
         };
         let download_url = m
             .download_expires_at_ms

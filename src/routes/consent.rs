@@ -146,7 +146,7 @@ pub async fn confirm(
                 StatusCode::OK,
                 &Notice {
                     title: "Thank you: you are confirmed",
-                    message: form.map_or_else(String::new, |f| f.success_message.clone()),
+                    message: form.map_or_else(String::new, |f| f.confirmed_message.clone()),
                     link_text: link.as_ref().map(|_| "Download your copy"),
                     link,
                     ..Notice::default()

@@ -133,12 +133,16 @@ both_backends! {
         // The button: confirmed, recorded, and now the follow-up goes out.
         let done = post_form_url(&app, &confirm, "").await;
         assert_eq!(done.status(), 200);
-        assert!(done.text().await.unwrap().contains("you are confirmed"));
+        let html = done.text().await.unwrap();
+        assert!(html.contains("you are confirmed") && html.contains("you are subscribed"), "{html}");
+        assert!(!html.contains("Please confirm"), "the page no longer asks to confirm: {html}");
         app.dispatch().await;
         let got = smtp.received();
         assert_eq!(got.len(), 2);
         assert_eq!(got[1].to, vec!["dee@example.com"]);
         assert_eq!(subject(&got[1]), "Welcome aboard");
+        assert!(!got[1].text().contains("Please confirm"), "{}", got[1].text());
+        assert!(got[1].text().contains("you are subscribed"), "{}", got[1].text());
         assert!(header(&got[1], "List-Unsubscribe").is_some());
         let record = export(&app, &lead_id).await;
         let first = record["submissions"].as_array().unwrap().iter()
