@@ -11,5 +11,6 @@ pub mod routes;
 pub mod snippet;
 pub mod startup;
 pub mod store;
+pub mod supervisor;
 pub mod telemetry;
 pub mod worker;

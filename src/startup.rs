@@ -57,6 +57,11 @@ pub struct AppState {
     pub writer: crate::store::writer::SubmissionWriter,
     /// Bodies arriving right now, per client (see [`crate::routes::body_deadline`]).
     pub body_reads: crate::routes::BodyReads,
+    /// Which supervised background tasks are running (for `/readyz`).
+    pub health: crate::supervisor::TaskHealth,
+    /// Faults to inject into background tasks (fault tests only).
+    #[doc(hidden)]
+    pub faults: crate::supervisor::Faults,
     /// Signs and checks forms' proof-of-work challenges.
     pub pow: crate::challenge::PowKey,
     /// Asks CAPTCHA providers whether a token passed (the one outbound call a request
@@ -207,6 +212,8 @@ impl Application {
             crate::store::Backend::Sqlite => 1,
             crate::store::Backend::Postgres => settings.writer.postgres_writers.max(1),
         };
+        let health = crate::supervisor::TaskHealth::default();
+        let faults = crate::supervisor::Faults::default();
         let writer = crate::store::writer::SubmissionWriter::start(
             store.clone(),
             crate::store::writer::WriterConfig {
@@ -216,8 +223,11 @@ impl Application {
                 writers,
             },
             metrics.clone(),
+            (&health, &faults),
         );
         let state = web::Data::new(AppState {
+            health: health.clone(),
+            faults: faults.clone(),
             writer,
             body_reads: crate::routes::BodyReads::new(settings.server.max_body_reads_per_client),
             pow: crate::challenge::PowKey::new(&store.challenge_secret()),
@@ -291,11 +301,23 @@ impl Application {
             }
         });
         let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
-        let worker_task = state
-            .settings
-            .outbox
-            .worker_enabled
-            .then(|| tokio::spawn(worker.clone().run(stop_rx)));
+        let worker_task = state.settings.outbox.worker_enabled.then(|| {
+            let (worker, faults) = (worker.clone(), state.faults.clone());
+            crate::supervisor::supervise(
+                "outbox_worker",
+                &state.health,
+                state.metrics.clone(),
+                move || {
+                    let (worker, faults, stop_rx) =
+                        (worker.clone(), faults.clone(), stop_rx.clone());
+                    async move {
+                        faults.check("outbox_worker");
+                        worker.run(stop_rx).await;
+                    }
+                },
+                async {},
+            )
+        });
         Ok(Application {
             addr,
             server,

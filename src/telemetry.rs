@@ -52,6 +52,8 @@ pub struct Metrics {
     pub email_failures: IntCounterVec,
     /// Messages that ran out of attempts.
     pub emails_dead: prometheus::IntCounter,
+    /// Supervised tasks restarted after a panic, by task (`writer`, `outbox_worker`).
+    pub task_restarts: IntCounterVec,
     /// Outbox rows by status (set at scrape time from the database).
     pub outbox_depth: prometheus::IntGaugeVec,
     /// Age of the oldest message still waiting to be sent.
@@ -76,6 +78,11 @@ impl Metrics {
             "rate_limited_total",
             "Requests refused by a rate limit",
             &["scope"],
+        );
+        let task_restarts = counter(
+            "task_restarts_total",
+            "Background tasks restarted after a panic",
+            &["task"],
         );
         let spam = counter(
             "spam_total",
@@ -140,6 +147,7 @@ impl Metrics {
             outbox_oldest_waiting_seconds,
             submissions,
             rate_limited,
+            task_restarts,
             spam,
             http_duration,
             limiter_keys,

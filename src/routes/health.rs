@@ -12,6 +12,15 @@ pub async fn healthz() -> HttpResponse {
 
 /// Ready when the database answers a query.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let stopped = state.health.stopped();
+    if !stopped.is_empty() {
+        // A writer or the outbox worker kept panicking and was given up: this instance can
+        // no longer take (or follow up) leads, whatever the database says.
+        return Ok(HttpResponse::ServiceUnavailable().json(json!({
+            "status": "not ready",
+            "stopped": stopped,
+        })));
+    }
     state.store.ping().await.map_err(ApiError::from)?;
     Ok(HttpResponse::Ok()
         .json(json!({"status": "ready", "database": state.store.backend().name()})))

@@ -48,23 +48,49 @@ pub struct WriterConfig {
 }
 
 impl SubmissionWriter {
+    /// Starts the writer tasks, each supervised: restarted after a panic (the requests of the
+    /// batch it was writing get 503 and retry with their idempotency keys), given up if it
+    /// keeps panicking, and then the queue is closed so requests get 503 at once.
     pub fn start(
         store: LeadStore,
         config: WriterConfig,
         metrics: Arc<Metrics>,
+        supervision: (&crate::supervisor::TaskHealth, &crate::supervisor::Faults),
     ) -> SubmissionWriter {
+        let (health, faults) = supervision;
         let (queue, rx) = mpsc::channel(config.queue_capacity.max(1));
         let rx = Arc::new(Mutex::new(rx));
         let (stop, stop_rx) = watch::channel(false);
         let tasks = (0..config.writers.max(1))
             .map(|_| {
-                tokio::spawn(run(
+                let (store, rx, stop_rx, metrics_for_task, faults) = (
                     store.clone(),
                     rx.clone(),
                     stop_rx.clone(),
-                    config,
                     metrics.clone(),
-                ))
+                    faults.clone(),
+                );
+                let closing = rx.clone();
+                crate::supervisor::supervise(
+                    "writer",
+                    health,
+                    metrics.clone(),
+                    move || {
+                        run(
+                            store.clone(),
+                            rx.clone(),
+                            stop_rx.clone(),
+                            config,
+                            metrics_for_task.clone(),
+                            faults.clone(),
+                        )
+                    },
+                    async move {
+                        let mut rx = closing.lock().await;
+                        rx.close();
+                        while rx.try_recv().is_ok() {} // their requests get 503
+                    },
+                )
             })
             .collect();
         SubmissionWriter {
@@ -117,6 +143,7 @@ async fn run(
     mut stop: watch::Receiver<bool>,
     config: WriterConfig,
     metrics: Arc<Metrics>,
+    faults: crate::supervisor::Faults,
 ) {
     let mut session: Option<(WriteConn, Instant)> = None;
     loop {
@@ -151,6 +178,7 @@ async fn run(
             }
             batch
         };
+        faults.check("writer");
         // Past its turn (or unusable), the connection goes back before a new one is taken: on
         // SQLite it is the only one.
         session = session.filter(|(conn, since)| since.elapsed() < HOLD && conn.is_usable());

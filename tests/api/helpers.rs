@@ -156,6 +156,8 @@ pub struct TestApp {
     /// The app's outbox worker. The background loop is off in tests unless a test turns it on;
     /// tests drive delivery deterministically with [`TestApp::dispatch`].
     pub worker: inlet::worker::OutboxWorker,
+    /// The running application's state (fault tests inject faults through it).
+    pub state: actix_web::web::Data<inlet::startup::AppState>,
     /// Stops the HTTP server (gracefully with `stop(true)`).
     pub handle: actix_web::dev::ServerHandle,
     /// The task running the application; finishes after a stop.
@@ -202,11 +204,13 @@ impl TestApp {
             .expect("application builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let worker = app.outbox_worker();
+        let state = app.state();
         let handle = app.handle();
         let running = tokio::spawn(app.run_until_stopped());
         TestApp {
             address,
             worker,
+            state,
             handle,
             running,
             client: reqwest::Client::builder()
@@ -249,6 +253,29 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    /// A plain GET of one of the app's paths.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Posts until the answer is 201 or 5 s have passed (waiting for the server to recover,
+    /// not a timing assertion); returns the last status.
+    pub async fn post_until_created(&self, form: &str, body: &Value) -> u16 {
+        let mut status = 0;
+        for _ in 0..50 {
+            status = self.post_json(form, body).await.status().as_u16();
+            if status == 201 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        status
     }
 
     /// A plain HTML form post (no JavaScript): urlencoded, browser-like Accept.

@@ -107,3 +107,46 @@ both_backends! {
         }
     }
 }
+
+/// Issue 14, item 5: a writer or the outbox worker that panics is restarted and counted; one
+/// that keeps panicking is given up and `/readyz` says so.
+#[tokio::test]
+async fn panicking_background_tasks_are_restarted_and_a_crash_loop_shows_in_readyz() {
+    let smtp = crate::smtp::SmtpServer::start();
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        crate::consent::with_smtp(s, &smtp);
+        s.outbox.worker_enabled = true;
+    })
+    .await;
+    let state = app.state.clone();
+
+    // One writer panic: the batch it held gets 503 (retryable), the next request is taken.
+    state.faults.inject("writer", 1);
+    let failed = app
+        .post_json("contact", &contact("first@example.com"))
+        .await;
+    assert_eq!(failed.status(), 503);
+    assert_eq!(
+        app.post_until_created("contact", &contact("second@example.com"))
+            .await,
+        201,
+        "the writer was restarted"
+    );
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains("inlet_task_restarts_total{task=\"writer\"} 1"),
+        "{text}"
+    );
+    assert_eq!(app.get("/readyz").await.status(), 200);
+
+    // A crash loop: given up, /readyz turns red, and submissions get 503 at once (not a hang).
+    state.faults.inject("writer", u32::MAX);
+    for _ in 0..=inlet::supervisor::MAX_RESTARTS + 1 {
+        let r = app.post_json("contact", &contact("loop@example.com")).await;
+        assert_eq!(r.status(), 503);
+    }
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["stopped"], serde_json::json!(["writer"]));
+}
