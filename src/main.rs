@@ -37,6 +37,13 @@ enum Command {
     },
     /// Run database migrations and exit.
     Migrate,
+    /// Ask a running Inlet whether it is ready (`GET /readyz`); exit 0 if so, 1 if not. For
+    /// container health checks (the image has no curl).
+    Healthcheck {
+        /// Base URL to ask; default: server.bind (0.0.0.0 asked as 127.0.0.1).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Print the effective configuration (secrets redacted) and check it.
     CheckConfig,
     /// Send one test email through the configured transport and report what happened.
@@ -161,6 +168,7 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
             }
             Err(e) => fail(2, StartupError::Database(e)),
         },
+        Command::Healthcheck { url } => healthcheck(url, &settings).await,
         Command::Snippet { json } => {
             let base = settings
                 .server
@@ -275,6 +283,38 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
                 Err(e) => fail(1, e),
             }
         }
+    }
+}
+
+/// `inlet healthcheck`: one `GET /readyz` with a short deadline.
+async fn healthcheck(url: Option<String>, settings: &Settings) -> ExitCode {
+    let base = url.unwrap_or_else(|| {
+        let bind = settings
+            .server
+            .bind
+            .replace("0.0.0.0", "127.0.0.1")
+            .replace("[::]", "[::1]");
+        format!("http://{bind}")
+    });
+    let target = format!("{}/readyz", base.trim_end_matches('/'));
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(1, e),
+    };
+    match client.get(&target).send().await {
+        Ok(r) if r.status().is_success() => {
+            println!("ready: {target}");
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            fail(1, format!("not ready: {target} answered {status}: {body}"))
+        }
+        Err(e) => fail(1, format!("not ready: {target}: {}", e.without_url())),
     }
 }
 

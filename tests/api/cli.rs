@@ -435,3 +435,26 @@ fields = [{ name = "email", type = "email", required = true }, { name = "name", 
     );
     assert!(!stderr(&quiet).contains("warning"), "{}", stderr(&quiet));
 }
+
+#[tokio::test]
+async fn healthcheck_exits_0_for_a_ready_inlet_and_1_otherwise() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = app.address.clone();
+    let ok = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || inlet(&["healthcheck", "--url", &url], &[], &dir)
+    })
+    .await
+    .unwrap();
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("ready"));
+    let port = crate::smtp::SmtpServer::reserve_port();
+    let down = inlet(
+        &["healthcheck", "--url", &format!("http://127.0.0.1:{port}")],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(down.status.code(), Some(1));
+    assert!(stderr(&down).contains("not ready"), "{}", stderr(&down));
+}
