@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::domain::Attribution;
 use crate::forms::FormRegistry;
-use crate::store::{LeadQuery, LeadRecord, LeadStore, StoreError, SubmissionRecord};
+use crate::store::{LeadQuery, LeadRecord, LeadStatus, LeadStore, StoreError, SubmissionRecord};
 
 pub fn rfc3339(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms)
@@ -33,10 +33,11 @@ pub fn submission_json(s: &SubmissionRecord) -> Value {
     })
 }
 
-pub fn lead_json(l: &LeadRecord) -> Value {
+pub fn lead_json(l: &LeadRecord, status: Option<LeadStatus>) -> Value {
     json!({
         "id": l.id,
         "email": l.email,
+        "status": status.map(LeadStatus::as_str),
         "created_at": rfc3339(l.created_at_ms),
         "updated_at": rfc3339(l.updated_at_ms),
         "submission_count": l.submission_count,
@@ -69,9 +70,11 @@ pub fn neutralise(cell: &str) -> String {
     }
 }
 
-const FIXED: [&str; 7] = [
+const FIXED: [&str; 9] = [
     "lead_id",
     "email",
+    "status",
+    "confirmed_at",
     "lead_created_at",
     "lead_updated_at",
     "submission_count",
@@ -79,12 +82,14 @@ const FIXED: [&str; 7] = [
     "submitted_at",
 ];
 
-/// Writes every (non-spam) lead with its latest submission, page by page (memory stays flat).
+/// Writes every (non-spam) lead with its latest submission and its status, page by page
+/// (memory stays flat); with `statuses`, only leads in one of them.
 pub async fn export_leads(
     store: &LeadStore,
     forms: &FormRegistry,
     format: ExportFormat,
     form_id: Option<String>,
+    statuses: &[LeadStatus],
     out: impl Write,
 ) -> Result<u64, ExportError> {
     // One column per declared field across the forms, in config order, email excluded.
@@ -126,13 +131,23 @@ pub async fn export_leads(
     let mut count = 0u64;
     loop {
         let page = store.list_leads(&query).await?;
+        let status_of = store.lead_statuses(&page.items).await?;
         for lead in &page.items {
+            let status = status_of
+                .get(&lead.id)
+                .copied()
+                .unwrap_or(LeadStatus::Active);
+            if !statuses.is_empty() && !statuses.contains(&status) {
+                continue;
+            }
             count += 1;
             if let Some(w) = csv_out.as_mut() {
-                w.write_record(csv_row(lead, &field_columns).iter().map(|c| neutralise(c)))?;
+                let row = csv_row(lead, status, &field_columns);
+                w.write_record(row.iter().map(|c| neutralise(c)))?;
             }
             if let Some(w) = jsonl_out.as_mut() {
-                serde_json::to_writer(&mut *w, &lead_json(lead)).map_err(std::io::Error::from)?;
+                serde_json::to_writer(&mut *w, &lead_json(lead, Some(status)))
+                    .map_err(std::io::Error::from)?;
                 w.write_all(b"\n")?;
             }
         }
@@ -154,12 +169,14 @@ pub async fn export_leads(
     Ok(count)
 }
 
-fn csv_row(lead: &LeadRecord, field_columns: &[String]) -> Vec<String> {
+fn csv_row(lead: &LeadRecord, status: LeadStatus, field_columns: &[String]) -> Vec<String> {
     let s = &lead.latest_submission;
     let a = &s.attribution;
     let mut row = vec![
         lead.id.clone(),
         lead.email.clone(),
+        status.as_str().to_string(),
+        s.confirmed_at_ms.map(rfc3339).unwrap_or_default(),
         rfc3339(lead.created_at_ms),
         rfc3339(lead.updated_at_ms),
         lead.submission_count.to_string(),

@@ -100,6 +100,10 @@ enum LeadsCommand {
         /// Only leads with a submission on this form.
         #[arg(long)]
         form: Option<String>,
+        /// Only leads in these states (comma-separated), e.g. `--status active,confirmed` for
+        /// the people who may be mailed.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        status: Vec<inlet::store::LeadStatus>,
     },
     /// Print everything held about one person (as GET /v1/admin/leads/{id}/export).
     Show { email: String },
@@ -260,7 +264,12 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
             code
         }
         Command::Leads {
-            command: LeadsCommand::Export { format, form },
+            command:
+                LeadsCommand::Export {
+                    format,
+                    form,
+                    status,
+                },
         } => {
             let forms = match inlet::forms::FormRegistry::build(&settings) {
                 Ok(f) => f,
@@ -271,9 +280,15 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
                     Ok(s) => s,
                     Err(e) => return fail(2, StartupError::Database(e)),
                 };
-            let result =
-                inlet::export::export_leads(&store, &forms, format, form, std::io::stdout().lock())
-                    .await;
+            let result = inlet::export::export_leads(
+                &store,
+                &forms,
+                format,
+                form,
+                &status,
+                std::io::stdout().lock(),
+            )
+            .await;
             store.close().await;
             match result {
                 Ok(n) => {

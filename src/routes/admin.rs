@@ -182,7 +182,12 @@ pub async fn list_leads(
             limit: c.limit,
         })
         .await?;
-    let leads: Vec<_> = page.items.iter().map(crate::export::lead_json).collect();
+    let status = state.store.lead_statuses(&page.items).await?;
+    let leads: Vec<_> = page
+        .items
+        .iter()
+        .map(|l| crate::export::lead_json(l, status.get(&l.id).copied()))
+        .collect();
     Ok(no_store(
         json!({ "leads": leads, "next_cursor": page.next_cursor }),
     ))

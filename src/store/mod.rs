@@ -27,6 +27,7 @@ mod seed;
 mod signing_keys;
 mod sql;
 mod sqlite;
+mod status;
 mod suppression;
 pub mod writer;
 
@@ -41,6 +42,7 @@ pub use models::{
 pub use outbox::{ClaimedMessage, OutboxRecord, OutboxStats, RetryTarget};
 pub use plans::QueryPlan;
 pub use retention::RetentionReport;
+pub use status::LeadStatus;
 
 use crate::config::DatabaseSettings;
 use pools::Pools;

@@ -334,6 +334,56 @@ both_backends! {
         assert_eq!(lines[0]["latest_submission"]["fields"]["name"], "+Plus", "JSON keeps values exact");
     }
 
+    async fn exports_carry_each_leads_status_and_filter_by_it(backend: Backend) {
+        const KEY: &str = "export test signing key 0123456789abcdef";
+        let app = TestApp::spawn_with(backend, |s| {
+            s.consent.signing_keys = vec![secrecy::SecretString::from(KEY)];
+        })
+        .await;
+        app.post_json("contact", &contact("active@example.com")).await;
+        app.post_json("newsletter", &serde_json::json!({"email": "pending@example.com"})).await;
+        let r = app.post_json("newsletter", &serde_json::json!({"email": "confirmed@example.com"})).await;
+        let id = r.json::<serde_json::Value>().await.unwrap()["submission_id"].as_str().unwrap().to_string();
+        let token = inlet::consent::Signer::new([KEY.as_bytes()])
+            .sign(inlet::consent::LinkKind::Confirm, &id, inlet::consent::now_secs() + 3600);
+        let done = app.client.post(app.url(&format!("/v1/confirm/{token}"))).send().await.unwrap();
+        assert_eq!(done.status(), 200);
+        app.post_json("contact", &contact("leaver@example.com")).await;
+        let url = app.db.url();
+        let env = [("DATABASE_URL", url.as_str())];
+        assert!(inlet(&["leads", "unsubscribe", "leaver@example.com"], &env, app.dir.path()).status.success());
+
+        let out = inlet(&["leads", "export", "--format", "csv"], &env, app.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let csv = stdout(&out);
+        let mut reader = csv::Reader::from_reader(csv.as_bytes());
+        let headers = reader.headers().unwrap().clone();
+        let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+        let mut got: Vec<(String, String, bool)> = reader
+            .records()
+            .map(Result::unwrap)
+            .map(|r| (r[col("email")].to_string(), r[col("status")].to_string(), !r[col("confirmed_at")].is_empty()))
+            .collect();
+        got.sort();
+        assert_eq!(got, vec![
+            ("active@example.com".into(), "active".into(), false),
+            ("confirmed@example.com".into(), "confirmed".into(), true),
+            ("leaver@example.com".into(), "unsubscribed".into(), false),
+            ("pending@example.com".into(), "pending".into(), false),
+        ]);
+
+        let out = inlet(&["leads", "export", "--format", "jsonl", "--status", "active,confirmed"], &env, app.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut mailable: Vec<String> = stdout(&out).lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["email"].as_str().unwrap().to_string())
+            .collect();
+        mailable.sort();
+        assert_eq!(mailable, ["active@example.com", "confirmed@example.com"], "only people who may be mailed");
+        let leads = app.leads().await;
+        let status = |e: &str| leads.iter().find(|l| l["email"] == e).unwrap()["status"].clone();
+        assert_eq!(status("pending@example.com"), "pending", "the admin API says it too");
+    }
+
     async fn leads_show_unsubscribe_and_erase_work_by_address(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let mut c = contact("cli.person@example.com");
