@@ -12,14 +12,14 @@
 use std::net::IpAddr;
 
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::forms::RawPayload;
 
-type HmacSha256 = Hmac<Sha256>;
+use crate::consent::HmacSha256;
 
 /// How long an issued proof-of-work challenge may be solved and spent.
 pub const POW_TTL_SECS: u64 = 600;
@@ -185,7 +185,7 @@ fn sha256_hex(salt: &str, number: u64) -> String {
 impl PowKey {
     pub fn new(secret: &[u8]) -> PowKey {
         PowKey {
-            mac: HmacSha256::new_from_slice(secret).expect("HMAC takes any key length"),
+            mac: crate::consent::hmac_sha256(secret),
         }
     }
 

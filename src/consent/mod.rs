@@ -15,7 +15,13 @@ use sha2::{Digest, Sha256};
 
 pub use asset::{DownloadAsset, ResolvedAssets};
 
-type HmacSha256 = Hmac<Sha256>;
+pub(crate) type HmacSha256 = Hmac<Sha256>;
+
+/// HMAC-SHA256 keyed with `key`. HMAC takes a key of any length (longer ones are hashed), so
+/// this cannot fail whatever the key; the `Result` of `new_from_slice` is the generic API's.
+pub(crate) fn hmac_sha256(key: &[u8]) -> HmacSha256 {
+    HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
+}
 
 /// What a link is for; a token made for one purpose never works for another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +128,7 @@ impl Signer {
     }
 
     fn mac(key: &Key, message: &str) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&key.secret).expect("HMAC takes any key length");
+        let mut mac = hmac_sha256(&key.secret);
         mac.update(message.as_bytes());
         mac
     }
@@ -321,7 +327,7 @@ impl std::fmt::Debug for SuppressionKey {
 impl SuppressionKey {
     pub fn new(secret: &[u8]) -> SuppressionKey {
         SuppressionKey {
-            mac: HmacSha256::new_from_slice(secret).expect("HMAC takes any key length"),
+            mac: hmac_sha256(secret),
         }
     }
 
