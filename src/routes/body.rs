@@ -145,11 +145,6 @@ impl BodyReads {
         *n += 1;
         Some(Reading(Some((self.clone(), key))))
     }
-
-    /// Clients with a body arriving now (for tests and metrics).
-    pub fn clients(&self) -> usize {
-        self.counts.lock().map_or(0, |c| c.len())
-    }
 }
 
 /// One body being read; stops counting when dropped.

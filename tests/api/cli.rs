@@ -20,6 +20,17 @@ fn inlet(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Output {
     cmd.output().expect("run inlet")
 }
 
+/// `inlet check-config --config FILE` on `toml` written to `dir/inlet.toml`.
+fn check_config_file(dir: &std::path::Path, toml: &str, env: &[(&str, &str)]) -> Output {
+    let file = dir.join("inlet.toml");
+    std::fs::write(&file, toml).unwrap();
+    inlet(
+        &["check-config", "--config", file.to_str().unwrap()],
+        env,
+        dir,
+    )
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -77,9 +88,8 @@ fn a_short_or_placeholder_admin_token_refuses_to_start() {
 #[test]
 fn require_origin_without_a_list_of_origins_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("inlet.toml");
-    std::fs::write(
-        &file,
+    let out = check_config_file(
+        dir.path(),
         r#"
 [[forms]]
 id = "open"
@@ -88,12 +98,7 @@ allowed_origins = ["*"]
 require_origin = true
 fields = [{ name = "email", type = "email", required = true }]
 "#,
-    )
-    .unwrap();
-    let out = inlet(
-        &["check-config", "--config", file.to_str().unwrap()],
         &[],
-        dir.path(),
     );
     assert!(!out.status.success());
     let err = stderr(&out);
@@ -106,9 +111,8 @@ fields = [{ name = "email", type = "email", required = true }]
 #[test]
 fn a_config_file_is_read_and_the_environment_wins() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("inlet.toml");
-    std::fs::write(
-        &file,
+    let out = check_config_file(
+        dir.path(),
         r#"
 [server]
 bind = "127.0.0.1:9999"
@@ -121,12 +125,7 @@ fields = [
   { name = "team_size", type = "select", options = ["1-10", "11-50"] },
 ]
 "#,
-    )
-    .unwrap();
-    let out = inlet(
-        &["check-config", "--config", file.to_str().unwrap()],
         &[("INLET_BIND", "127.0.0.1:7777")],
-        dir.path(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -446,9 +445,8 @@ fn snippet_prints_pinned_tags_with_the_integrity_of_the_served_bytes() {
 #[test]
 fn check_config_warns_about_a_form_that_would_relay_typed_text() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("inlet.toml");
-    std::fs::write(
-        &file,
+    let out = check_config_file(
+        dir.path(),
         r#"
 [[forms]]
 id = "chatty"
@@ -457,12 +455,7 @@ allowed_origins = ["*"]
 personalize_unconfirmed = true
 fields = [{ name = "email", type = "email", required = true }, { name = "name", type = "text" }]
 "#,
-    )
-    .unwrap();
-    let out = inlet(
-        &["check-config", "--config", file.to_str().unwrap()],
         &[],
-        dir.path(),
     );
     assert!(
         out.status.success(),
