@@ -233,7 +233,7 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
                     Ok(s) => s,
                     Err(e) => return fail(2, StartupError::Database(e)),
                 };
-            let now = chrono::Utc::now().timestamp_millis();
+            let now = inlet::clock::Clock::system().now_ms();
             let result = store.apply_retention(now, &settings.retention).await;
             store.close().await;
             match result {
@@ -350,7 +350,7 @@ async fn person(store: &LeadStore, command: LeadsCommand) -> ExitCode {
         Ok(None) => return fail(1, "no lead with that address"),
         Err(e) => return fail(1, e),
     };
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = inlet::clock::Clock::system().now_ms();
     let result = match command {
         LeadsCommand::Show { .. } => store
             .export_lead(&lead)
@@ -410,7 +410,10 @@ async fn outbox(store: &LeadStore, command: OutboxCommand) -> ExitCode {
                 (Some(id), false) => inlet::store::RetryTarget::One(id),
                 _ => inlet::store::RetryTarget::AllDead,
             };
-            match store.retry_outbox(&target, inlet::worker::now_ms()).await {
+            match store
+                .retry_outbox(&target, inlet::clock::Clock::system().now_ms())
+                .await
+            {
                 Ok(0) => fail(1, "no dead or failed message matched"),
                 Ok(n) => {
                     println!("{n} messages due again; a running Inlet sends them within its poll interval");

@@ -37,6 +37,8 @@ pub enum StartupError {
 
 /// Everything a handler needs; owned by the app (no globals), shared through `web::Data`.
 pub struct AppState {
+    /// What every time-dependent decision reads (see [`crate::clock`]).
+    pub clock: crate::clock::Clock,
     pub settings: Arc<Settings>,
     pub forms: FormRegistry,
     pub store: LeadStore,
@@ -145,6 +147,14 @@ impl Application {
     /// Builds every part once (each checked as it is built; the values were checked when the
     /// settings were loaded), opens the database (running migrations), binds the listener.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        Self::build_with_clock(settings, crate::clock::Clock::system()).await
+    }
+
+    /// [`Application::build`] on a given clock (tests pass an adjustable one).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: crate::clock::Clock,
+    ) -> Result<Application, StartupError> {
         settings.validate_scalars()?;
         let store = LeadStore::connect(&settings.database, settings.suppression_key())
             .await
@@ -190,24 +200,26 @@ impl Application {
             &public_url,
             &settings.consent,
             default_from.email.domain(),
+            clock.clone(),
         ));
         let metrics = Arc::new(Metrics::new());
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
-        let worker = OutboxWorker::new(
-            store.clone(),
+        let worker = OutboxWorker::new(crate::worker::WorkerParts {
+            store: store.clone(),
             mailer,
-            Composer::new(
+            composer: Composer::new(
                 templates.clone(),
                 forms.clone(),
                 default_from,
                 links.clone(),
                 dkim,
             ),
-            settings.outbox.clone(),
-            metrics.clone(),
-            outbox_wake.clone(),
-            Duration::from_secs(settings.mail.timeout_secs.saturating_mul(3).max(1)),
-        );
+            settings: settings.outbox.clone(),
+            metrics: metrics.clone(),
+            wake: outbox_wake.clone(),
+            send_deadline: Duration::from_secs(settings.mail.timeout_secs.saturating_mul(3).max(1)),
+            clock: clock.clone(),
+        });
         let writers = match store.backend() {
             crate::store::Backend::Sqlite => 1,
             crate::store::Backend::Postgres => settings.writer.postgres_writers.max(1),
@@ -226,6 +238,7 @@ impl Application {
             (&health, &faults),
         );
         let state = web::Data::new(AppState {
+            clock,
             health: health.clone(),
             faults: faults.clone(),
             writer,
@@ -286,7 +299,7 @@ impl Application {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                let now = chrono::Utc::now().timestamp_millis();
+                let now = retention_state.clock.now_ms();
                 match retention_state
                     .store
                     .apply_retention(now, &retention_state.settings.retention)

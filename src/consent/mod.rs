@@ -7,8 +7,6 @@
 
 mod asset;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -91,12 +89,6 @@ impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Signer({} keys)", self.keys.len())
     }
-}
-
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -194,6 +186,7 @@ pub struct Links {
     public_url: String,
     settings: crate::config::ConsentSettings,
     mailto: String,
+    clock: crate::clock::Clock,
 }
 
 impl Links {
@@ -202,6 +195,7 @@ impl Links {
         public_url: &str,
         settings: &crate::config::ConsentSettings,
         from_domain: &str,
+        clock: crate::clock::Clock,
     ) -> Links {
         Links {
             signer,
@@ -211,6 +205,7 @@ impl Links {
                 .clone()
                 .unwrap_or_else(|| format!("unsubscribe@{from_domain}")),
             settings: settings.clone(),
+            clock,
         }
     }
 
@@ -264,15 +259,16 @@ impl Links {
     }
 
     pub fn verify(&self, kind: LinkKind, token: &str) -> Result<Link, LinkError> {
-        self.signer.verify(kind, token, now_secs())
+        self.signer.verify(kind, token, self.clock.now_secs())
     }
 
     pub fn verify_signature(&self, kind: LinkKind, token: &str) -> Result<Link, LinkError> {
         self.signer.verify_signature(kind, token)
     }
 
-    /// Whether an (expired) download link may still ask for a fresh one at `now_secs`.
-    pub fn renewable(&self, link: &Link, now_secs: u64) -> bool {
+    /// Whether an (expired) download link may still ask for a fresh one now.
+    pub fn renewable(&self, link: &Link) -> bool {
+        let now_secs = self.clock.now_secs();
         link.expires_at_secs == 0
             || link
                 .expires_at_secs

@@ -298,7 +298,7 @@ pub async fn erase_lead(
 ) -> Result<HttpResponse, ApiError> {
     let removed = state
         .store
-        .erase_lead(&path, chrono::Utc::now().timestamp_millis())
+        .erase_lead(&path, state.clock.now_ms())
         .await?
         .ok_or(ApiError::NotFound)?;
     tracing::info!(lead_id = %path, submissions = removed, "lead erased");

@@ -14,10 +14,6 @@ use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::store::{ConfirmOutcome, ResendOutcome};
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 fn page(
     state: &AppState,
     status: StatusCode,
@@ -76,7 +72,7 @@ pub async fn confirm_page(token: web::Path<String>, state: web::Data<AppState>) 
             "Already confirmed",
             "Your address is confirmed. There is nothing more to do.",
         ),
-        Some(p) if p.expires_at_ms.is_some_and(|e| e <= now_ms()) => confirm_expired(&state),
+        Some(p) if p.expires_at_ms.is_some_and(|e| e <= state.clock.now_ms()) => confirm_expired(&state),
         Some(p) => state.pages.notice(
             StatusCode::OK,
             &Notice {
@@ -116,7 +112,7 @@ pub async fn confirm(
         }
         Err(e) => return store_failed(&state, e),
     };
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let form = state.forms.get(&pending.form_id);
     let email = crate::domain::EmailAddress::parse(&pending.email).ok();
     let (messages, download_until) = match (form, &email) {
@@ -174,7 +170,7 @@ fn download_expired(state: &AppState, token: &str) -> HttpResponse {
     let renewable = state
         .links
         .verify_signature(LinkKind::Download, token)
-        .is_ok_and(|link| state.links.renewable(&link, crate::consent::now_secs()));
+        .is_ok_and(|link| state.links.renewable(&link));
     if !renewable {
         return download_too_old(state);
     }
@@ -224,7 +220,7 @@ pub async fn download(
         }
         Err(e) => return store_failed(&state, e),
     };
-    let now = now_ms();
+    let now = state.clock.now_ms();
     if record.expires_at_ms <= now {
         return download_expired(&state, &token);
     }
@@ -340,10 +336,10 @@ pub async fn resend_download(token: web::Path<String>, state: web::Data<AppState
     let Ok(link) = state.links.verify_signature(LinkKind::Download, &token) else {
         return invalid(&state);
     };
-    if !state.links.renewable(&link, crate::consent::now_secs()) {
+    if !state.links.renewable(&link) {
         return download_too_old(&state);
     }
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let window = i64::try_from(
         state
             .settings
@@ -422,7 +418,7 @@ pub async fn unsubscribe(
     };
     match state
         .store
-        .unsubscribe(&link.id, now_ms(), &super::actor(&req, &state))
+        .unsubscribe(&link.id, state.clock.now_ms(), &super::actor(&req, &state))
         .await
     {
         // An erased person is suppressed already.

@@ -47,9 +47,9 @@ pub async fn metrics(
                 .with_label_values(&["failed"])
                 .set(stats.failed);
             m.outbox_depth.with_label_values(&["dead"]).set(stats.dead);
-            let age = stats.oldest_waiting_ms.map_or(0.0, |t| {
-                ((crate::worker::now_ms() - t).max(0) as f64) / 1000.0
-            });
+            let age = stats
+                .oldest_waiting_ms
+                .map_or(0.0, |t| ((state.clock.now_ms() - t).max(0) as f64) / 1000.0);
             m.outbox_oldest_waiting_seconds.set(age);
         }
         Err(e) => tracing::warn!(error = %e, "metrics: outbox stats unavailable"),

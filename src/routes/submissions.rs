@@ -238,11 +238,8 @@ pub async fn submit(
 /// A download form without double opt-in hands out its link at once (also on an idempotent
 /// replay, and to spam, which gets the same answer as a person but no download behind it).
 fn immediate_download(state: &AppState, form: &Form) -> Option<i64> {
-    (form.delivers_download && !form.double_opt_in).then(|| {
-        state
-            .links
-            .download_expiry_ms(chrono::Utc::now().timestamp_millis())
-    })
+    (form.delivers_download && !form.double_opt_in)
+        .then(|| state.links.download_expiry_ms(state.clock.now_ms()))
 }
 
 /// The whole acceptance path; returns the form, what was stored, and whether it was spam.
@@ -281,7 +278,7 @@ async fn accept<'s>(
     let challenge_response = crate::challenge::take_response(&mut payload);
 
     let ctx = ParseContext {
-        now_ms: chrono::Utc::now().timestamp_millis(),
+        now_ms: state.clock.now_ms(),
         client_ip: client
             .and_then(|ip| ClientIp::from_ip(ip, state.settings.privacy.ip, state.ip_hash_key())),
         user_agent: req
@@ -387,11 +384,11 @@ async fn challenge_unverified(
         Challenge::Pow { .. } => {
             let solved = state
                 .pow
-                .check(&form.id, response, crate::consent::now_secs())
+                .check(&form.id, response, state.clock.now_secs())
                 .map_err(ApiError::ChallengeFailed)?;
             let expires_ms =
                 i64::try_from(solved.expires_at_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-            let now_ms = chrono::Utc::now().timestamp_millis();
+            let now_ms = state.clock.now_ms();
             if state
                 .store
                 .spend_challenge(&solved.challenge, expires_ms, now_ms)
@@ -431,7 +428,7 @@ pub async fn pow_challenge(
     };
     let challenge = state
         .pow
-        .issue(&form.id, *max_number, crate::consent::now_secs());
+        .issue(&form.id, *max_number, state.clock.now_secs());
     let mut resp = HttpResponse::Ok();
     cors(&mut resp, origin);
     Ok(resp

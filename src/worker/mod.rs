@@ -27,27 +27,31 @@ pub struct RoundReport {
     pub dead: usize,
 }
 
+/// What a worker is built from (once, at startup).
+pub struct WorkerParts {
+    pub store: LeadStore,
+    pub mailer: Mailer,
+    pub composer: Composer,
+    pub settings: OutboxSettings,
+    pub metrics: Arc<Metrics>,
+    /// Notified when a submission with messages commits.
+    pub wake: Arc<Notify>,
+    /// The most one send may take, end to end.
+    pub send_deadline: Duration,
+    /// Schedules retries and decides what is due.
+    pub clock: crate::clock::Clock,
+}
+
 struct Inner {
-    store: LeadStore,
-    mailer: Mailer,
-    composer: Composer,
-    settings: OutboxSettings,
-    metrics: Arc<Metrics>,
-    wake: Arc<Notify>,
+    parts: WorkerParts,
     /// This worker's lease owner id.
     owner: String,
-    /// The most one send may take, end to end.
-    send_deadline: Duration,
 }
 
 /// Cheap to clone; every clone is the same worker (same lease owner).
 #[derive(Clone)]
 pub struct OutboxWorker {
     inner: Arc<Inner>,
-}
-
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// Backoff before attempt `attempts + 1`: base * 2^(attempts-1), capped, with jitter in
@@ -66,42 +70,33 @@ pub fn backoff_ms(settings: &OutboxSettings, attempts: i64) -> i64 {
 }
 
 impl OutboxWorker {
-    pub fn new(
-        store: LeadStore,
-        mailer: Mailer,
-        composer: Composer,
-        settings: OutboxSettings,
-        metrics: Arc<Metrics>,
-        wake: Arc<Notify>,
-        send_deadline: Duration,
-    ) -> OutboxWorker {
+    pub fn new(parts: WorkerParts) -> OutboxWorker {
         OutboxWorker {
             inner: Arc::new(Inner {
-                store,
-                mailer,
-                composer,
-                settings,
-                metrics,
-                wake,
+                parts,
                 owner: uuid::Uuid::new_v4().to_string(),
-                send_deadline,
             }),
         }
     }
 
+    /// The clock this worker schedules by.
+    pub fn clock(&self) -> &crate::clock::Clock {
+        &self.inner.parts.clock
+    }
+
     pub fn mailer(&self) -> &Mailer {
-        &self.inner.mailer
+        &self.inner.parts.mailer
     }
 
     /// Runs until `stop` turns true; the batch in flight is finished and marked first.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let poll = Duration::from_millis(self.inner.settings.poll_interval_ms.max(10));
-        tracing::info!(transport = %self.inner.mailer.describe(), "outbox worker started");
+        let poll = Duration::from_millis(self.inner.parts.settings.poll_interval_ms.max(10));
+        tracing::info!(transport = %self.inner.parts.mailer.describe(), "outbox worker started");
         loop {
             if *stop.borrow() {
                 break;
             }
-            let busy = match self.run_once(now_ms()).await {
+            let busy = match self.run_once(self.inner.parts.clock.now_ms()).await {
                 Ok(report) => report.claimed > 0,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox worker cannot reach the database; will retry");
@@ -112,7 +107,7 @@ impl OutboxWorker {
                 continue;
             }
             tokio::select! {
-                () = self.inner.wake.notified() => {}
+                () = self.inner.parts.wake.notified() => {}
                 () = tokio::time::sleep(poll) => {}
                 _ = stop.changed() => {}
             }
@@ -123,10 +118,11 @@ impl OutboxWorker {
     /// One round: claim what is due at `now_ms`, send concurrently, mark each. Public so tests
     /// can drive the worker deterministically.
     pub async fn run_once(&self, now_ms: i64) -> Result<RoundReport, StoreError> {
-        let s = &self.inner.settings;
+        let s = &self.inner.parts.settings;
         let lease = i64::try_from(s.lease_ms).unwrap_or(i64::MAX);
         let claimed = self
             .inner
+            .parts
             .store
             .claim_due(now_ms, lease, &self.inner.owner, s.batch_size)
             .await?;
@@ -171,14 +167,14 @@ impl OutboxWorker {
             .map(|m| {
                 crate::domain::MessageKind::parse(&m.kind)
                     .is_some_and(|k| k.is_marketing())
-                    .then(|| self.inner.store.suppression_hash(&m.recipient))
+                    .then(|| self.inner.parts.store.suppression_hash(&m.recipient))
             })
             .collect();
         let lookup: Vec<String> = hashes.iter().flatten().cloned().collect();
         if lookup.is_empty() {
             return Ok(claimed);
         }
-        let suppressed = self.inner.store.suppressed_among(&lookup).await?;
+        let suppressed = self.inner.parts.store.suppressed_among(&lookup).await?;
         if suppressed.is_empty() {
             return Ok(claimed);
         }
@@ -189,6 +185,7 @@ impl OutboxWorker {
         let keep: Vec<ClaimedMessage> = keep.into_iter().map(|(m, _)| m).collect();
         let ids: Vec<String> = skip.into_iter().map(|(m, _)| m.id).collect();
         self.inner
+            .parts
             .store
             .mark_skipped_many(
                 &ids,
@@ -206,6 +203,7 @@ impl OutboxWorker {
         if n > 0 {
             if let Err(e) = self
                 .inner
+                .parts
                 .store
                 .mark_sent_many(ids, &self.inner.owner, now_ms)
                 .await
@@ -239,11 +237,11 @@ impl OutboxWorker {
         let span = tracing::info_span!("outbox.deliver", outbox_id = %m.id, lead_id = %m.lead_id,
                                         form_id = %m.form_id, kind = %m.kind, attempt = m.attempts);
         let _enter = span.enter();
-        let result = match inner.composer.compose(&m) {
+        let result = match inner.parts.composer.compose(&m) {
             // A peer that never answers must not stall the queue: the whole send (connect,
             // greeting, every command) gets one deadline, and running out of it is a failure
             // that is retried like any other.
-            Ok(message) => match tokio::time::timeout(inner.send_deadline, inner.mailer.send(message)).await {
+            Ok(message) => match tokio::time::timeout(inner.parts.send_deadline, inner.parts.mailer.send(message)).await {
                 // Mail servers echo the recipient in their replies: no address reaches the
                 // logs or the stored error.
                 Ok(sent) => sent
@@ -259,7 +257,7 @@ impl OutboxWorker {
                     }),
                 Err(_) => Err(Failure::Retry(format!(
                     "no answer from the mail server within {} s (check host, port and TLS settings)",
-                    inner.send_deadline.as_secs()
+                    inner.parts.send_deadline.as_secs()
                 ))),
             },
             Err(e) => Err(Failure::Retry(format!("cannot compose: {e}"))),
@@ -268,6 +266,7 @@ impl OutboxWorker {
         match result {
             Ok(report) => {
                 inner
+                    .parts
                     .metrics
                     .emails_sent
                     .with_label_values(&[&m.kind])
@@ -277,6 +276,7 @@ impl OutboxWorker {
             }
             Err(failure) => {
                 inner
+                    .parts
                     .metrics
                     .email_failures
                     .with_label_values(&[&m.kind])
@@ -294,14 +294,15 @@ impl OutboxWorker {
                 let to_lead = crate::domain::MessageKind::parse(&m.kind)
                     .is_some_and(|k| k != crate::domain::MessageKind::OwnerNotification);
                 if bounce && to_lead {
-                    match inner.store.record_bounce(&m.lead_id, now).await {
+                    match inner.parts.store.record_bounce(&m.lead_id, now).await {
                         Ok(_) => tracing::warn!("hard bounce: the address is now suppressed"),
                         Err(e) => tracing::error!(error = %e, "could not record a hard bounce"),
                     }
                 }
                 let dead = refused || m.attempts >= m.max_attempts;
-                let next = now + backoff_ms(&inner.settings, m.attempts);
+                let next = now + backoff_ms(&inner.parts.settings, m.attempts);
                 if let Err(e) = inner
+                    .parts
                     .store
                     .mark_failed(&m.id, &inner.owner, &error, next, dead)
                     .await
@@ -309,7 +310,7 @@ impl OutboxWorker {
                     tracing::error!(error = %e, "could not record a failed attempt; the lease will expire");
                 }
                 if dead {
-                    inner.metrics.emails_dead.inc();
+                    inner.parts.metrics.emails_dead.inc();
                     tracing::error!(%error, attempts = m.attempts, "email dead after its last attempt");
                     Outcome::Dead
                 } else {

@@ -344,7 +344,7 @@ both_backends! {
         let r = app.post_json("newsletter", &serde_json::json!({"email": "confirmed@example.com"})).await;
         let id = r.json::<serde_json::Value>().await.unwrap()["submission_id"].as_str().unwrap().to_string();
         let token = inlet::consent::Signer::new([KEY.as_bytes()])
-            .sign(inlet::consent::LinkKind::Confirm, &id, inlet::consent::now_secs() + 3600);
+            .sign(inlet::consent::LinkKind::Confirm, &id, inlet::clock::Clock::system().now_secs() + 3600);
         let done = app.client.post(app.url(&format!("/v1/confirm/{token}"))).send().await.unwrap();
         assert_eq!(done.status(), 200);
         app.post_json("contact", &contact("leaver@example.com")).await;

@@ -173,7 +173,7 @@ both_backends! {
         assert_eq!(app.post_json("newsletter", &json!({"email": "late@example.com"})).await.status(), 201);
         app.dispatch().await;
         let confirm = link(&smtp.received()[0], &format!("{}/v1/confirm/", app.address));
-        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        app.advance(std::time::Duration::from_secs(2));
         let page = app.client.get(&confirm).send().await.unwrap();
         assert_eq!(page.status(), 410);
         assert!(page.text().await.unwrap().contains("expired"));
@@ -269,7 +269,7 @@ both_backends! {
         let submission = resp.json::<Value>().await.unwrap()["submission_id"].as_str().unwrap().to_string();
         // Links as Inlet signed them, expired two days and a hundred days ago (no sleeping).
         let expired = |days: u64| {
-            let when = inlet::consent::now_secs() - days * 86_400;
+            let when = app.clock.now_secs() - days * 86_400;
             let token = inlet::consent::Signer::new([SIGNING_KEY.as_bytes()])
                 .sign(inlet::consent::LinkKind::Download, &submission, when);
             format!("{}/v1/downloads/{token}", app.address)
@@ -472,7 +472,7 @@ both_backends! {
             ..Default::default()
         }, None).await.unwrap();
         let day = 86_400_000;
-        let now = inlet::worker::now_ms();
+        let now = app.clock.now_ms();
         let settings = inlet::config::RetentionSettings::default();
         let r = store.apply_retention(now + day, &settings).await.unwrap();
         assert_eq!(r, inlet::store::RetentionReport::default(), "nothing is due after a day");

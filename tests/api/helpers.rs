@@ -165,6 +165,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: TestDb,
     pub dir: tempfile::TempDir,
+    /// The application's clock; [`TestApp::advance`] moves it (no test sleeps for time to pass).
+    pub clock: inlet::clock::Clock,
 }
 
 /// Settings for tests: random port, fresh database, limits off unless a test turns them on.
@@ -199,7 +201,8 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut settings = test_settings(&db, dir.path());
         configure(&mut settings);
-        let app = Application::build(settings)
+        let clock = inlet::clock::Clock::adjustable();
+        let app = Application::build_with_clock(settings, clock.clone())
             .await
             .expect("application builds");
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -219,23 +222,28 @@ impl TestApp {
                 .expect("client"),
             db,
             dir,
+            clock,
         }
     }
 
     /// Sends every message due now, round after round, until none is left.
     pub async fn dispatch(&self) -> inlet::worker::RoundReport {
         self.worker
-            .drain(inlet::worker::now_ms())
+            .drain(self.clock.now_ms())
             .await
             .expect("dispatch")
     }
 
-    /// As [`TestApp::dispatch`], as if `ms` had passed: makes backed-off retries due.
+    /// Moves the application's clock forward by `ms`, then dispatches what is due: makes
+    /// backed-off retries due.
     pub async fn dispatch_after(&self, ms: i64) -> inlet::worker::RoundReport {
-        self.worker
-            .drain(inlet::worker::now_ms() + ms)
-            .await
-            .expect("dispatch")
+        self.advance(std::time::Duration::from_millis(u64::try_from(ms).unwrap()));
+        self.dispatch().await
+    }
+
+    /// Moves the application's clock forward (links expire, retries fall due, retention ages).
+    pub fn advance(&self, by: std::time::Duration) {
+        self.clock.advance(by);
     }
 
     pub fn url(&self, path: &str) -> String {
