@@ -301,8 +301,10 @@ pub struct OutboxSettings {
     /// is not retried.
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
-    /// How long a claimed message is reserved for its worker. A worker that dies mid-send
-    /// releases its messages when the lease expires (the one in flight may be sent twice).
+    /// How long a claimed message is reserved for its worker, at least: the worker raises it
+    /// to cover its worst round (every send running into its deadline). Leases are judged by
+    /// the database's clock and re-checked before each send. A worker that dies mid-send
+    /// releases its messages when the lease expires (the ones in flight may be sent twice).
     pub lease_ms: u64,
     /// Fallback polling when no wake-up arrives (other instances' submissions, retries).
     pub poll_interval_ms: u64,

@@ -12,6 +12,9 @@ pub(super) struct Dialect {
     pub anonymous_placeholders: bool,
     /// Appended to the outbox claim's inner `SELECT` (`FOR UPDATE SKIP LOCKED`).
     pub claim_lock: &'static str,
+    /// The database server's clock in Unix milliseconds, as an SQL expression. Leases compare
+    /// this clock, which every instance shares, never an application's own.
+    pub now_ms: &'static str,
     /// The idempotency lookup rides inside the write transaction, under its lock (one
     /// writer), instead of running before it.
     pub probe_in_transaction: bool,

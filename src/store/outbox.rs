@@ -92,7 +92,9 @@ pub(super) fn window_lookup<'a>(lead_ids: impl IntoIterator<Item = &'a str>) -> 
 }
 
 /// Due messages leased to `owner`, oldest due first, through `outbox_due (status,
-/// next_attempt_at)`. PostgreSQL skips rows another instance's claim holds.
+/// next_attempt_at)`. What is due follows the application's clock (`now_ms`: the schedule);
+/// whether a lease has run out follows the database's clock, so instances whose clocks disagree
+/// cannot take each other's messages. PostgreSQL skips rows another instance's claim holds.
 pub(super) fn claim_due_sql(
     dialect: &Dialect,
     now_ms: i64,
@@ -100,20 +102,38 @@ pub(super) fn claim_due_sql(
     owner: &str,
     limit: u32,
 ) -> Sql {
-    let lock = dialect.claim_lock;
+    let (lock, db_now) = (dialect.claim_lock, dialect.now_ms);
     Sql::with_binds(
         format!(
-            "UPDATE outbox SET lease_until = $1, lease_owner = $2, attempts = attempts + 1 \
+            "UPDATE outbox SET lease_until = {db_now} + $1, lease_owner = $2, \
+               attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'failed') \
-               AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
+               AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < {db_now}) \
                ORDER BY next_attempt_at, id LIMIT $4{lock}) \
              RETURNING id"
         ),
         vec![
-            Bind::Int(now_ms + lease_ms),
+            Bind::Int(lease_ms),
             Bind::Text(owner.to_string()),
             Bind::Int(now_ms),
             Bind::Int(i64::from(limit)),
+        ],
+    )
+}
+
+/// Whether `owner` still holds the lease on message `id` for at least `margin_ms` more, by
+/// the database's clock.
+pub(super) fn lease_held_sql(dialect: &Dialect, id: &str, owner: &str, margin_ms: i64) -> Sql {
+    Sql::with_binds(
+        format!(
+            "SELECT id FROM outbox WHERE id = $1 AND lease_owner = $2 \
+               AND lease_until > {} + $3",
+            dialect.now_ms
+        ),
+        vec![
+            Bind::Text(id.into()),
+            Bind::Text(owner.into()),
+            Bind::Int(margin_ms),
         ],
     )
 }
@@ -350,6 +370,20 @@ impl LeadStore {
     }
 
     /// Marks many claimed messages sent in one statement (only those this owner still holds).
+    /// Whether `owner` still holds message `id` for at least `margin_ms` more (checked right
+    /// before each send: a worker that stalled past its lease must not send what another
+    /// worker has taken over since).
+    pub async fn lease_held(
+        &self,
+        id: &str,
+        owner: &str,
+        margin_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = lease_held_sql(self.dialect(), id, owner, margin_ms);
+        let row: Option<(String,)> = self.pools.reader().fetch_optional(&sql).await?;
+        Ok(row.is_some())
+    }
+
     pub async fn mark_sent_many(
         &self,
         ids: &[String],

@@ -3,8 +3,11 @@
 //!
 //! Delivery is at-least-once: if the process dies between the SMTP server accepting a message
 //! and the row being marked, that one message is sent again after its lease expires. Several
-//! instances on one PostgreSQL database share the queue without double sends in normal
-//! operation (claims use `FOR UPDATE SKIP LOCKED`).
+//! instances on one database share the queue without double sends in normal operation: claims
+//! use `FOR UPDATE SKIP LOCKED` on PostgreSQL; a lease lasts the worst round a worker can take
+//! and is judged by the database's clock (so skewed application clocks cannot steal one); and
+//! each send first checks that its lease still holds for the send's whole deadline (so a worker
+//! that stalled past its lease leaves the message to the worker that took it over).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +28,9 @@ pub struct RoundReport {
     pub sent: usize,
     pub failed: usize,
     pub dead: usize,
+    /// Claimed, then not sent because the lease had run out (or nearly) by the time its turn
+    /// came: another worker may hold it now.
+    pub lease_lost: usize,
 }
 
 /// What a worker is built from (once, at startup).
@@ -115,11 +121,23 @@ impl OutboxWorker {
         tracing::info!("outbox worker stopped");
     }
 
+    /// The lease a round takes: the configured one, raised to cover the worst round (every
+    /// send in the batch running into its deadline, `concurrency` at a time) plus one more
+    /// deadline, so a send that starts while the lease holds also ends before it runs out.
+    pub fn lease_ms(&self) -> i64 {
+        let s = &self.inner.parts.settings;
+        let waves = u64::from(s.batch_size).div_ceil(s.concurrency.max(1) as u64);
+        let deadline =
+            u64::try_from(self.inner.parts.send_deadline.as_millis()).unwrap_or(u64::MAX);
+        let worst = waves.saturating_add(1).saturating_mul(deadline);
+        i64::try_from(s.lease_ms.max(worst)).unwrap_or(i64::MAX)
+    }
+
     /// One round: claim what is due at `now_ms`, send concurrently, mark each. Public so tests
     /// can drive the worker deterministically.
     pub async fn run_once(&self, now_ms: i64) -> Result<RoundReport, StoreError> {
         let s = &self.inner.parts.settings;
-        let lease = i64::try_from(s.lease_ms).unwrap_or(i64::MAX);
+        let lease = self.lease_ms();
         let claimed = self
             .inner
             .parts
@@ -149,6 +167,7 @@ impl OutboxWorker {
                 }
                 Outcome::Failed => report.failed += 1,
                 Outcome::Dead => report.dead += 1,
+                Outcome::LeaseLost => report.lease_lost += 1,
             }
         }
         report.sent += self.mark_sent(&mut sent_ids, now_ms).await;
@@ -228,15 +247,40 @@ impl OutboxWorker {
             total.sent += r.sent;
             total.failed += r.failed;
             total.dead += r.dead;
+            total.lease_lost += r.lease_lost;
         }
     }
 
     /// `now_ms` is the round's clock: retries are scheduled from it (tests move it forward).
     async fn deliver(&self, m: ClaimedMessage, now_ms: i64) -> Outcome {
-        let inner = &self.inner;
+        use tracing::Instrument;
         let span = tracing::info_span!("outbox.deliver", outbox_id = %m.id, lead_id = %m.lead_id,
                                         form_id = %m.form_id, kind = %m.kind, attempt = m.attempts);
-        let _enter = span.enter();
+        self.deliver_in_span(m, now_ms).instrument(span).await
+    }
+
+    async fn deliver_in_span(&self, m: ClaimedMessage, now_ms: i64) -> Outcome {
+        let inner = &self.inner;
+        // The lease must still be ours, with room for this send's whole deadline: a worker
+        // that stalled (a paused VM, a long GC-like hiccup, a clock jump) finds out here,
+        // before sending what another worker may already have taken over.
+        let margin = i64::try_from(inner.parts.send_deadline.as_millis()).unwrap_or(i64::MAX);
+        match inner
+            .parts
+            .store
+            .lease_held(&m.id, &inner.owner, margin)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("lease ran out before the send; left to whichever worker holds it");
+                return Outcome::LeaseLost;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the lease; not sending, retried after it");
+                return Outcome::LeaseLost;
+            }
+        }
         let result = match inner.parts.composer.compose(&m) {
             // A peer that never answers must not stall the queue: the whole send (connect,
             // greeting, every command) gets one deadline, and running out of it is a failure
@@ -335,6 +379,8 @@ enum Outcome {
     Sent(String),
     Failed,
     Dead,
+    /// Not sent: the lease was no longer (safely) this worker's.
+    LeaseLost,
 }
 
 #[cfg(test)]

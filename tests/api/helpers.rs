@@ -234,6 +234,24 @@ impl TestApp {
             .expect("dispatch")
     }
 
+    /// A second Inlet instance on this app's database (its own worker, lease owner and
+    /// address; its temporary files live in `dir`). Returns its worker and base URL.
+    pub async fn second_instance(
+        &self,
+        dir: &std::path::Path,
+        configure: impl FnOnce(&mut Settings),
+    ) -> (inlet::worker::OutboxWorker, String) {
+        let mut settings = test_settings(&self.db, dir);
+        configure(&mut settings);
+        let app = Application::build(settings)
+            .await
+            .expect("the second instance builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let worker = app.outbox_worker();
+        tokio::spawn(app.run_until_stopped());
+        (worker, address)
+    }
+
     /// Moves the application's clock forward by `ms`, then dispatches what is due: makes
     /// backed-off retries due.
     pub async fn dispatch_after(&self, ms: i64) -> inlet::worker::RoundReport {

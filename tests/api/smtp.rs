@@ -47,6 +47,7 @@ struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
     mode: Arc<Mutex<Mode>>,
     rejected: Arc<Mutex<u32>>,
+    started: Arc<Mutex<u32>>,
 }
 
 #[derive(Clone)]
@@ -92,6 +93,7 @@ impl Handler for SinkHandler {
             *self.shared.rejected.lock().unwrap() += 1;
             return r;
         }
+        *self.shared.started.lock().unwrap() += 1;
         self.from = from.to_string();
         self.to = to.to_vec();
         self.data.clear();
@@ -146,6 +148,7 @@ impl SmtpServer {
             received: Arc::default(),
             mode: Arc::new(Mutex::new(Mode::Accept)),
             rejected: Arc::default(),
+            started: Arc::default(),
         };
         let handler = SinkHandler {
             shared: shared.clone(),
@@ -181,6 +184,16 @@ impl SmtpServer {
 
     pub fn rejected(&self) -> u32 {
         *self.shared.rejected.lock().unwrap()
+    }
+
+    /// Waits (bounded) until at least `n` accepted messages have begun (their DATA started):
+    /// a sender is then in the middle of a send.
+    pub async fn wait_started(&self, n: u32, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while *self.shared.started.lock().unwrap() < n {
+            assert!(tokio::time::Instant::now() < deadline, "no send began");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Waits (bounded) until at least `n` messages arrived; returns what arrived.

@@ -41,6 +41,7 @@ impl Engine for PgEngine {
         backend: Backend::Postgres,
         anonymous_placeholders: false,
         claim_lock: " FOR UPDATE SKIP LOCKED",
+        now_ms: "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
         probe_in_transaction: false,
         new_people_first: true,
         seed: SEED,

@@ -76,6 +76,7 @@ impl Engine for SqliteEngine {
         anonymous_placeholders: true,
         // One writer connection: the claim's single `UPDATE … RETURNING` is atomic.
         claim_lock: "",
+        now_ms: "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
         probe_in_transaction: true,
         new_people_first: false,
         seed: SEED,
