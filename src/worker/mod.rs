@@ -152,17 +152,23 @@ impl OutboxWorker {
         // Sent messages are marked in groups as they complete: one statement per group keeps
         // the worker from queueing behind submissions on SQLite's single writer connection, and
         // flushing every `concurrency` sends bounds what a crash can re-send to the messages in
-        // flight plus one unflushed group (at most 2 x concurrency).
+        // flight plus one unflushed group (at most 2 x concurrency). Each group is marked on
+        // its own task: awaiting it here would stop polling the sends, and a send suspended in
+        // the middle of a query keeps its pooled connection, which the marking may be waiting for.
         let mut outcomes = futures::stream::iter(claimed)
             .map(|m| self.deliver(m, now_ms))
             .buffer_unordered(s.concurrency);
         let mut sent_ids = Vec::new();
+        let mut marking = Vec::new();
         while let Some(o) = outcomes.next().await {
             match o {
                 Outcome::Sent(id) => {
                     sent_ids.push(id);
                     if sent_ids.len() >= s.concurrency {
-                        report.sent += self.mark_sent(&mut sent_ids, now_ms).await;
+                        let (worker, ids) = (self.clone(), std::mem::take(&mut sent_ids));
+                        marking.push(tokio::spawn(
+                            async move { worker.mark_sent(ids, now_ms).await },
+                        ));
                     }
                 }
                 Outcome::Failed => report.failed += 1,
@@ -170,7 +176,10 @@ impl OutboxWorker {
                 Outcome::LeaseLost => report.lease_lost += 1,
             }
         }
-        report.sent += self.mark_sent(&mut sent_ids, now_ms).await;
+        report.sent += self.mark_sent(sent_ids, now_ms).await;
+        for group in marking {
+            report.sent += group.await.unwrap_or(0);
+        }
         Ok(report)
     }
 
@@ -216,21 +225,20 @@ impl OutboxWorker {
         Ok(keep)
     }
 
-    /// Marks (and empties) a group of sent messages; returns how many were sent.
-    async fn mark_sent(&self, ids: &mut Vec<String>, now_ms: i64) -> usize {
+    /// Marks a group of sent messages; returns how many were sent.
+    async fn mark_sent(&self, ids: Vec<String>, now_ms: i64) -> usize {
         let n = ids.len();
         if n > 0 {
             if let Err(e) = self
                 .inner
                 .parts
                 .store
-                .mark_sent_many(ids, &self.inner.owner, now_ms)
+                .mark_sent_many(&ids, &self.inner.owner, now_ms)
                 .await
             {
                 // Sent but not marked: after the lease these may go out once more.
                 tracing::error!(error = %e, count = n, "sent but could not mark the messages sent");
             }
-            ids.clear();
         }
         n
     }

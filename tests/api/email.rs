@@ -405,7 +405,10 @@ both_backends! {
         let dir = tempfile::tempdir().unwrap();
         let concurrency = 4;
         let config = dir.path().join("inlet.toml");
-        std::fs::write(&config, format!("[outbox]\nconcurrency = {concurrency}\n")).unwrap();
+        // A worker's lease lasts its worst round ((batch / concurrency + 1) x 3 x the mail
+        // timeout): one wave of four and a one-second timeout make it 6 s, so the messages the
+        // killed instance held come free while the test waits.
+        std::fs::write(&config, format!("[outbox]\nconcurrency = {concurrency}\nbatch_size = {concurrency}\n")).unwrap();
         let env = |port: u16| -> Vec<(String, String)> {
             vec![
                 ("INLET_CONFIG".into(), config.display().to_string()),
@@ -413,6 +416,7 @@ both_backends! {
                 ("INLET_SMTP_URL".into(), smtp.url()),
                 ("INLET_BIND".into(), format!("127.0.0.1:{port}")),
                 ("INLET_OUTBOX_LEASE_MS".into(), "1500".into()),
+                ("INLET_MAIL__TIMEOUT_SECS".into(), "1".into()),
                 ("INLET_OUTBOX_BACKOFF_BASE_MS".into(), "100".into()),
                 ("INLET_RATE_LIMIT_ENABLED".into(), "false".into()),
                 // Forty strangers' addresses from one network would meet the mail cap.
