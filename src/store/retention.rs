@@ -13,13 +13,22 @@ pub struct RetentionReport {
     pub unconfirmed_submissions_deleted: u64,
     pub leads_deleted: u64,
     pub ips_cleared: u64,
+    /// Write transactions the job took (each at most [`STEP`] rows).
+    pub steps: u64,
 }
 
+/// Rows per retention step: each step is one short write transaction, so the group-commit
+/// writer (on SQLite the only writer connection) gets its turn between steps.
+const STEP: usize = 256;
+
 /// Which submissions a deletion removes.
+#[derive(Clone)]
 pub(super) enum Doomed {
     Lead(String),
     SpamBefore(i64),
     UnconfirmedBefore(i64),
+    /// Those of `ids` that still meet the condition (re-checked under the write lock).
+    Step(Box<Doomed>, Vec<String>),
 }
 
 impl Doomed {
@@ -36,14 +45,47 @@ impl Doomed {
                 sql.push("confirmation = 'pending' AND confirm_expires_at < ")
                     .bind_int(*t);
             }
+            Doomed::Step(within, ids) => {
+                within.condition(sql);
+                sql.push(" AND id IN (");
+                sql.bind_list(ids.iter().map(String::as_str));
+                sql.push(")");
+            }
         }
     }
+}
+
+/// The next step's rows of `table` meeting `condition`, oldest first, after `after` (a
+/// keyset over `(created_at, id)`, so each step resumes where the last one stopped instead of
+/// re-reading what it skipped). Read on the reader pool: finding work never holds the writer.
+fn next_step(
+    dialect: &Dialect,
+    table: &str,
+    condition: impl Fn(&mut Sql),
+    after: Option<&(i64, String)>,
+) -> Sql {
+    let mut sql = Sql::for_dialect(
+        dialect,
+        format!("SELECT created_at, id FROM {table} WHERE "),
+    );
+    condition(&mut sql);
+    if let Some((at, id)) = after {
+        sql.push(" AND (created_at > ").bind_int(*at);
+        sql.push(" OR (created_at = ").bind_int(*at);
+        sql.push(" AND id > ").bind_text(id).push("))");
+    }
+    sql.push(&format!(" ORDER BY created_at, id LIMIT {STEP}"));
+    sql
 }
 
 impl LeadStore {
     /// The retention job: deletes spam older than `spam_days`, double opt-in submissions left
     /// unconfirmed `unconfirmed_days` after their link expired, and clears stored IPs older
     /// than `ip_days` (0 days: keep).
+    ///
+    /// It works in steps of [`STEP`] rows, each its own short transaction found by a read that
+    /// holds no write lock, and yields between steps: capture never waits for more than one
+    /// step, however much there is to delete (`bench/retention.sh` measures the worst pause).
     pub async fn apply_retention(
         &self,
         now_ms: i64,
@@ -51,33 +93,93 @@ impl LeadStore {
     ) -> Result<RetentionReport, StoreError> {
         let day = 86_400_000_i64;
         let mut report = RetentionReport::default();
-        let mut tx = self.pools.begin().await?;
-        let dialect = self.dialect();
         if settings.spam_days > 0 {
             let cutoff = now_ms - i64::from(settings.spam_days) * day;
-            let (n, leads) =
-                delete_submissions(&mut tx, dialect, &Doomed::SpamBefore(cutoff)).await?;
+            let (n, leads) = self
+                .delete_in_steps(Doomed::SpamBefore(cutoff), &mut report.steps)
+                .await?;
             report.spam_submissions_deleted = n;
             report.leads_deleted += leads;
         }
         let cutoff = now_ms - i64::from(settings.unconfirmed_days) * day;
-        let (n, leads) =
-            delete_submissions(&mut tx, dialect, &Doomed::UnconfirmedBefore(cutoff)).await?;
+        let (n, leads) = self
+            .delete_in_steps(Doomed::UnconfirmedBefore(cutoff), &mut report.steps)
+            .await?;
         report.unconfirmed_submissions_deleted = n;
         report.leads_deleted += leads;
         if settings.ip_days > 0 {
             let cutoff = now_ms - i64::from(settings.ip_days) * day;
             for table in ["submissions", "consents"] {
-                let sql = Sql::fixed(format!(
-                    "UPDATE {table} SET client_ip = NULL \
-                     WHERE client_ip IS NOT NULL AND created_at < $1"
-                ))
-                .arg(cutoff);
-                report.ips_cleared += tx.exec().execute(&sql).await?;
+                report.ips_cleared += self
+                    .clear_ips_in_steps(table, cutoff, &mut report.steps)
+                    .await?;
             }
         }
-        tx.commit().await?;
         Ok(report)
+    }
+
+    async fn delete_in_steps(
+        &self,
+        doomed: Doomed,
+        steps: &mut u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let dialect = self.dialect();
+        let (mut removed, mut gone) = (0, 0);
+        let mut after = None;
+        loop {
+            let find = next_step(
+                dialect,
+                "submissions",
+                |q| doomed.condition(q),
+                after.as_ref(),
+            );
+            let rows: Vec<(i64, String)> = self.pools.reader().fetch_all(&find).await?;
+            let Some(last) = rows.last().cloned() else {
+                return Ok((removed, gone));
+            };
+            let ids = rows.into_iter().map(|(_, id)| id).collect();
+            let step = Doomed::Step(Box::new(doomed.clone()), ids);
+            let mut tx = self.pools.begin().await?;
+            let (n, leads) = delete_submissions(&mut tx, dialect, &step).await?;
+            tx.commit().await?;
+            (removed, gone, after) = (removed + n, gone + leads, Some(last));
+            *steps += 1;
+            tokio::task::yield_now().await;
+        }
+    }
+
+    async fn clear_ips_in_steps(
+        &self,
+        table: &str,
+        cutoff: i64,
+        steps: &mut u64,
+    ) -> Result<u64, StoreError> {
+        let dialect = self.dialect();
+        let old_ip = |q: &mut Sql| {
+            q.push("client_ip IS NOT NULL AND created_at < ")
+                .bind_int(cutoff);
+        };
+        let mut cleared = 0;
+        let mut after = None;
+        loop {
+            let find = next_step(dialect, table, old_ip, after.as_ref());
+            let rows: Vec<(i64, String)> = self.pools.reader().fetch_all(&find).await?;
+            let Some(last) = rows.last().cloned() else {
+                return Ok(cleared);
+            };
+            let mut sql = Sql::for_dialect(
+                dialect,
+                format!("UPDATE {table} SET client_ip = NULL WHERE "),
+            );
+            old_ip(&mut sql);
+            sql.push(" AND id IN (");
+            sql.bind_list(rows.iter().map(|(_, id)| id.as_str()));
+            sql.push(")");
+            cleared += self.pools.writer().execute(&sql.once()).await?;
+            after = Some(last);
+            *steps += 1;
+            tokio::task::yield_now().await;
+        }
     }
 }
 

@@ -99,6 +99,51 @@ both_backends! {
         assert_eq!(again.status(), 201);
     }
 
+    async fn retention_clears_a_large_backlog_in_short_steps_while_capture_goes_on(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let now = app.clock.now_ms();
+        // A year of history, two thousand leads, every one of them flagged as spam.
+        app.state.store.seed_history(2000, "contact", now, |_| {}).await.unwrap();
+        let mut db = crate::helpers::raw(&app.db).await;
+        db.exec("UPDATE submissions SET spam_reason = 'honeypot'").await;
+        let cutoff = now - 30 * 86_400_000;
+        let due = db.count(&format!("submissions WHERE created_at < {cutoff}")).await;
+        assert!(due > 1500, "{due}");
+        // Capture goes on throughout.
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load = {
+            let (client, url, done) = (app.client.clone(), app.submissions_url("contact"), done.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                let mut i = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) || i < 20 {
+                    let body = contact(&format!("during{i}@example.com"));
+                    statuses.push(client.post(&url).json(&body).send().await.unwrap().status().as_u16());
+                    i += 1;
+                }
+                statuses
+            })
+        };
+        let settings = inlet::config::RetentionSettings::default();
+        let r = app.state.store.apply_retention(now, &settings).await.unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let statuses = load.await.unwrap();
+        assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+        let due = u64::try_from(due).unwrap();
+        assert_eq!((r.spam_submissions_deleted, r.leads_deleted), (due, due), "{r:?}");
+        assert!(r.steps >= due.div_ceil(256), "one short transaction per 256 rows at most: {r:?}");
+        assert_eq!(db.count(&format!("submissions WHERE created_at < {cutoff}")).await, 0);
+        for orphans in ["outbox WHERE lead_id NOT IN (SELECT id FROM leads)",
+                        "submissions WHERE lead_id NOT IN (SELECT id FROM leads)"] {
+            assert_eq!(db.count(orphans).await, 0, "{orphans}");
+        }
+        assert_eq!(db.count("submissions WHERE spam_reason IS NULL").await,
+                   i64::try_from(statuses.len()).unwrap(), "every lead captured meanwhile is kept");
+        // A second run finds nothing to do.
+        assert_eq!(app.state.store.apply_retention(now, &settings).await.unwrap(),
+                   inlet::store::RetentionReport::default());
+    }
+
     async fn the_index_page_lists_every_form_as_a_plain_html_form(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let page = app.client.get(app.url("/")).send().await.unwrap().text().await.unwrap();
