@@ -81,7 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             extra: Default::default(),
             attribution: Attribution::default(),
             client_ip: None,
-            spam: None,
+            spam: inlet::domain::SpamSignals::default(),
             idempotency_key: None,
             received_at_ms: now,
             consents: Vec::new(),

@@ -24,7 +24,11 @@ pub fn submission_json(s: &SubmissionRecord) -> Value {
         "fields": s.fields,
         "extra": s.extra,
         "spam": s.spam,
+        "quarantined": s.spam,
         "spam_reason": s.spam_reason,
+        "spam_score": s.spam_score,
+        "spam_signals": s.spam_signals,
+        "restored_at": s.restored_at_ms.map(rfc3339),
         "attribution": s.attribution,
         "client_ip": s.client_ip,
         "created_at": rfc3339(s.created_at_ms),
@@ -82,8 +86,9 @@ const FIXED: [&str; 9] = [
     "submitted_at",
 ];
 
-/// Writes every (non-spam) lead with its latest submission and its status, page by page
-/// (memory stays flat); with `statuses`, only leads in one of them.
+/// Writes every lead that is not quarantined with its latest submission and its status, page
+/// by page (memory stays flat); with `statuses`, only leads in one of them (`quarantined`
+/// reaches the quarantined ones).
 pub async fn export_leads(
     store: &LeadStore,
     forms: &FormRegistry,
@@ -123,41 +128,49 @@ pub async fn export_leads(
         }
         ExportFormat::Jsonl => jsonl_out = Some(std::io::BufWriter::new(out)),
     }
-    let mut query = LeadQuery {
-        form_id,
-        limit: 500,
-        ..LeadQuery::default()
-    };
+    let quarantined = statuses.contains(&LeadStatus::Quarantined);
+    let others = statuses.is_empty() || statuses.iter().any(|s| *s != LeadStatus::Quarantined);
+    let passes = [false, true]
+        .into_iter()
+        .filter(|q| if *q { quarantined } else { others });
     let mut count = 0u64;
-    loop {
-        let page = store.list_leads(&query).await?;
-        let status_of = store.lead_statuses(&page.items).await?;
-        for lead in &page.items {
-            let status = status_of
-                .get(&lead.id)
-                .copied()
-                .unwrap_or(LeadStatus::Active);
-            if !statuses.is_empty() && !statuses.contains(&status) {
-                continue;
+    for pass in passes {
+        let mut query = LeadQuery {
+            form_id: form_id.clone(),
+            quarantined: pass,
+            limit: 500,
+            ..LeadQuery::default()
+        };
+        loop {
+            let page = store.list_leads(&query).await?;
+            let status_of = store.lead_statuses(&page.items).await?;
+            for lead in &page.items {
+                let status = status_of
+                    .get(&lead.id)
+                    .copied()
+                    .unwrap_or(LeadStatus::Active);
+                if !statuses.is_empty() && !statuses.contains(&status) {
+                    continue;
+                }
+                count += 1;
+                if let Some(w) = csv_out.as_mut() {
+                    let row = csv_row(lead, status, &field_columns);
+                    w.write_record(row.iter().map(|c| neutralise(c)))?;
+                }
+                if let Some(w) = jsonl_out.as_mut() {
+                    serde_json::to_writer(&mut *w, &lead_json(lead, Some(status)))
+                        .map_err(std::io::Error::from)?;
+                    w.write_all(b"\n")?;
+                }
             }
-            count += 1;
-            if let Some(w) = csv_out.as_mut() {
-                let row = csv_row(lead, status, &field_columns);
-                w.write_record(row.iter().map(|c| neutralise(c)))?;
+            match page
+                .next_cursor
+                .as_deref()
+                .and_then(crate::store::Cursor::parse)
+            {
+                Some(c) => query.after = Some(c),
+                None => break,
             }
-            if let Some(w) = jsonl_out.as_mut() {
-                serde_json::to_writer(&mut *w, &lead_json(lead, Some(status)))
-                    .map_err(std::io::Error::from)?;
-                w.write_all(b"\n")?;
-            }
-        }
-        match page
-            .next_cursor
-            .as_deref()
-            .and_then(crate::store::Cursor::parse)
-        {
-            Some(c) => query.after = Some(c),
-            None => break,
         }
     }
     if let Some(mut w) = csv_out {

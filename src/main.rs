@@ -109,6 +109,8 @@ enum LeadsCommand {
     Show { email: String },
     /// Erase one person everywhere; the address stays suppressed (as a hash).
     Erase { email: String },
+    /// Take one person's quarantined submissions out of quarantine (nothing is sent).
+    Restore { email: String },
     /// Put one person on the suppression list (e.g. from a mailto: unsubscribe).
     Unsubscribe { email: String },
 }
@@ -252,6 +254,7 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
             command:
                 command @ (LeadsCommand::Show { .. }
                 | LeadsCommand::Erase { .. }
+                | LeadsCommand::Restore { .. }
                 | LeadsCommand::Unsubscribe { .. }),
         } => {
             let store =
@@ -333,10 +336,11 @@ async fn healthcheck(url: Option<String>, settings: &Settings) -> ExitCode {
     }
 }
 
-/// `inlet leads show|erase|unsubscribe EMAIL`.
+/// `inlet leads show|erase|restore|unsubscribe EMAIL`.
 async fn person(store: &LeadStore, command: LeadsCommand) -> ExitCode {
     let (LeadsCommand::Show { email }
     | LeadsCommand::Erase { email }
+    | LeadsCommand::Restore { email }
     | LeadsCommand::Unsubscribe { email }) = &command
     else {
         return fail(1, "not a per-person command");
@@ -361,6 +365,13 @@ async fn person(store: &LeadStore, command: LeadsCommand) -> ExitCode {
                 "erased lead {lead}: {} submissions removed; the address stays suppressed",
                 n.unwrap_or(0)
             )
+        }),
+        LeadsCommand::Restore { .. } => store.restore_lead(&lead, now).await.map(|n| match n {
+            Some(0) | None => format!("lead {lead} has no quarantined submission"),
+            Some(n) => format!(
+                "lead {lead}: {n} submissions restored from quarantine; it is listed and \
+                 exported from now on (nothing was sent)"
+            ),
         }),
         LeadsCommand::Unsubscribe { .. } | LeadsCommand::Export { .. } => store
             .unsubscribe(&lead, now, &inlet::store::Actor::default())

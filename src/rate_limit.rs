@@ -105,6 +105,8 @@ pub struct RateLimits {
     /// Clients that ran out of admin guesses, until when (bounded: see [`MAX_BLOCKED`]).
     admin_blocked: std::sync::Mutex<std::collections::HashMap<IpAddr, std::time::Instant>>,
     per_form: Vec<DefaultDirectRateLimiter>,
+    /// Submissions per [`client_key`] before they count as a burst (a spam signal, not a limit).
+    burst: Option<DefaultKeyedRateLimiter<IpAddr>>,
     trusted_proxies: Vec<IpNet>,
     clock: DefaultClock,
 }
@@ -142,8 +144,32 @@ impl RateLimits {
             per_form: (0..forms)
                 .map(|_| RateLimiter::direct(form_quota))
                 .collect(),
+            burst: None,
             trusted_proxies,
             clock: DefaultClock::default(),
+        }
+    }
+
+    /// Counts `n` submissions from one client network at once, refilling one a minute, before
+    /// more count as a burst ([`RateLimits::burst`]); 0: never.
+    #[must_use]
+    pub fn with_spam_burst(mut self, n: u32) -> Self {
+        self.burst = NonZeroU32::new(n).map(|n| {
+            RateLimiter::keyed(
+                Quota::with_period(Duration::from_secs(60))
+                    .unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN))
+                    .allow_burst(n),
+            )
+        });
+        self
+    }
+
+    /// Counts a submission from `client`; true when its network is sending in a burst (a
+    /// spam signal, whether or not rate limiting is on).
+    pub fn burst(&self, client: Option<IpAddr>) -> bool {
+        match (&self.burst, client) {
+            (Some(limiter), Some(ip)) => limiter.check_key(&client_key(ip)).is_err(),
+            _ => false,
         }
     }
 
@@ -222,6 +248,10 @@ impl RateLimits {
         }
         self.per_ip.retain_recent();
         self.per_ip.shrink_to_fit();
+        if let Some(limiter) = &self.burst {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
         if let Some(limiter) = &self.mail_per_network {
             limiter.retain_recent();
             limiter.shrink_to_fit();

@@ -177,7 +177,8 @@ impl Application {
             &settings.rate_limit,
             forms.len(),
             settings.trusted_proxies()?,
-        );
+        )
+        .with_spam_burst(settings.spam.burst);
         let mailer = Mailer::from_settings(&settings.mail)?;
         let generated;
         let secrets: Vec<&[u8]> = if settings.consent.signing_keys.is_empty() {

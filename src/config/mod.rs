@@ -245,14 +245,19 @@ impl Default for RateLimitSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpamSettings {
-    /// A submission sent sooner than this after page load (as the client reports it) is spam.
+    /// Sent sooner than this after page load (as the client reports it): a weak spam signal
+    /// (30 points; within a quarter of it, 50). Quarantine takes 70 points.
     pub min_submit_ms: u64,
+    /// Submissions one client network (IPv4 address, IPv6 /64) may send at once, refilling one
+    /// a minute, before more count as a burst (a 30-point signal). 0: no burst signal.
+    pub burst: u32,
 }
 
 impl Default for SpamSettings {
     fn default() -> Self {
         SpamSettings {
             min_submit_ms: 1500,
+            burst: 10,
         }
     }
 }

@@ -279,7 +279,7 @@ impl Links {
     /// Decides what a fresh submission waits for: double opt-in forms hold everything until
     /// the person confirms; download forms grant a link at once otherwise. Spam gets neither.
     pub fn schedule(&self, form: &crate::forms::Form, sub: &mut crate::domain::NewSubmission) {
-        if sub.spam.is_some() {
+        if sub.quarantined() {
             return;
         }
         if form.double_opt_in {

@@ -4,14 +4,16 @@
 mod client_ip;
 mod email;
 mod outbox;
+mod spam;
 mod submission;
 mod text;
 
 pub use client_ip::{ClientIp, IpPrivacy};
 pub use email::{EmailAddress, EmailError};
 pub use outbox::{MessageKind, NewOutboxMessage};
+pub use spam::{count_links, SpamSignal, SpamSignals, QUARANTINE_AT};
 pub use submission::{
-    Attribution, Confirmation, ConsentGiven, FieldValue, IdempotencyKey, NewSubmission, SpamReason,
+    Attribution, Confirmation, ConsentGiven, FieldValue, IdempotencyKey, NewSubmission,
     ATTRIBUTION_KEYS,
 };
 pub use text::{clean_lossy, multi_line, redact_addresses, single_line, FieldError};

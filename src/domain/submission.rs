@@ -23,26 +23,6 @@ impl FieldValue {
     }
 }
 
-/// Why a submission was judged to be spam. A spam submission gets the same 2xx a person gets,
-/// is stored flagged and sends no email.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpamReason {
-    Honeypot,
-    TooFast,
-    /// The form's CAPTCHA provider could not be asked: kept (never lost), sent nothing.
-    ChallengeUnverified,
-}
-
-impl SpamReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SpamReason::Honeypot => "honeypot",
-            SpamReason::TooFast => "too_fast",
-            SpamReason::ChallengeUnverified => "challenge_unverified",
-        }
-    }
-}
-
 /// Keys that carry attribution rather than form fields. They are reserved in every form.
 pub const ATTRIBUTION_KEYS: [&str; 8] = [
     "utm_source",
@@ -157,6 +137,11 @@ impl NewSubmission {
         h.update(serde_json::to_vec(&self.extra).unwrap_or_default());
         hex::encode(h.finalize())
     }
+
+    /// Stored but hidden from leads and exports, and sent nothing, until restored.
+    pub fn quarantined(&self) -> bool {
+        self.spam.quarantined()
+    }
 }
 
 /// A submission parsed against its form: everything here is valid and ready to store.
@@ -170,7 +155,8 @@ pub struct NewSubmission {
     pub extra: BTreeMap<String, String>,
     pub attribution: Attribution,
     pub client_ip: Option<ClientIp>,
-    pub spam: Option<SpamReason>,
+    /// Spam signals seen; quarantined (stored, sent nothing) only on strong evidence.
+    pub spam: super::SpamSignals,
     pub idempotency_key: Option<IdempotencyKey>,
     /// Milliseconds since the Unix epoch, server clock.
     pub received_at_ms: i64,

@@ -7,7 +7,8 @@ use super::{Form, RawPayload, RawValue};
 use crate::config::{ExtraFields, FieldType};
 use crate::domain::{
     clean_lossy, multi_line, single_line, Attribution, ClientIp, ConsentGiven, EmailAddress,
-    FieldError, FieldValue, IdempotencyKey, NewSubmission, SpamReason, ATTRIBUTION_KEYS,
+    FieldError, FieldValue, IdempotencyKey, NewSubmission, SpamSignal, SpamSignals,
+    ATTRIBUTION_KEYS,
 };
 use crate::error::FieldErrors;
 
@@ -198,13 +199,18 @@ pub fn parse_submission(
             .filter(|&t| t > 0 && t <= ctx.now_ms)
             .and_then(|t| u64::try_from(ctx.now_ms - t).ok())
     });
-    let spam = if honeypot_filled {
-        Some(SpamReason::Honeypot)
-    } else if elapsed.is_some_and(|e| e < form.min_submit_ms) {
-        Some(SpamReason::TooFast)
-    } else {
-        None
-    };
+    let mut spam = SpamSignals::default();
+    if honeypot_filled {
+        spam.add(SpamSignal::Honeypot);
+    }
+    match elapsed {
+        Some(e) if e < form.min_submit_ms / 4 => spam.add(SpamSignal::VeryFast),
+        Some(e) if e < form.min_submit_ms => spam.add(SpamSignal::TooFast),
+        _ => {}
+    }
+    if links_where_people_write_none(&fields) {
+        spam.add(SpamSignal::Links);
+    }
     attribution.user_agent = ctx
         .user_agent
         .as_deref()
@@ -236,6 +242,25 @@ pub fn parse_submission(
         idempotency_key,
         received_at_ms: ctx.now_ms,
     })
+}
+
+/// A link in a name-like field (people do not put URLs in their name or company), or three or
+/// more links across the fields.
+fn links_where_people_write_none(fields: &BTreeMap<String, FieldValue>) -> bool {
+    let mut total = 0;
+    for (name, value) in fields {
+        let FieldValue::Text(text) = value else {
+            continue;
+        };
+        let links = crate::domain::count_links(text);
+        let name_like =
+            ["name", "first_name", "last_name", "company", "job_title"].contains(&name.as_str());
+        if name_like && links > 0 {
+            return true;
+        }
+        total += links;
+    }
+    total >= 3
 }
 
 enum Parsed {

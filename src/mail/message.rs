@@ -38,7 +38,7 @@ pub fn plan_messages(
     outbox: &crate::config::OutboxSettings,
     consent: &crate::config::ConsentSettings,
 ) -> Vec<NewOutboxMessage> {
-    if sub.spam.is_some() {
+    if sub.quarantined() {
         return Vec::new();
     }
     if let crate::domain::Confirmation::Pending { .. } = sub.confirmation {
@@ -223,7 +223,8 @@ impl Composer {
                     .filter_map(|f| fields.get(&f.name).map(|v| (f.label.as_str(), v.as_text())))
                     .collect();
                 let ctx = context! { form => &form_ctx, rows => rows,
-                lead_id => &m.lead_id, submission_id => &m.submission_id };
+                lead_id => &m.lead_id, submission_id => &m.submission_id,
+                quarantined => m.quarantined_before };
                 (
                     self.templates.render(
                         super::templates::OWNER_SUBJECT,

@@ -45,13 +45,16 @@ const OWNER_TEXT_SRC: &str = "A new lead arrived through the {{ form.id }} form.
 {% endfor %}
 Lead id: {{ lead_id }}
 Submission id: {{ submission_id }}
-";
+{% if quarantined %}
+Also: {{ quarantined }} submission{% if quarantined != 1 %}s{% endif %} to this form in the 24 hours before this one {% if quarantined != 1 %}were{% else %}was{% endif %} quarantined as spam (no email was sent). Review them with `inlet leads export --status quarantined` and restore a real person with `inlet leads restore <email>`.
+{% endif %}";
 const OWNER_HTML_SRC: &str = "<!doctype html>
 <html><body style=\"font-family: sans-serif\">
 <p>A new lead arrived through the <strong>{{ form.id }}</strong> form.</p>
 <table>{% for label, value in rows %}
 <tr><th align=\"left\">{{ label }}</th><td>{{ value }}</td></tr>{% endfor %}
 </table>
+{% if quarantined %}<p>Also: {{ quarantined }} submission{% if quarantined != 1 %}s{% endif %} to this form in the 24 hours before this one {% if quarantined != 1 %}were{% else %}was{% endif %} quarantined as spam (no email was sent). Review them with <code>inlet leads export --status quarantined</code> and restore a real person with <code>inlet leads restore &lt;email&gt;</code>.</p>{% endif %}
 <p style=\"color:#666;font-size:12px\">Lead {{ lead_id }}, submission {{ submission_id }}</p>
 </body></html>
 ";

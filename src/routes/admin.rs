@@ -110,6 +110,8 @@ pub struct ListParams {
     spam: Option<bool>,
     /// Submissions only.
     lead_id: Option<String>,
+    /// Leads only: `true` lists the quarantined leads (every submission quarantined).
+    quarantined: Option<bool>,
 }
 
 pub fn parse_time(name: &'static str, v: &str) -> Result<i64, ApiError> {
@@ -178,6 +180,7 @@ pub async fn list_leads(
             form_id: params.form.clone(),
             since_ms: c.since_ms,
             until_ms: c.until_ms,
+            quarantined: params.quarantined.unwrap_or(false),
             after: c.after,
             limit: c.limit,
         })
@@ -287,6 +290,24 @@ pub async fn export_lead(
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(no_store(record))
+}
+
+/// `POST /v1/admin/leads/{id}/restore`: takes a quarantined lead out of quarantine (it is
+/// listed and exported from now on; nothing is sent).
+pub async fn restore_lead(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let restored = state
+        .store
+        .restore_lead(&path, state.clock.now_ms())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    tracing::info!(lead_id = %path, submissions = restored, "lead restored from quarantine");
+    Ok(no_store(
+        json!({ "restored": restored > 0, "lead_id": path.as_str(), "submissions_restored": restored }),
+    ))
 }
 
 /// `DELETE /v1/admin/leads/{id}`: erases a person everywhere (GDPR erasure). The address

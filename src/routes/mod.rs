@@ -46,6 +46,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(admin::erase_lead)),
     )
     .route(
+        "/v1/admin/leads/{lead_id}/restore",
+        web::post().to(admin::restore_lead),
+    )
+    .route(
         "/v1/admin/leads/{lead_id}/export",
         web::get().to(admin::export_lead),
     )

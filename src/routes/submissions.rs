@@ -305,13 +305,20 @@ async fn accept<'s>(
     if challenge_unverified(state, form, challenge_response.as_deref(), client).await? {
         submission
             .spam
-            .get_or_insert(crate::domain::SpamReason::ChallengeUnverified);
+            .add(crate::domain::SpamSignal::ChallengeUnverified);
     }
-    if let Some(reason) = submission.spam {
+    if state.limits.burst(client) {
+        submission.spam.add(crate::domain::SpamSignal::Burst);
+    }
+    if let Some(strongest) = submission
+        .spam
+        .strongest()
+        .filter(|_| submission.quarantined())
+    {
         state
             .metrics
             .spam
-            .with_label_values(&[&form.id, reason.as_str()])
+            .with_label_values(&[&form.id, strongest.as_str()])
             .inc();
     }
 
@@ -336,7 +343,9 @@ async fn accept<'s>(
             })
     });
     let has_messages = !messages.is_empty();
-    let spam = submission.spam;
+    let spam = submission
+        .quarantined()
+        .then(|| submission.spam.to_string());
     let recorded = state
         .writer
         .submit(submission, messages)
@@ -356,7 +365,7 @@ async fn accept<'s>(
         lead_id = %recorded.lead_id,
         submission_id = %recorded.submission_id,
         replayed = recorded.replayed,
-        spam = spam.map(|s| s.as_str()),
+        spam = spam.as_deref(),
         "submission accepted"
     );
     Ok((form, recorded, spam.is_some()))

@@ -18,7 +18,8 @@ use std::collections::HashSet;
 
 /// The columns of a submission, as [`SubmissionRow`] reads them (by name).
 const SUBMISSION_COLUMNS: &str = "s.id, s.lead_id, s.form_id, s.email, s.fields, s.extra, \
-     s.spam_reason, s.attribution, s.client_ip, s.created_at, s.confirmation, s.confirmed_at";
+     s.spam_reason, s.spam_score, s.spam_signals, s.restored_at, s.attribution, s.client_ip, \
+     s.created_at, s.confirmation, s.confirmed_at";
 
 /// A submission as stored: JSON columns still text.
 #[derive(sqlx::FromRow)]
@@ -30,6 +31,9 @@ struct SubmissionRow {
     fields: String,
     extra: String,
     spam_reason: Option<String>,
+    spam_score: Option<i64>,
+    spam_signals: Option<String>,
+    restored_at: Option<i64>,
     attribution: String,
     client_ip: Option<String>,
     created_at: i64,
@@ -47,6 +51,9 @@ impl TryFrom<SubmissionRow> for SubmissionRecord {
             attribution: from_json(&r.attribution)?,
             spam: r.spam_reason.is_some(),
             spam_reason: r.spam_reason,
+            spam_score: r.spam_score,
+            spam_signals: r.spam_signals,
+            restored_at_ms: r.restored_at,
             id: r.id,
             lead_id: r.lead_id,
             form_id: r.form_id,
@@ -275,12 +282,19 @@ impl LeadStore {
     }
 
     /// Leads with their newest matching submission, oldest lead first (stable keyset order).
+    /// With `q.quarantined`, the leads whose every submission is quarantined instead, each
+    /// with its newest (quarantined) submission.
     pub async fn list_leads(&self, q: &LeadQuery) -> Result<Page<LeadRecord>, StoreError> {
+        let (which, leads) = if q.quarantined {
+            ("IS NOT NULL", "= 0")
+        } else {
+            ("IS NULL", "> 0")
+        };
         let mut sql = Sql::new(format!(
             "SELECT {SUBMISSION_COLUMNS}, l.created_at AS lead_created_at, \
                l.updated_at AS lead_updated_at, l.submission_count \
              FROM leads l JOIN submissions s ON s.id = (\
-               SELECT s2.id FROM submissions s2 WHERE s2.lead_id = l.id AND s2.spam_reason IS NULL"
+               SELECT s2.id FROM submissions s2 WHERE s2.lead_id = l.id AND s2.spam_reason {which}"
         ));
         if let Some(f) = &q.form_id {
             sql.push(" AND s2.form_id = ").bind_text(f);
@@ -291,9 +305,9 @@ impl LeadStore {
         if let Some(t) = q.until_ms {
             sql.push(" AND s2.created_at < ").bind_int(t);
         }
-        sql.push(
-            " ORDER BY s2.created_at DESC, s2.id DESC LIMIT 1) WHERE l.real_submission_count > 0",
-        );
+        sql.push(&format!(
+            " ORDER BY s2.created_at DESC, s2.id DESC LIMIT 1) WHERE l.real_submission_count {leads}"
+        ));
         if let Some(c) = &q.after {
             sql.push(" AND (l.created_at > ").bind_int(c.created_at_ms);
             sql.push(" OR (l.created_at = ").bind_int(c.created_at_ms);
@@ -654,7 +668,7 @@ fn lead_upserts<'a>(
     let mut index: HashMap<&str, usize> = HashMap::new();
     for &i in writes {
         let sub = items[i].sub;
-        let real = i64::from(sub.spam.is_none());
+        let real = i64::from(!sub.quarantined());
         match index.entry(sub.email.as_str()) {
             Entry::Occupied(e) => {
                 let a = &mut aggs[*e.get()];
@@ -748,6 +762,8 @@ fn submission_inserts<'a>(
             "fields",
             "extra",
             "spam_reason",
+            "spam_score",
+            "spam_signals",
             "idempotency_key",
             "utm_source",
             "utm_medium",
@@ -782,7 +798,11 @@ fn submission_inserts<'a>(
             sub.email.as_str().into(),
             json(&sub.fields).into(),
             json(&sub.extra).into(),
-            sub.spam.map(|s| s.as_str()).into(),
+            sub.quarantined().then(|| sub.spam.to_string()).into(),
+            (!sub.spam.is_empty())
+                .then(|| i64::from(sub.spam.score()))
+                .into(),
+            (!sub.spam.is_empty()).then(|| sub.spam.to_string()).into(),
             sub.idempotency_key.as_ref().map(|k| k.as_str()).into(),
             source,
             medium,

@@ -17,7 +17,7 @@ pub(super) fn batch_extras<'a>(
     let mut downloads = download_insert();
     for (&i, (submission_id, lead_id)) in writes.iter().zip(rows) {
         let sub = items[i].sub;
-        if sub.spam.is_some() {
+        if sub.quarantined() {
             continue; // a bot's ticked box is not anyone's consent
         }
         for c in &sub.consents {

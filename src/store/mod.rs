@@ -22,6 +22,7 @@ mod outbox;
 mod plans;
 mod pools;
 mod postgres;
+mod quarantine;
 mod retention;
 mod seed;
 mod signing_keys;

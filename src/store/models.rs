@@ -23,8 +23,16 @@ pub struct SubmissionRecord {
     pub email: String,
     pub fields: BTreeMap<String, FieldValue>,
     pub extra: BTreeMap<String, String>,
+    /// Quarantined: strong evidence of spam (stored, hidden from leads and exports, sent
+    /// nothing) until restored.
     pub spam: bool,
+    /// Why it is quarantined (its signals, e.g. `too_fast+links`).
     pub spam_reason: Option<String>,
+    /// Points of every spam signal it showed, quarantined or not (see `domain::spam`).
+    pub spam_score: Option<i64>,
+    pub spam_signals: Option<String>,
+    /// When it was taken out of quarantine.
+    pub restored_at_ms: Option<i64>,
     pub attribution: Attribution,
     pub client_ip: Option<String>,
     pub created_at_ms: i64,
@@ -77,6 +85,8 @@ pub struct LeadQuery {
     pub since_ms: Option<i64>,
     /// Only leads with a submission before this time (ms).
     pub until_ms: Option<i64>,
+    /// Quarantined leads (every submission quarantined) instead of the others.
+    pub quarantined: bool,
     pub after: Option<Cursor>,
     pub limit: u32,
 }

@@ -32,6 +32,9 @@ pub struct ClaimedMessage {
     pub submitted_at_ms: i64,
     /// Download forms: until when the lead's download link works.
     pub download_expires_at_ms: Option<i64>,
+    /// Owner notifications: submissions to the form quarantined in the 24 hours before this
+    /// one (filled in by the worker right before composing).
+    pub quarantined_before: i64,
 }
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
@@ -364,6 +367,7 @@ impl LeadStore {
                     lead_email: row.lead_email,
                     submitted_at_ms: row.submitted_at,
                     download_expires_at_ms: row.download_expires_at,
+                    quarantined_before: 0,
                 })
             })
             .collect()

@@ -22,6 +22,9 @@ pub enum LeadStatus {
     Bounced,
     /// Erased before (GDPR) and submitted again since: the address stays suppressed.
     Erased,
+    /// Every submission was quarantined as spam (strong evidence): not mailed, not exported
+    /// unless asked for, restorable (`inlet leads restore`).
+    Quarantined,
 }
 
 impl LeadStatus {
@@ -33,6 +36,7 @@ impl LeadStatus {
             LeadStatus::Unsubscribed => "unsubscribed",
             LeadStatus::Bounced => "bounced",
             LeadStatus::Erased => "erased",
+            LeadStatus::Quarantined => "quarantined",
         }
     }
 }
@@ -75,6 +79,7 @@ impl LeadStore {
             .zip(&hashes)
             .map(|(lead, hash)| {
                 let status = match reasons.get(hash).map(String::as_str) {
+                    _ if lead.latest_submission.spam => LeadStatus::Quarantined,
                     Some("bounced") => LeadStatus::Bounced,
                     Some("erased") => LeadStatus::Erased,
                     Some(_) => LeadStatus::Unsubscribed,

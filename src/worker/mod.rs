@@ -267,7 +267,7 @@ impl OutboxWorker {
         self.deliver_in_span(m, now_ms).instrument(span).await
     }
 
-    async fn deliver_in_span(&self, m: ClaimedMessage, now_ms: i64) -> Outcome {
+    async fn deliver_in_span(&self, mut m: ClaimedMessage, now_ms: i64) -> Outcome {
         let inner = &self.inner;
         // The lease must still be ours, with room for this send's whole deadline: a worker
         // that stalled (a paused VM, a long GC-like hiccup, a clock jump) finds out here,
@@ -288,6 +288,17 @@ impl OutboxWorker {
                 tracing::warn!(error = %e, "cannot check the lease; not sending, retried after it");
                 return Outcome::LeaseLost;
             }
+        }
+        if m.kind == crate::domain::MessageKind::OwnerNotification.as_str() {
+            // Owners hear what was held back, so a real person quarantined by mistake is
+            // noticed (a failed count only leaves the line out).
+            let since = m.submitted_at_ms - 24 * 3_600_000;
+            m.quarantined_before = inner
+                .parts
+                .store
+                .quarantined_since(&m.form_id, since)
+                .await
+                .unwrap_or(0);
         }
         let result = match inner.parts.composer.compose(&m) {
             // A peer that never answers must not stall the queue: the whole send (connect,

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{contact, Backend, TestApp, ADMIN_TOKEN};
+use crate::helpers::{cli, contact, Backend, TestApp, ADMIN_TOKEN};
 use crate::smtp::{Mode, SmtpServer};
 
 fn with_smtp(s: &mut inlet::config::Settings, url: &str) {
@@ -474,17 +474,6 @@ both_backends! {
         let duplicates = smtp.received().len() - unique.len();
         assert!(duplicates <= 2 * concurrency, "duplicates ({duplicates}) are at most the messages in flight");
     }
-}
-
-/// Runs `inlet` against a database URL (no other configuration).
-fn cli(args: &[&str], database_url: &str) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_inlet"))
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "error")
-        .env_remove("INLET_CONFIG")
-        .output()
-        .expect("run inlet")
 }
 
 /// Starts `inlet serve` and waits (bounded) until `/readyz` answers.

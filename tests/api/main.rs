@@ -15,6 +15,7 @@ mod idempotency;
 mod operations;
 mod plans;
 mod properties;
+mod quarantine;
 mod rate_limit;
 mod snippet;
 mod submissions;

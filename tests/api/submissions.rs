@@ -174,24 +174,6 @@ both_backends! {
         assert_eq!(subs["submissions"][0]["spam_reason"], "honeypot");
     }
 
-    async fn a_submission_faster_than_the_time_trap_is_spam(backend: Backend) {
-        let app = TestApp::spawn(backend).await;
-        let mut body = contact("fast@example.com");
-        body["_elapsed_ms"] = json!(200);
-        assert_eq!(app.post_json("contact", &body).await.status(), 201);
-        let mut slow = contact("slow@example.com");
-        let loaded = chrono::Utc::now().timestamp_millis() - 10_000;
-        slow.as_object_mut().unwrap().remove("_elapsed_ms");
-        slow["_loaded_at"] = json!(loaded);
-        assert_eq!(app.post_json("contact", &slow).await.status(), 201);
-        let spam = app.admin_get("/v1/admin/submissions?spam=true").await;
-        assert_eq!(spam["submissions"].as_array().unwrap().len(), 1);
-        assert_eq!(spam["submissions"][0]["spam_reason"], "too_fast");
-        let leads = app.leads().await;
-        assert_eq!(leads.len(), 1);
-        assert_eq!(leads[0]["email"], "slow@example.com");
-    }
-
     async fn download_forms_answer_with_a_signed_download_link(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let resp = app

@@ -97,6 +97,7 @@ impl Engine for PgEngine {
 /// Columns stored as `BIGINT` (milliseconds and counts); every other column is text.
 const INT_COLUMNS: &[&str] = &[
     "attempts",
+    "spam_score",
     "confirm_expires_at",
     "confirmed_at",
     "created_at",
