@@ -262,6 +262,31 @@ impl Links {
         self.signer.verify(kind, token, self.clock.now_secs())
     }
 
+    /// A signature for the page a no-JavaScript post came from, so the thank-you page can link
+    /// back to it without linking anywhere a crafted URL names.
+    pub fn back_signature(&self, url: &str) -> String {
+        let key = &self.signer.keys[0];
+        let sig = Signer::mac(key, &format!("back.{url}"))
+            .finalize()
+            .into_bytes();
+        format!("{}.{}", key.id, b64(&sig[..16]))
+    }
+
+    /// Whether `sig` is [`Links::back_signature`] of `url` under any configured key.
+    pub fn back_verified(&self, url: &str, sig: &str) -> bool {
+        let Some((kid, mac)) = sig.split_once('.') else {
+            return false;
+        };
+        let Ok(mac) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(mac) else {
+            return false;
+        };
+        self.signer.keys.iter().filter(|k| k.id == kid).any(|key| {
+            Signer::mac(key, &format!("back.{url}"))
+                .verify_truncated_left(&mac)
+                .is_ok()
+        })
+    }
+
     pub fn verify_signature(&self, kind: LinkKind, token: &str) -> Result<Link, LinkError> {
         self.signer.verify_signature(kind, token)
     }

@@ -31,7 +31,7 @@ fn page(
 }
 
 fn store_failed(state: &AppState, e: crate::store::StoreError) -> HttpResponse {
-    state.pages.error_page(&ApiError::from(e), None)
+    state.pages.error_page(&ApiError::from(e), None, None)
 }
 
 /// The page for a link that is not ours or was altered.

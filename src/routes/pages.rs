@@ -52,7 +52,7 @@ const THANKS: &str = r#"{% extends "layout.html" %}{% block title %}Thank you{% 
 const ERROR: &str = r#"{% extends "layout.html" %}{% block title %}Please check the form{% endblock %}
 {% block body %}<h1>{{ title }}</h1><p>{{ message }}</p>
 {% if fields %}<ul>{% for name, messages in fields|items %}{% for m in messages %}
-<li class="err"><strong>{{ name }}</strong> {{ m }}</li>{% endfor %}{% endfor %}</ul>{% endif %}
+<li class="err"><strong>{{ labels[name] or name }}</strong>: {{ m }}</li>{% endfor %}{% endfor %}</ul>{% endif %}
 {% if back %}<p><a href="{{ back }}">Go back and try again</a></p>
 {% else %}<p>Use your browser's back button to correct the form.</p>{% endif %}{% endblock %}"#;
 
@@ -83,8 +83,14 @@ impl Pages {
             })
     }
 
-    /// An error as a page a person can read (for no-JavaScript form posts).
-    pub fn error_page(&self, err: &ApiError, back: Option<&str>) -> HttpResponse {
+    /// An error as a page a person can read (for no-JavaScript form posts): fields are named
+    /// by the labels the person saw on `form`.
+    pub fn error_page(
+        &self,
+        err: &ApiError,
+        back: Option<&str>,
+        form: Option<&crate::forms::Form>,
+    ) -> HttpResponse {
         use actix_web::ResponseError;
         let status = err.status_code();
         let title = match status {
@@ -94,9 +100,17 @@ impl Pages {
             _ => "This form could not be sent",
         };
         let fields: Option<&FieldErrors> = err.fields();
+        let labels: std::collections::BTreeMap<&str, &str> = form
+            .map(|f| {
+                f.fields
+                    .iter()
+                    .map(|d| (d.name.as_str(), d.label.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let body = self.render(
             "error.html",
-            context! { title, message => err.to_string(), fields, back },
+            context! { title, message => err.to_string(), fields, back, labels },
         );
         let mut resp = html(status);
         err.decorate(&mut resp);
@@ -130,6 +144,9 @@ pub struct ThanksQuery {
     form: Option<String>,
     /// A signed download token (download forms without double opt-in).
     download: Option<String>,
+    /// The page the form was posted from, and its signature ([`crate::consent::Links::back_signature`]).
+    back: Option<String>,
+    sig: Option<String>,
 }
 
 /// The built-in thank-you page a no-JavaScript post lands on when its form has no redirect.
@@ -148,7 +165,12 @@ pub async fn thanks(state: web::Data<AppState>, q: web::Query<ThanksQuery>) -> H
                 .is_ok()
         })
         .map(|t| format!("{}/v1/downloads/{t}", state.public_url));
-    html(StatusCode::OK).body(state.pages.thanks_page(message, download.as_deref(), None))
+    // Only a back link Inlet signed itself: a crafted URL cannot make this page link elsewhere.
+    let back = match (&q.back, &q.sig) {
+        (Some(url), Some(sig)) if state.links.back_verified(url, sig) => Some(url.as_str()),
+        _ => None,
+    };
+    html(StatusCode::OK).body(state.pages.thanks_page(message, download.as_deref(), back))
 }
 
 /// An HTML answer with Inlet's page headers.

@@ -204,14 +204,19 @@ pub async fn submit(
         }
         (Ok((form, rec, _)), Format::Html) => {
             let location = form.redirect_url.clone().unwrap_or_else(|| {
-                match immediate_download(&state, form) {
-                    Some(until) => format!(
-                        "/thanks?form={}&download={}",
-                        form.id,
-                        state.links.download_token(&rec.submission_id, until)
-                    ),
-                    None => format!("/thanks?form={}", form.id),
+                let download = immediate_download(&state, form)
+                    .map(|until| state.links.download_token(&rec.submission_id, until));
+                // The page the form is on, signed, so the thank-you page can link back to it.
+                let back = referer(&req).map(|url| (url, state.links.back_signature(url)));
+                let mut query = vec![("form", form.id.as_str())];
+                query.extend(download.as_deref().map(|d| ("download", d)));
+                if let Some((url, sig)) = &back {
+                    query.extend([("back", *url), ("sig", sig.as_str())]);
                 }
+                format!(
+                    "/thanks?{}",
+                    serde_urlencoded::to_string(&query).unwrap_or_default()
+                )
             });
             HttpResponse::build(StatusCode::SEE_OTHER)
                 .insert_header((header::LOCATION, location))
@@ -225,14 +230,19 @@ pub async fn submit(
             resp.json(e.body())
         }
         (Err(e), Format::Html) => {
-            let back = req
-                .headers()
-                .get(header::REFERER)
-                .and_then(|v| v.to_str().ok())
-                .filter(|r| r.starts_with("http://") || r.starts_with("https://"));
-            state.pages.error_page(&e, back)
+            state
+                .pages
+                .error_page(&e, referer(&req), state.forms.get(&path).map(AsRef::as_ref))
         }
     }
+}
+
+/// The page a form was posted from, when the browser says (an http(s) URL of sane length).
+fn referer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|r| (r.starts_with("http://") || r.starts_with("https://")) && r.len() <= 2048)
 }
 
 /// A download form without double opt-in hands out its link at once (also on an idempotent

@@ -64,6 +64,45 @@ both_backends! {
         assert_eq!(leads[0]["latest_submission"]["fields"]["message"], "Hi\nthere");
     }
 
+    async fn the_thank_you_page_links_back_to_the_page_the_form_was_on_and_nowhere_else(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let landing = "https://landing.example.com/offer?utm_source=news&x=1";
+        let resp = app.client.post(app.submissions_url("contact"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "text/html")
+            .header("referer", landing)
+            .body("name=Bob&email=bob%40example.org&_elapsed_ms=5000")
+            .send().await.unwrap();
+        assert_eq!(resp.status(), 303);
+        let location = header(resp.headers(), "location").unwrap();
+        assert!(location.starts_with("/thanks?form=contact&back="), "{location}");
+        let page = app.client.get(app.url(&location)).send().await.unwrap().text().await.unwrap();
+        // minijinja escapes `/` too; a browser reads the same URL.
+        let href = "href=\"https:&#x2f;&#x2f;landing.example.com&#x2f;offer?utm_source=news&amp;x=1\"";
+        assert!(page.contains(href), "{page}");
+        assert!(page.contains("Back to the page"));
+        // A crafted link names another page, or reuses a signature for another page: no link.
+        let sig = location.split("&sig=").nth(1).unwrap();
+        for forged in [
+            "/thanks?form=contact&back=https%3A%2F%2Fevil.example%2F&sig=0000.AAAA".to_string(),
+            format!("/thanks?form=contact&back=https%3A%2F%2Fevil.example%2F&sig={sig}"),
+            "/thanks?form=contact&back=https%3A%2F%2Fevil.example%2F".to_string(),
+        ] {
+            let page = app.client.get(app.url(&forged)).send().await.unwrap().text().await.unwrap();
+            assert!(!page.contains("evil.example") && !page.contains("Back to the page"), "{forged}: {page}");
+        }
+    }
+
+    async fn the_no_js_error_page_names_fields_by_their_labels(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let resp = app.post_form("whitepaper", "email=nope&name=N&_elapsed_ms=5000").await;
+        assert_eq!(resp.status(), 422);
+        let page = resp.text().await.unwrap();
+        assert!(page.contains("<strong>Work email</strong>: is not a valid email address"), "{page}");
+        assert!(page.contains("<strong>I agree to receive the whitepaper and related emails</strong>: must be checked"), "{page}");
+        assert!(!page.contains("<strong>consent</strong>") && !page.contains("<strong>email</strong>"), "{page}");
+    }
+
     async fn plain_form_post_uses_the_forms_redirect_url(backend: Backend) {
         let app = TestApp::spawn_with(backend, |s| {
             s.forms[1].redirect_url = Some("https://example.com/thanks".into());
