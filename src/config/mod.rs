@@ -838,9 +838,39 @@ impl Settings {
         }
     }
 
-    /// The effective configuration as TOML, every secret redacted.
+    /// The effective configuration as TOML, every secret redacted, and a comment under its
+    /// section for each optional setting left unset saying what that means (an unset value
+    /// is otherwise simply absent, and an empty `[admin]` says nothing).
     pub fn to_redacted_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let text =
+            toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+        let unset: [(&str, bool, &str); 7] = [
+            ("[server]", self.server.public_url.is_none(),
+             "public_url: not set: links in email use the address Inlet listens on (INLET_PUBLIC_URL)"),
+            ("[mail]", self.mail.smtp_url.is_none(),
+             "smtp_url: not set: mail is written as .eml files to mail_dir, nothing is sent (INLET_SMTP_URL)"),
+            ("[mail]", self.mail.dkim.is_none(),
+             "dkim: not set: mail is not DKIM-signed by Inlet (your provider may sign it)"),
+            ("[admin]", self.admin.token.is_none(),
+             "token: not set: the admin API answers 401 to everyone (INLET_ADMIN_TOKEN)"),
+            ("[admin]", self.admin.metrics_token.is_none(),
+             "metrics_token: not set: GET /metrics is open (INLET_METRICS_TOKEN)"),
+            ("[privacy]", self.privacy.suppression_key.is_none(),
+             "suppression_key: not set: generated once and kept in the database (INLET_SUPPRESSION_KEY)"),
+            ("[consent]", self.consent.signing_keys.is_empty(),
+             "signing_keys: none configured: a key is generated once and kept in the database (INLET_SIGNING_KEYS)"),
+        ];
+        let mut out = String::with_capacity(text.len() + 512);
+        for line in text.lines() {
+            out.push_str(line);
+            out.push('\n');
+            for (_, _, note) in unset.iter().filter(|(h, on, _)| *on && *h == line) {
+                out.push_str("# ");
+                out.push_str(note);
+                out.push('\n');
+            }
+        }
+        out
     }
 }
 

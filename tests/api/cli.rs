@@ -64,6 +64,43 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
     }
     assert!(text.contains("mail.example.com:587"));
     assert!(text.contains("id = \"newsletter\""));
+    // Unset optional settings say what being unset means, under their sections.
+    assert!(
+        text.contains(
+            "[admin]\n# metrics_token: not set: GET /metrics is open (INLET_METRICS_TOKEN)\ntoken = \"[redacted]\""
+        ),
+        "{text}"
+    );
+    assert!(text.contains("# dkim: not set"), "{text}");
+    assert!(!text.contains("# smtp_url: not set"), "{text}");
+    for section in [
+        "[server]",
+        "[database]",
+        "[mail]",
+        "[privacy]",
+        "[rate_limit]",
+        "[spam]",
+        "[outbox]",
+        "[writer]",
+        "[consent]",
+        "[retention]",
+        "[log]",
+        "[[forms]]",
+    ] {
+        assert!(
+            format!("\n{text}").contains(&format!("\n{section}\n")),
+            "{section} missing:\n{text}"
+        );
+    }
+    let bare = stdout(&inlet(&["check-config"], &[], dir.path()));
+    assert!(
+        bare.contains("[admin]\n# token: not set: the admin API answers 401 to everyone"),
+        "{bare}"
+    );
+    assert!(
+        bare.contains("# smtp_url: not set: mail is written as .eml files"),
+        "{bare}"
+    );
 }
 
 #[test]
