@@ -118,14 +118,17 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
             // PostgreSQL: connection exceptions (08), insufficient resources (53), operator
             // intervention (57: admin shutdown, cannot connect now), database gone (3D000),
             // database not accepting connections (55000), authentication failed (28).
-            // SQLite: BUSY (5) and LOCKED (6), and their extended codes.
+            // SQLite: BUSY (5) and LOCKED (6), a full disk (FULL 13, or IOERR 10 when a
+            // write fails for want of space), and their extended codes.
             code.starts_with("08")
                 || code.starts_with("53")
                 || code.starts_with("57")
                 || code.starts_with("28")
                 || code == "3D000"
                 || code == "55000"
-                || code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+                || code
+                    .parse::<i32>()
+                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13))
         }
         _ => false,
     }

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{cli, contact, Backend, TestApp, ADMIN_TOKEN};
+use crate::helpers::{cli, contact, spawn_inlet, Backend, TestApp, ADMIN_TOKEN};
 use crate::smtp::{Mode, SmtpServer};
 
 fn with_smtp(s: &mut inlet::config::Settings, url: &str) {
@@ -473,42 +473,6 @@ both_backends! {
         // In flight at the kill: sends under way plus sent-but-unmarked (one group).
         let duplicates = smtp.received().len() - unique.len();
         assert!(duplicates <= 2 * concurrency, "duplicates ({duplicates}) are at most the messages in flight");
-    }
-}
-
-/// Starts `inlet serve` and waits (bounded) until `/readyz` answers.
-async fn spawn_inlet(env: &[(String, String)], dir: &std::path::Path) -> std::process::Child {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_inlet"));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("inlet.log"))
-        .expect("log file");
-    cmd.arg("serve")
-        .current_dir(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(log);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("start inlet");
-    let bind = &env.iter().find(|(k, _)| k == "INLET_BIND").unwrap().1;
-    let url = format!("http://{bind}/readyz");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(&url).await {
-            if r.status() == 200 {
-                return child;
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("inlet exited early: {status}");
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "inlet did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

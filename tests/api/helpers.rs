@@ -57,6 +57,21 @@ fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// Says loudly that part of the suite did not run: on stderr, and in a file that
+/// scripts/test.sh prints in its last lines (the harness captures test output).
+pub fn record_skip(notice: &str) {
+    eprintln!("\n!!!!! {notice} !!!!!\n");
+    let skips = concat!(env!("CARGO_MANIFEST_DIR"), "/target/inlet-test-skips");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(skips)
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "{notice}");
+    }
+}
+
 /// Whether PostgreSQL tests can run; fails the test when it is required but unreachable.
 pub async fn postgres_available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
@@ -82,17 +97,7 @@ pub async fn postgres_available() -> bool {
              start PostgreSQL.",
             postgres_admin_url()
         );
-        eprintln!("\n!!!!! {notice} !!!!!\n");
-        // The harness captures output: scripts/test.sh prints this file in its last lines.
-        let skips = concat!(env!("CARGO_MANIFEST_DIR"), "/target/inlet-test-skips");
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(skips)
-        {
-            use std::io::Write;
-            let _ = writeln!(f, "{notice}");
-        }
+        record_skip(&notice);
     }
     *AVAILABLE.get_or_init(|| ok)
 }
@@ -189,6 +194,42 @@ pub fn cli(args: &[&str], database_url: &str) -> std::process::Output {
         .env_remove("INLET_CONFIG")
         .output()
         .expect("run inlet")
+}
+
+/// Starts `inlet serve` and waits (bounded) until `/readyz` answers.
+pub async fn spawn_inlet(env: &[(String, String)], dir: &std::path::Path) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_inlet"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("inlet.log"))
+        .expect("log file");
+    cmd.arg("serve")
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start inlet");
+    let bind = &env.iter().find(|(k, _)| k == "INLET_BIND").unwrap().1;
+    let url = format!("http://{bind}/readyz");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(&url).await {
+            if r.status() == 200 {
+                return child;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("inlet exited early: {status}");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "inlet did not become ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
 }
 
 /// Settings for tests: random port, fresh database, limits off unless a test turns them on.

@@ -10,6 +10,7 @@ mod challenge;
 mod cli;
 mod consent;
 mod email;
+mod faults;
 mod hostile;
 mod idempotency;
 mod operations;
