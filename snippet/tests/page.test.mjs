@@ -112,3 +112,49 @@ test('the served script is the built one and stays within 6 KB gzipped', async (
     assert.doesNotMatch(src, bad);
   }
 });
+
+test('without JavaScript: errors name fields by their labels, the thank-you page links back; both pass axe', async (t) => {
+  const { inlet, site, browser } = await setup(t);
+  mkdirSync(SHOTS, { recursive: true });
+  const nojs = await browser.newContext({ javaScriptEnabled: false });
+  const page = await nojs.newPage();
+  const landing = site.url + '/nojs.html';
+
+  // A mistyped address and no consent: a page that names what the visitor saw.
+  await page.goto(landing);
+  await page.fill('#w-email', 'nope');
+  await page.fill('#w-name', 'No Script');
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  const error = await page.textContent('body');
+  assert.match(error, /Please check the form/);
+  assert.match(error, /Work email: is not a valid email address/);
+  assert.match(error, /I agree to receive the whitepaper and related emails: must be checked/);
+  assert.doesNotMatch(error, /consent must be checked/);
+  await page.screenshot({ path: join(SHOTS, 'nojs-error.png'), fullPage: true });
+  const errorHtml = await page.content();
+  await page.click('text=Go back and try again');
+  await page.waitForURL(landing);
+
+  // Fixed: the thank-you page, with the download and a way back to the page.
+  await page.fill('#w-email', unique('nojs'));
+  await page.fill('#w-name', 'No Script');
+  await page.check('input[name=consent]');
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  assert.match(page.url(), /\/thanks\?form=whitepaper&download=/);
+  assert.match(await page.textContent('body'), /Your whitepaper is on its way/);
+  assert.equal(await page.getAttribute('text=Back to the page', 'href'), landing);
+  await page.screenshot({ path: join(SHOTS, 'nojs-thanks.png'), fullPage: true });
+  const thanksUrl = page.url();
+  await page.click('text=Back to the page');
+  await page.waitForURL(landing);
+
+  // axe needs script: the same pages in a context that runs it.
+  const checker = await browser.newContext({ bypassCSP: true });
+  const p = await checker.newPage();
+  await p.goto(thanksUrl);
+  assert.deepEqual(await axe(p, 'body'), [], 'the thank-you page');
+  await p.goto(inlet.url + '/healthz');
+  await p.setContent(errorHtml);
+  assert.deepEqual(await axe(p, 'body'), [], 'the error page');
+  console.log(`# screenshots: ${SHOTS}/nojs-error.png, ${SHOTS}/nojs-thanks.png`);
+});

@@ -108,9 +108,19 @@ impl Pages {
                     .collect()
             })
             .unwrap_or_default();
+        // What the person should do, as a sentence (the API's message is for developers).
+        let message = if fields.is_some() {
+            "Please correct what is marked below, then send the form again.".to_string()
+        } else {
+            let text = err.to_string();
+            let mut chars = text.chars();
+            chars.next().map_or_else(String::new, |c| {
+                format!("{}{}.", c.to_uppercase(), chars.as_str().trim_end_matches('.'))
+            })
+        };
         let body = self.render(
             "error.html",
-            context! { title, message => err.to_string(), fields, back, labels },
+            context! { title, message, fields, back, labels },
         );
         let mut resp = html(status);
         err.decorate(&mut resp);
