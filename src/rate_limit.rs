@@ -11,6 +11,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 
@@ -94,7 +95,10 @@ fn canonical(ip: IpAddr) -> IpAddr {
 pub struct RateLimits {
     enabled: bool,
     /// Keyed by [`client_key`].
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// Keyed by [`client_key`]; its state also tells how much of its burst a client has used
+    /// (the spam score's burst signal), so that needs no map of its own.
+    per_ip: DefaultKeyedRateLimiter<IpAddr, StateInformationMiddleware>,
+    per_ip_burst: u32,
     /// Mail to unconfirmed addresses per [`mail_network`] (None: no cap).
     mail_per_network: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// ...and per recipient, keyed by a keyed 64-bit hash of the address (no address kept).
@@ -105,10 +109,17 @@ pub struct RateLimits {
     /// Clients that ran out of admin guesses, until when (bounded: see [`MAX_BLOCKED`]).
     admin_blocked: std::sync::Mutex<std::collections::HashMap<IpAddr, std::time::Instant>>,
     per_form: Vec<DefaultDirectRateLimiter>,
-    /// Submissions per [`client_key`] before they count as a burst (a spam signal, not a limit).
-    burst: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// More of the per-IP burst used at once than this is a burst (a spam signal); 0: off.
+    spam_burst: u32,
     trusted_proxies: Vec<IpNet>,
     clock: DefaultClock,
+}
+
+/// What a request that passed the limits showed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Admitted {
+    /// The client network has used more of its per-IP burst at once than `spam.burst`.
+    pub burst: bool,
 }
 
 /// Failed admin credentials a client IP may send per minute before it is refused for a minute.
@@ -135,7 +146,8 @@ impl RateLimits {
             .allow_burst(nz(settings.per_form_burst.max(1)));
         RateLimits {
             enabled: settings.enabled,
-            per_ip: RateLimiter::keyed(ip_quota),
+            per_ip: RateLimiter::keyed(ip_quota).with_middleware::<StateInformationMiddleware>(),
+            per_ip_burst: settings.per_ip_burst.max(1),
             mail_per_network: hourly(settings.unconfirmed_mail_per_network_per_hour),
             mail_per_recipient: hourly(settings.unconfirmed_mail_per_recipient_per_hour),
             recipient_hasher: std::collections::hash_map::RandomState::new(),
@@ -144,51 +156,42 @@ impl RateLimits {
             per_form: (0..forms)
                 .map(|_| RateLimiter::direct(form_quota))
                 .collect(),
-            burst: None,
+            spam_burst: 0,
             trusted_proxies,
             clock: DefaultClock::default(),
         }
     }
 
-    /// Counts `n` submissions from one client network at once, refilling one a minute, before
-    /// more count as a burst ([`RateLimits::burst`]); 0: never.
+    /// A client network that has used more than `n` of its per-IP burst at once is sending in
+    /// a burst ([`Admitted::burst`], a spam signal); 0: never.
     #[must_use]
     pub fn with_spam_burst(mut self, n: u32) -> Self {
-        self.burst = NonZeroU32::new(n).map(|n| {
-            RateLimiter::keyed(
-                Quota::with_period(Duration::from_secs(60))
-                    .unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN))
-                    .allow_burst(n),
-            )
-        });
+        self.spam_burst = n;
         self
     }
 
-    /// Counts a submission from `client`; true when its network is sending in a burst (a
-    /// spam signal, whether or not rate limiting is on).
-    pub fn burst(&self, client: Option<IpAddr>) -> bool {
-        match (&self.burst, client) {
-            (Some(limiter), Some(ip)) => limiter.check_key(&client_key(ip)).is_err(),
-            _ => false,
-        }
-    }
-
     /// Takes one cell from the client's and the form's limiters.
-    pub fn check(&self, client: Option<IpAddr>, form_index: usize) -> Result<(), Limited> {
+    pub fn check(&self, client: Option<IpAddr>, form_index: usize) -> Result<Admitted, Limited> {
+        let mut admitted = Admitted::default();
         if !self.enabled {
-            return Ok(());
+            return Ok(admitted);
         }
         if let Some(ip) = client {
-            self.per_ip
+            let state = self
+                .per_ip
                 .check_key(&client_key(ip))
                 .map_err(|n| Limited::ClientIp(n.wait_time_from(self.clock.now())))?;
+            let used = self
+                .per_ip_burst
+                .saturating_sub(state.remaining_burst_capacity());
+            admitted.burst = self.spam_burst > 0 && used > self.spam_burst;
         }
         if let Some(limiter) = self.per_form.get(form_index) {
             limiter
                 .check()
                 .map_err(|n| Limited::Form(n.wait_time_from(self.clock.now())))?;
         }
-        Ok(())
+        Ok(admitted)
     }
 
     /// Takes one cell for a message to an address nobody confirmed, sent because `client`
@@ -248,10 +251,6 @@ impl RateLimits {
         }
         self.per_ip.retain_recent();
         self.per_ip.shrink_to_fit();
-        if let Some(limiter) = &self.burst {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
         if let Some(limiter) = &self.mail_per_network {
             limiter.retain_recent();
             limiter.shrink_to_fit();

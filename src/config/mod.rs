@@ -248,8 +248,10 @@ pub struct SpamSettings {
     /// Sent sooner than this after page load (as the client reports it): a weak spam signal
     /// (30 points; within a quarter of it, 50). Quarantine takes 70 points.
     pub min_submit_ms: u64,
-    /// Submissions one client network (IPv4 address, IPv6 /64) may send at once, refilling one
-    /// a minute, before more count as a burst (a 30-point signal). 0: no burst signal.
+    /// A client network (IPv4 address, IPv6 /64) that has used more than this much of its
+    /// per-IP allowance (`rate_limit.per_ip_burst`) at once is sending in a burst (a 30-point
+    /// signal). Read from the rate limiter's own state, so it needs `rate_limit.enabled`.
+    /// 0: no burst signal.
     pub burst: u32,
 }
 
@@ -257,7 +259,7 @@ impl Default for SpamSettings {
     fn default() -> Self {
         SpamSettings {
             min_submit_ms: 1500,
-            burst: 10,
+            burst: 5,
         }
     }
 }

@@ -115,7 +115,11 @@ impl Pages {
             let text = err.to_string();
             let mut chars = text.chars();
             chars.next().map_or_else(String::new, |c| {
-                format!("{}{}.", c.to_uppercase(), chars.as_str().trim_end_matches('.'))
+                format!(
+                    "{}{}.",
+                    c.to_uppercase(),
+                    chars.as_str().trim_end_matches('.')
+                )
             })
         };
         let body = self.render(

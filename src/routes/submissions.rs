@@ -262,16 +262,16 @@ async fn accept<'s>(
     let form = resolve_form(state, req, form_id, origin(req))?;
 
     let client = super::client_addr(req, state);
-    if let Err(limited) = state.limits.check(client, form.index) {
+    let admitted = state.limits.check(client, form.index).map_err(|limited| {
         state
             .metrics
             .rate_limited
             .with_label_values(&[limited.scope()])
             .inc();
-        return Err(ApiError::RateLimited {
+        ApiError::RateLimited {
             retry_after_secs: limited.retry_after_secs(),
-        });
-    }
+        }
+    })?;
 
     let kind = body_kind(req.headers())?;
     let bytes = read_body(req, body, state.settings.server.body_limit_bytes).await?;
@@ -317,7 +317,7 @@ async fn accept<'s>(
             .spam
             .add(crate::domain::SpamSignal::ChallengeUnverified);
     }
-    if state.limits.burst(client) {
+    if admitted.burst {
         submission.spam.add(crate::domain::SpamSignal::Burst);
     }
     if let Some(strongest) = submission
