@@ -52,6 +52,10 @@ struct Inner {
     parts: WorkerParts,
     /// This worker's lease owner id.
     owner: String,
+    /// One lease check at a time: each takes well under a millisecond, and letting all
+    /// `concurrency` sends check at once would hold as many pooled connections (on SQLite each
+    /// reader keeps its own page cache) for no gain.
+    lease_checks: tokio::sync::Mutex<()>,
 }
 
 /// Cheap to clone; every clone is the same worker (same lease owner).
@@ -81,6 +85,7 @@ impl OutboxWorker {
             inner: Arc::new(Inner {
                 parts,
                 owner: uuid::Uuid::new_v4().to_string(),
+                lease_checks: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -273,12 +278,15 @@ impl OutboxWorker {
         // that stalled (a paused VM, a long GC-like hiccup, a clock jump) finds out here,
         // before sending what another worker may already have taken over.
         let margin = i64::try_from(inner.parts.send_deadline.as_millis()).unwrap_or(i64::MAX);
-        match inner
-            .parts
-            .store
-            .lease_held(&m.id, &inner.owner, margin)
-            .await
-        {
+        let held = {
+            let _turn = inner.lease_checks.lock().await;
+            inner
+                .parts
+                .store
+                .lease_held(&m.id, &inner.owner, margin)
+                .await
+        };
+        match held {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!("lease ran out before the send; left to whichever worker holds it");
