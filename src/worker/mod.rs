@@ -64,8 +64,8 @@ pub struct OutboxWorker {
     inner: Arc<Inner>,
 }
 
-/// Backoff before attempt `attempts + 1`: base * 2^(attempts-1), capped, with jitter in
-/// [half, full] so a fleet of failures does not retry in lock-step.
+/// Backoff before attempt `attempts + 1`: base * 2^(attempts-1), capped, less up to 20 %
+/// jitter so a fleet of failures does not retry in lock-step.
 pub fn backoff_ms(settings: &OutboxSettings, attempts: i64) -> i64 {
     let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
     let full = settings
@@ -88,11 +88,6 @@ impl OutboxWorker {
                 lease_checks: tokio::sync::Mutex::new(()),
             }),
         }
-    }
-
-    /// The clock this worker schedules by.
-    pub fn clock(&self) -> &crate::clock::Clock {
-        &self.inner.parts.clock
     }
 
     pub fn mailer(&self) -> &Mailer {
