@@ -183,6 +183,7 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     /// The application's clock; [`TestApp::advance`] moves it (no test sleeps for time to pass).
     pub clock: inlet::clock::Clock,
+    hand: inlet::clock::ClockHand,
 }
 
 /// Runs `inlet` against a database URL (no other configuration).
@@ -266,7 +267,7 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut settings = test_settings(&db, dir.path());
         configure(&mut settings);
-        let clock = inlet::clock::Clock::adjustable();
+        let (clock, hand) = inlet::clock::Clock::adjustable();
         let app = Application::build_with_clock(settings, clock.clone())
             .await
             .expect("application builds");
@@ -288,6 +289,7 @@ impl TestApp {
             db,
             dir,
             clock,
+            hand,
         }
     }
 
@@ -326,7 +328,7 @@ impl TestApp {
 
     /// Moves the application's clock forward (links expire, retries fall due, retention ages).
     pub fn advance(&self, by: std::time::Duration) {
-        self.clock.advance(by);
+        self.hand.advance(by);
     }
 
     pub fn url(&self, path: &str) -> String {
