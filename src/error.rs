@@ -24,7 +24,7 @@ pub enum ApiError {
     MalformedBody(String),
     #[error("the request body did not arrive within {secs} s")]
     BodyTimeout { secs: u64 },
-    #[error("{0}")]
+    #[error("{1}")]
     BadRequest(&'static str, String),
     #[error("no form with id '{0}'")]
     UnknownForm(String),

@@ -69,7 +69,14 @@ both_backends! {
             let resp = app.client.get(app.url(&format!("/v1/admin/leads?{q}"))).bearer_auth(crate::helpers::ADMIN_TOKEN).send().await.unwrap();
             assert_eq!(resp.status(), 400, "{q}");
             let body: Value = resp.json().await.unwrap();
-            assert!(body["error"].as_str().unwrap().starts_with("invalid_"), "{q}: {body}");
+            let code = body["error"].as_str().unwrap();
+            assert!(code.starts_with("invalid_"), "{q}: {body}");
+            // The message says what is wrong, in words (not the code again).
+            let message = body["message"].as_str().unwrap();
+            assert_ne!(message, code, "{q}: {body}");
+            assert!(message.contains(' '), "{q}: {body}");
         }
+        let body: Value = app.client.get(app.url("/v1/admin/leads?limit=0")).bearer_auth(crate::helpers::ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
+        assert_eq!(body["message"], "limit must be 1 to 500");
     }
 }
