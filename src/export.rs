@@ -86,16 +86,53 @@ const FIXED: [&str; 9] = [
     "submitted_at",
 ];
 
-/// Writes every lead that is not quarantined with its latest submission and its status, page
-/// by page (memory stays flat); with `statuses`, only leads in one of them (`quarantined`
-/// reaches the quarantined ones).
+/// Where an export's bytes go, a page (up to 500 leads) at a time: a slow reader holds the
+/// export back instead of growing memory.
+pub trait ExportSink {
+    fn emit(
+        &mut self,
+        bytes: Vec<u8>,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+}
+
+/// A blocking writer (stdout for `inlet leads export`).
+pub struct WriteSink<W: Write + Send>(pub W);
+
+impl<W: Write + Send> ExportSink for WriteSink<W> {
+    fn emit(
+        &mut self,
+        bytes: Vec<u8>,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        let result = self.0.write_all(&bytes).and_then(|()| self.0.flush());
+        std::future::ready(result)
+    }
+}
+
+/// A bounded channel to a streamed HTTP answer (the console's CSV export).
+impl ExportSink for tokio::sync::mpsc::Sender<Vec<u8>> {
+    fn emit(
+        &mut self,
+        bytes: Vec<u8>,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        let tx = self.clone();
+        async move {
+            tx.send(bytes).await.map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the reader went away")
+            })
+        }
+    }
+}
+
+/// Writes every lead matching `filter` (form, dates, address prefix; not quarantined) with its
+/// latest submission and its status, page by page (memory stays flat); with `statuses`, only
+/// leads in one of them (`quarantined` reaches the quarantined ones).
 pub async fn export_leads(
     store: &LeadStore,
     forms: &FormRegistry,
     format: ExportFormat,
-    form_id: Option<String>,
+    filter: &LeadQuery,
     statuses: &[LeadStatus],
-    out: impl Write,
+    mut sink: impl ExportSink,
 ) -> Result<u64, ExportError> {
     // One column per declared field across the forms, in config order, email excluded.
     let mut field_columns: Vec<String> = Vec::new();
@@ -106,27 +143,23 @@ pub async fn export_leads(
             }
         }
     }
-    let mut csv_out = None;
-    let mut jsonl_out = None;
-    match format {
-        ExportFormat::Csv => {
-            let mut w = csv::Writer::from_writer(out);
-            let header: Vec<&str> = FIXED
-                .iter()
-                .copied()
-                .chain(field_columns.iter().map(String::as_str))
-                .chain(
-                    Attribution::default()
-                        .columns()
-                        .iter()
-                        .map(|(name, _)| *name),
-                )
-                .chain(["extra"])
-                .collect();
-            w.write_record(&header)?;
-            csv_out = Some(w);
-        }
-        ExportFormat::Jsonl => jsonl_out = Some(std::io::BufWriter::new(out)),
+    if format == ExportFormat::Csv {
+        let header: Vec<&str> = FIXED
+            .iter()
+            .copied()
+            .chain(field_columns.iter().map(String::as_str))
+            .chain(
+                Attribution::default()
+                    .columns()
+                    .iter()
+                    .map(|(name, _)| *name),
+            )
+            .chain(["extra"])
+            .collect();
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(&header)?;
+        sink.emit(w.into_inner().map_err(|e| e.into_error())?)
+            .await?;
     }
     let quarantined = statuses.contains(&LeadStatus::Quarantined);
     let others = statuses.is_empty() || statuses.iter().any(|s| *s != LeadStatus::Quarantined);
@@ -136,14 +169,18 @@ pub async fn export_leads(
     let mut count = 0u64;
     for pass in passes {
         let mut query = LeadQuery {
-            form_id: form_id.clone(),
             quarantined: pass,
             limit: 500,
-            ..LeadQuery::default()
+            after: None,
+            ..filter.clone()
         };
         loop {
             let page = store.list_leads(&query).await?;
             let status_of = store.lead_statuses(&page.items).await?;
+            let mut csv_out = csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(Vec::new());
+            let mut jsonl_out = Vec::new();
             for lead in &page.items {
                 let status = status_of
                     .get(&lead.id)
@@ -153,15 +190,24 @@ pub async fn export_leads(
                     continue;
                 }
                 count += 1;
-                if let Some(w) = csv_out.as_mut() {
-                    let row = csv_row(lead, status, &field_columns);
-                    w.write_record(row.iter().map(|c| neutralise(c)))?;
+                match format {
+                    ExportFormat::Csv => {
+                        let row = csv_row(lead, status, &field_columns);
+                        csv_out.write_record(row.iter().map(|c| neutralise(c)))?;
+                    }
+                    ExportFormat::Jsonl => {
+                        serde_json::to_writer(&mut jsonl_out, &lead_json(lead, Some(status)))
+                            .map_err(std::io::Error::from)?;
+                        jsonl_out.push(b'\n');
+                    }
                 }
-                if let Some(w) = jsonl_out.as_mut() {
-                    serde_json::to_writer(&mut *w, &lead_json(lead, Some(status)))
-                        .map_err(std::io::Error::from)?;
-                    w.write_all(b"\n")?;
-                }
+            }
+            let bytes = match format {
+                ExportFormat::Csv => csv_out.into_inner().map_err(|e| e.into_error())?,
+                ExportFormat::Jsonl => jsonl_out,
+            };
+            if !bytes.is_empty() {
+                sink.emit(bytes).await?;
             }
             match page
                 .next_cursor
@@ -172,12 +218,6 @@ pub async fn export_leads(
                 None => break,
             }
         }
-    }
-    if let Some(mut w) = csv_out {
-        w.flush()?;
-    }
-    if let Some(mut w) = jsonl_out {
-        w.flush()?;
     }
     Ok(count)
 }

@@ -287,9 +287,12 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
                 &store,
                 &forms,
                 format,
-                form,
+                &inlet::store::LeadQuery {
+                    form_id: form,
+                    ..Default::default()
+                },
                 &status,
-                std::io::stdout().lock(),
+                inlet::export::WriteSink(std::io::stdout()),
             )
             .await;
             store.close().await;

@@ -112,6 +112,25 @@ pub struct ListParams {
     lead_id: Option<String>,
     /// Leads only: `true` lists the quarantined leads (every submission quarantined).
     quarantined: Option<bool>,
+    /// Leads only: addresses that start with this (case-insensitive).
+    q: Option<String>,
+    /// Leads only: `oldest` (the default) or `newest` first.
+    order: Option<String>,
+}
+
+/// A search as the lead list takes it: trimmed, lower-cased (addresses are stored
+/// normalised), at most an address's length.
+pub(super) fn email_prefix(q: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(q) = q.map(str::trim).filter(|q| !q.is_empty()) else {
+        return Ok(None);
+    };
+    if q.chars().count() > 254 || q.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "invalid_query",
+            "the search must be at most 254 characters of text".into(),
+        ));
+    }
+    Ok(Some(q.to_lowercase()))
 }
 
 pub fn parse_time(name: &'static str, v: &str) -> Result<i64, ApiError> {
@@ -181,6 +200,17 @@ pub async fn list_leads(
             since_ms: c.since_ms,
             until_ms: c.until_ms,
             quarantined: params.quarantined.unwrap_or(false),
+            email_prefix: email_prefix(params.q.as_deref())?,
+            newest_first: match params.order.as_deref() {
+                None | Some("oldest") => false,
+                Some("newest") => true,
+                Some(_) => {
+                    return Err(ApiError::BadRequest(
+                        "invalid_query",
+                        "order must be oldest or newest".into(),
+                    ))
+                }
+            },
             after: c.after,
             limit: c.limit,
         })

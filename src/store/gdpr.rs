@@ -1,6 +1,6 @@
 //! GDPR access and erasure: everything held about one person, and its removal.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::retention::{delete_submissions, Doomed};
@@ -9,29 +9,79 @@ use super::suppression::{lead_email, suppress};
 use super::{LeadStore, StoreError};
 
 /// A consent ledger entry as the access export shows it.
-#[derive(serde::Serialize, sqlx::FromRow)]
-struct ConsentEntry {
-    id: String,
-    submission_id: Option<String>,
-    form_id: Option<String>,
-    kind: String,
-    field: Option<String>,
-    text: Option<String>,
-    text_version: Option<String>,
-    client_ip: Option<String>,
-    user_agent: Option<String>,
-    created_at_ms: i64,
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct ConsentEntry {
+    pub id: String,
+    pub submission_id: Option<String>,
+    pub form_id: Option<String>,
+    pub kind: String,
+    pub field: Option<String>,
+    pub text: Option<String>,
+    pub text_version: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at_ms: i64,
 }
 
 /// A download link as the access export shows it.
-#[derive(serde::Serialize, sqlx::FromRow)]
-struct DownloadEntry {
-    submission_id: String,
-    form_id: String,
-    created_at_ms: i64,
-    expires_at_ms: i64,
-    download_count: i64,
-    last_download_at_ms: Option<i64>,
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct DownloadEntry {
+    pub submission_id: String,
+    pub form_id: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub download_count: i64,
+    pub last_download_at_ms: Option<i64>,
+}
+
+/// The lead's own row, as the access export shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LeadSummary {
+    pub id: String,
+    pub email: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub submission_count: i64,
+}
+
+/// The address's entry on the suppression list.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct SuppressionEntry {
+    /// `unsubscribed`, `bounced` or `erased`.
+    pub reason: String,
+    pub created_at_ms: i64,
+}
+
+impl LeadHistory {
+    /// The lead's status, by the rule the lists use ([`LeadStatus::decide`]): from its newest
+    /// real submission (the newest quarantined one if it has only those).
+    pub fn status(&self) -> Option<crate::store::LeadStatus> {
+        let latest = self
+            .submissions
+            .iter()
+            .rev()
+            .find(|s| !s.spam)
+            .or_else(|| self.submissions.last())?;
+        Some(crate::store::LeadStatus::decide(
+            latest,
+            self.suppression.as_ref().map(|s| s.reason.as_str()),
+            self.submissions
+                .iter()
+                .any(|s| s.confirmation == "confirmed"),
+        ))
+    }
+}
+
+/// Everything held about one person (GDPR access; the console's lead page).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LeadHistory {
+    pub lead: LeadSummary,
+    pub suppressed: bool,
+    pub suppression: Option<SuppressionEntry>,
+    pub submissions: Vec<crate::store::SubmissionRecord>,
+    pub consents: Vec<ConsentEntry>,
+    pub downloads: Vec<DownloadEntry>,
+    pub messages: Vec<crate::store::OutboxRecord>,
 }
 
 impl LeadStore {
@@ -44,6 +94,14 @@ impl LeadStore {
     /// Everything held about one person (GDPR access): the lead, every submission (spam
     /// included), the consent ledger, messages, downloads and suppression status.
     pub async fn export_lead(&self, lead_id: &str) -> Result<Option<Value>, StoreError> {
+        let history = self.lead_history(lead_id).await?;
+        history
+            .map(|h| serde_json::to_value(h).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// [`LeadStore::export_lead`], typed.
+    pub async fn lead_history(&self, lead_id: &str) -> Result<Option<LeadHistory>, StoreError> {
         let Some((email, created, updated, count)) = self.get_lead(lead_id).await? else {
             return Ok(None);
         };
@@ -71,19 +129,27 @@ impl LeadStore {
         .arg(lead_id);
         let downloads: Vec<DownloadEntry> = self.pools.reader().fetch_all(&sql).await?;
         let messages = self.lead_messages(lead_id).await?;
-        let suppressed = !self
-            .suppressed_among(&[self.suppression.hash(&email)])
-            .await?
-            .is_empty();
-        Ok(Some(json!({
-            "lead": { "id": lead_id, "email": email, "created_at_ms": created,
-                      "updated_at_ms": updated, "submission_count": count },
-            "suppressed": suppressed,
-            "submissions": submissions,
-            "consents": consents,
-            "downloads": downloads,
-            "messages": messages,
-        })))
+        let sql = Sql::fixed(
+            "SELECT reason, created_at AS created_at_ms FROM suppressions WHERE email_hash = $1",
+        )
+        .arg(self.suppression.hash(&email));
+        let suppression: Option<SuppressionEntry> =
+            self.pools.reader().fetch_optional(&sql).await?;
+        Ok(Some(LeadHistory {
+            lead: LeadSummary {
+                id: lead_id.to_string(),
+                email,
+                created_at_ms: created,
+                updated_at_ms: updated,
+                submission_count: count,
+            },
+            suppressed: suppression.is_some(),
+            suppression,
+            submissions,
+            consents,
+            downloads,
+            messages,
+        }))
     }
 
     /// Erases a person (GDPR): every submission, message, download and ledger entry, and the

@@ -308,12 +308,27 @@ impl LeadStore {
         sql.push(&format!(
             " ORDER BY s2.created_at DESC, s2.id DESC LIMIT 1) WHERE l.real_submission_count {leads}"
         ));
-        if let Some(c) = &q.after {
-            sql.push(" AND (l.created_at > ").bind_int(c.created_at_ms);
-            sql.push(" OR (l.created_at = ").bind_int(c.created_at_ms);
-            sql.push(" AND l.id > ").bind_text(&c.id).push("))");
+        if let Some(p) = q.email_prefix.as_deref().filter(|p| !p.is_empty()) {
+            // Every address that starts with `p` sorts at or after it and before `p` followed
+            // by the last code point (byte order on both engines).
+            sql.push(" AND l.email >= ").bind_text(p);
+            sql.push(" AND l.email < ")
+                .bind_text(&format!("{p}\u{10FFFF}"));
         }
-        sql.push(" ORDER BY l.created_at, l.id LIMIT ")
+        let (cmp, dir) = if q.newest_first {
+            ("<", " DESC")
+        } else {
+            (">", "")
+        };
+        if let Some(c) = &q.after {
+            sql.push(&format!(" AND (l.created_at {cmp} "))
+                .bind_int(c.created_at_ms);
+            sql.push(" OR (l.created_at = ").bind_int(c.created_at_ms);
+            sql.push(&format!(" AND l.id {cmp} "))
+                .bind_text(&c.id)
+                .push("))");
+        }
+        sql.push(&format!(" ORDER BY l.created_at{dir}, l.id{dir} LIMIT "))
             .bind_int(i64::from(q.limit) + 1);
         let rows: Vec<LeadRow> = self.pools.reader().fetch_all(&sql).await?;
         let items = rows

@@ -35,6 +35,7 @@ pub mod writer;
 pub use crate::config::Engine as Backend;
 pub use double_opt_in::{ConfirmOutcome, PendingSubmission};
 pub use downloads::{DownloadRecord, ResendOutcome};
+pub use gdpr::{ConsentEntry, DownloadEntry, LeadHistory, LeadSummary, SuppressionEntry};
 pub use leads::WriteConn;
 pub use ledger::Actor;
 pub use models::{

@@ -87,6 +87,10 @@ pub struct LeadQuery {
     pub until_ms: Option<i64>,
     /// Quarantined leads (every submission quarantined) instead of the others.
     pub quarantined: bool,
+    /// Only leads whose (normalised) address starts with this (a range on the email index).
+    pub email_prefix: Option<String>,
+    /// Newest lead first (the console); else oldest first (exports, the admin API).
+    pub newest_first: bool,
     pub after: Option<Cursor>,
     pub limit: u32,
 }

@@ -28,6 +28,25 @@ pub enum LeadStatus {
 }
 
 impl LeadStatus {
+    /// The rule: quarantined if the newest submission is (every one is); then the
+    /// suppression list's reason; then confirmed if any submission was; pending if the newest
+    /// waits for confirmation; else active.
+    pub fn decide(
+        latest: &crate::store::SubmissionRecord,
+        suppression_reason: Option<&str>,
+        ever_confirmed: bool,
+    ) -> LeadStatus {
+        match suppression_reason {
+            _ if latest.spam => LeadStatus::Quarantined,
+            Some("bounced") => LeadStatus::Bounced,
+            Some("erased") => LeadStatus::Erased,
+            Some(_) => LeadStatus::Unsubscribed,
+            None if ever_confirmed => LeadStatus::Confirmed,
+            None if latest.confirmation == "pending" => LeadStatus::Pending,
+            None => LeadStatus::Active,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             LeadStatus::Active => "active",
@@ -78,15 +97,11 @@ impl LeadStore {
             .iter()
             .zip(&hashes)
             .map(|(lead, hash)| {
-                let status = match reasons.get(hash).map(String::as_str) {
-                    _ if lead.latest_submission.spam => LeadStatus::Quarantined,
-                    Some("bounced") => LeadStatus::Bounced,
-                    Some("erased") => LeadStatus::Erased,
-                    Some(_) => LeadStatus::Unsubscribed,
-                    None if confirmed.contains(&lead.id) => LeadStatus::Confirmed,
-                    None if lead.latest_submission.confirmation == "pending" => LeadStatus::Pending,
-                    None => LeadStatus::Active,
-                };
+                let status = LeadStatus::decide(
+                    &lead.latest_submission,
+                    reasons.get(hash).map(String::as_str),
+                    confirmed.contains(&lead.id),
+                );
                 (lead.id.clone(), status)
             })
             .collect())

@@ -65,7 +65,7 @@ both_backends! {
 
     async fn bad_admin_queries_answer_400(backend: Backend) {
         let app = TestApp::spawn(backend).await;
-        for q in ["limit=0", "limit=abc", "limit=501", "since=yesterday", "cursor=zzz", "bogus=1"] {
+        for q in ["limit=0", "limit=abc", "limit=501", "since=yesterday", "cursor=zzz", "bogus=1", "order=sideways"] {
             let resp = app.client.get(app.url(&format!("/v1/admin/leads?{q}"))).bearer_auth(crate::helpers::ADMIN_TOKEN).send().await.unwrap();
             assert_eq!(resp.status(), 400, "{q}");
             let body: Value = resp.json().await.unwrap();
