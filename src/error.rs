@@ -49,6 +49,12 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("a valid admin bearer token is required")]
     Unauthorized,
+    /// The console: no session, or it ended (pages answer with the sign-in page).
+    #[error("please sign in first")]
+    SignInRequired,
+    /// Signed in, but not allowed (a role's limit, or a form without its CSRF token).
+    #[error("{1}")]
+    Forbidden(&'static str, String),
     #[error("not found")]
     NotFound,
     #[error("the database is unavailable; retry shortly")]
@@ -106,6 +112,8 @@ impl ApiError {
             ApiError::ChallengeFailed(_) => "challenge_failed",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::SignInRequired => "sign_in_required",
+            ApiError::Forbidden(code, _) => code,
             ApiError::NotFound => "not_found",
             ApiError::Unavailable(_) => "database_unavailable",
             ApiError::Overloaded { .. } => "overloaded",
@@ -160,7 +168,7 @@ impl ResponseError for ApiError {
             ApiError::MalformedBody(_) | ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnknownForm(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::OriginNotAllowed(_) | ApiError::Forbidden(..) => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_)
@@ -169,7 +177,7 @@ impl ResponseError for ApiError {
             | ApiError::ChallengeRequired { .. }
             | ApiError::ChallengeFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::SignInRequired => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable(_) | ApiError::Overloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -2,6 +2,7 @@ pub mod challenge;
 pub mod clock;
 pub mod config;
 pub mod consent;
+pub mod console;
 pub mod domain;
 pub mod error;
 pub mod export;

@@ -70,6 +70,27 @@ enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
+    /// Manage who may sign in to the console (`/console`).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a person and print a one-time sign-in link (they choose a password after it).
+    Add {
+        email: String,
+        #[arg(long, value_enum)]
+        role: inlet::console::Role,
+    },
+    /// Print a fresh one-time sign-in link for a person (a forgotten password).
+    Link { email: String },
+    /// List everyone who may sign in.
+    List,
+    /// Remove a person (their sessions end at once).
+    Remove { email: String },
 }
 
 #[derive(Subcommand)]
@@ -226,6 +247,16 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
                     Err(e) => return fail(2, StartupError::Database(e)),
                 };
             let code = outbox(&store, command).await;
+            store.close().await;
+            code
+        }
+        Command::Users { command } => {
+            let store =
+                match LeadStore::connect(&settings.database, settings.suppression_key()).await {
+                    Ok(s) => s,
+                    Err(e) => return fail(2, StartupError::Database(e)),
+                };
+            let code = users(&store, &settings, command).await;
             store.close().await;
             code
         }
@@ -390,6 +421,95 @@ async fn person(store: &LeadStore, command: LeadsCommand) -> ExitCode {
     }
 }
 
+async fn users(store: &LeadStore, settings: &Settings, command: UsersCommand) -> ExitCode {
+    let now = chrono::Utc::now().timestamp_millis();
+    let public_url = match settings.bind_addr() {
+        Ok(addr) => settings.public_url(addr),
+        Err(e) => return fail(2, e),
+    };
+    let parse = |email: &str| {
+        inlet::domain::EmailAddress::parse(email.trim())
+            .map(|e| e.as_str().to_string())
+            .map_err(|e| format!("'{email}' {e}"))
+    };
+    let link = |id: String| async move {
+        inlet::console::issue_link(store, Some(&id), now, &settings.console, &public_url).await
+    };
+    let result = match command {
+        UsersCommand::Add { email, role } => {
+            let email = match parse(&email) {
+                Ok(e) => e,
+                Err(m) => return fail(2, m),
+            };
+            match store.create_user(&email, role.as_str(), now).await {
+                Ok(Some(user)) => link(user.id).await.map(|url| {
+                    format!(
+                        "added {email} ({role}). Send them this one-time sign-in link \
+                         (it works once, for {} minutes):\n{url}",
+                        settings.console.link_minutes
+                    )
+                }),
+                Ok(None) => {
+                    return fail(
+                        1,
+                        format!("{email} has an account already (inlet users link {email})"),
+                    )
+                }
+                Err(e) => Err(e),
+            }
+        }
+        UsersCommand::Link { email } => {
+            let email = match parse(&email) {
+                Ok(e) => e,
+                Err(m) => return fail(2, m),
+            };
+            match store.user_by_email(&email).await {
+                Ok(Some(user)) => link(user.id)
+                    .await
+                    .map(|url| format!("one-time sign-in link for {email}:\n{url}")),
+                Ok(None) => return fail(1, format!("no account for {email} (inlet users add)")),
+                Err(e) => Err(e),
+            }
+        }
+        UsersCommand::List => store.list_users().await.map(|users| {
+            let mut out = String::from("email\trole\tpassword\tlast sign-in");
+            for u in users {
+                out.push_str(&format!(
+                    "\n{}\t{}\t{}\t{}",
+                    u.email,
+                    u.role,
+                    if u.password_hash.is_some() {
+                        "set"
+                    } else {
+                        "not set"
+                    },
+                    u.last_sign_in_at_ms
+                        .map_or_else(|| "never".into(), inlet::console::when)
+                ));
+            }
+            out
+        }),
+        UsersCommand::Remove { email } => {
+            let email = match parse(&email) {
+                Ok(e) => e,
+                Err(m) => return fail(2, m),
+            };
+            match store.remove_user(&email).await {
+                Ok(true) => Ok(format!("removed {email}; their sessions ended")),
+                Ok(false) => return fail(1, format!("no account for {email}")),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, e),
+    }
+}
+
 async fn outbox(store: &LeadStore, command: OutboxCommand) -> ExitCode {
     match command {
         OutboxCommand::List { status, limit } => {
@@ -473,6 +593,15 @@ async fn serve(settings: Settings) -> ExitCode {
     println!("  mail:     {mail}");
     println!("  forms:    {}", forms.join(", "));
     println!("  try:      curl -i {url}/v1/forms/newsletter/submissions -H 'content-type: application/json' -d '{{\"email\":\"you@example.com\"}}'");
+    match app.console_banner().await {
+        Ok(Some(setup)) => {
+            println!("  console:  {url}/console (nobody can sign in yet)");
+            println!("  set up:   {setup}");
+            println!("            (a one-time link: it creates the first admin account, then stops working)");
+        }
+        Ok(None) => println!("  console:  {url}/console"),
+        Err(e) => tracing::warn!(error = %e, "could not check the console's accounts"),
+    }
     tracing::info!(addr = %app.addr(), "listening");
     match app.run_until_stopped().await {
         Ok(()) => {

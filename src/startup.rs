@@ -46,6 +46,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub templates: Templates,
     pub pages: Pages,
+    /// The console's pages.
+    pub console: crate::console::ConsolePages,
+    /// Counts console sign-in attempts (per account, per client IP).
+    pub sign_in: crate::console::SignInThrottle,
     /// The embed script, its stylesheet and the demo files, prepared once.
     pub assets: Arc<crate::snippet::Assets>,
     /// Signed links (confirm, download, unsubscribe) and delivery decisions.
@@ -92,6 +96,7 @@ pub struct Components {
     pub forms: FormRegistry,
     pub templates: Templates,
     pub pages: Pages,
+    pub console: crate::console::ConsolePages,
     pub assets: Arc<crate::snippet::Assets>,
     pub downloads: crate::consent::ResolvedAssets,
     pub default_from: lettre::message::Mailbox,
@@ -104,6 +109,8 @@ impl Components {
         let forms = FormRegistry::build(settings)?;
         let templates = Templates::build(settings)?;
         let pages = Pages::new().map_err(|e| StartupError::Server(std::io::Error::other(e)))?;
+        let console = crate::console::ConsolePages::new()
+            .map_err(|e| StartupError::Server(std::io::Error::other(e)))?;
         let default_from = crate::mail::parse_mailbox(&settings.mail.from)
             .map_err(|m| ConfigError::invalid("mail.from (INLET_MAIL_FROM)", m))?;
         let assets = Arc::new(crate::snippet::Assets::load());
@@ -118,6 +125,7 @@ impl Components {
             forms,
             templates,
             pages,
+            console,
             assets,
             downloads,
             default_from,
@@ -168,6 +176,7 @@ impl Application {
             forms,
             templates,
             pages,
+            console,
             assets,
             downloads,
             default_from,
@@ -238,6 +247,7 @@ impl Application {
             metrics.clone(),
             (&health, &faults),
         );
+        let settings_console = settings.console.clone();
         let state = web::Data::new(AppState {
             clock,
             health: health.clone(),
@@ -260,6 +270,8 @@ impl Application {
             metrics,
             templates,
             pages,
+            console,
+            sign_in: crate::console::SignInThrottle::new(&settings_console),
             outbox_wake,
         });
 
@@ -291,6 +303,7 @@ impl Application {
             loop {
                 tick.tick().await;
                 evict_state.limits.evict_stale();
+                evict_state.sign_in.evict_stale();
             }
         });
         let retention_state = state.clone();
@@ -341,6 +354,24 @@ impl Application {
             stop_worker,
             background: vec![evictor, retention],
         })
+    }
+
+    /// With no console account yet: a fresh one-time set-up link (printed in the startup
+    /// banner, so a newcomer is one click from the console). `None` once someone exists.
+    pub async fn console_banner(&self) -> Result<Option<String>, StoreError> {
+        let state = &self.state;
+        if state.store.user_count().await? > 0 {
+            return Ok(None);
+        }
+        crate::console::issue_link(
+            &state.store,
+            None,
+            state.clock.now_ms(),
+            &state.settings.console,
+            &state.public_url,
+        )
+        .await
+        .map(Some)
     }
 
     pub fn port(&self) -> u16 {

@@ -6,7 +6,21 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
+
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+
+/** Serious or critical axe violations inside `selector` (the page's context must bypass CSP). */
+export async function axe(page, selector) {
+  // Contrast is judged on the final frame, not mid fade-in.
+  await page.waitForFunction(() => document.getAnimations().every((a) => a.playState !== 'running'));
+  if (!(await page.evaluate(() => !!window.axe))) await page.addScriptTag({ path: AXE });
+  const result = await page.evaluate((sel) => window.axe.run(sel, { resultTypes: ['violations'] }), selector);
+  return result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`);
+}
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 export const BIN = process.env.INLET_BIN || join(ROOT, 'target/debug/inlet');
@@ -32,9 +46,9 @@ export async function startInlet(env = {}) {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
+  let out = '';
   child.stderr.on('data', (d) => { log += d; });
   const url = await new Promise((resolve, reject) => {
-    let out = '';
     const timer = setTimeout(() => reject(new Error('Inlet did not start:\n' + out + log)), 20000);
     child.stdout.on('data', (d) => {
       out += d;
@@ -52,6 +66,8 @@ export async function startInlet(env = {}) {
     url,
     dir,
     admin,
+    /** What Inlet printed on stdout so far (its startup banner). */
+    stdout: () => out,
     /** Every submission stored (spam included), newest first. */
     submissions: async (query = '') => (await admin('/v1/admin/submissions?limit=500' + query)).submissions,
     leads: async (query = '') => (await admin('/v1/admin/leads?limit=500' + query)).leads,

@@ -4,24 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { setup, unique, SHOTS } from './harness.mjs';
-
-const require = createRequire(import.meta.url);
-const AXE = require.resolve('axe-core/axe.min.js');
-
-/** Serious or critical axe violations inside `selector`. */
-async function axe(page, selector) {
-  // Contrast is judged on the final frame, not mid fade-in.
-  await page.waitForFunction(() => document.getAnimations().every((a) => a.playState !== 'running'));
-  if (!(await page.evaluate(() => !!window.axe))) await page.addScriptTag({ path: AXE });
-  const result = await page.evaluate((sel) => window.axe.run(sel, { resultTypes: ['violations'] }), selector);
-  return result.violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`);
-}
+import { axe, setup, unique, SHOTS } from './harness.mjs';
 
 test('a strict Content-Security-Policy page reports zero violations', async (t) => {
   const { site, page } = await setup(t);

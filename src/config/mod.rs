@@ -62,6 +62,7 @@ pub struct Settings {
     pub writer: WriterSettings,
     pub consent: ConsentSettings,
     pub retention: RetentionSettings,
+    pub console: ConsoleSettings,
     pub log: LogSettings,
     /// The forms this instance serves. Absent: the three demo forms.
     #[serde(default = "demo_forms")]
@@ -405,6 +406,35 @@ impl Default for RetentionSettings {
     }
 }
 
+/// The marketer's console (`/console`): sessions, sign-in links and sign-in throttling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    /// A session ends after this many minutes without a request.
+    pub idle_minutes: u64,
+    /// A session ends this many hours after sign-in, however busy.
+    pub absolute_hours: u64,
+    /// How long a one-time sign-in link (and the set-up link) works, in minutes.
+    pub link_minutes: u64,
+    /// Sign-in attempts per account per 15 minutes (each costs an Argon2id hash); past it the
+    /// account's sign-in answers 429 for a while. 0: unlimited.
+    pub sign_in_attempts_per_account: u32,
+    /// Sign-in attempts per client IP per 15 minutes. 0: unlimited.
+    pub sign_in_attempts_per_ip: u32,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        ConsoleSettings {
+            idle_minutes: 60,
+            absolute_hours: 12,
+            link_minutes: 24 * 60,
+            sign_in_attempts_per_account: 10,
+            sign_in_attempts_per_ip: 50,
+        }
+    }
+}
+
 fn redact<S: Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("[redacted]")
 }
@@ -647,6 +677,15 @@ impl Settings {
         self.database_engine()?;
         self.bind_addr()?;
         self.trusted_proxies()?;
+        for (value, name) in [
+            (self.console.idle_minutes, "console.idle_minutes"),
+            (self.console.absolute_hours, "console.absolute_hours"),
+            (self.console.link_minutes, "console.link_minutes"),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(name, "must be at least 1"));
+            }
+        }
         if self.server.body_timeout_ms == 0 {
             return Err(ConfigError::invalid(
                 "server.body_timeout_ms",

@@ -4,6 +4,7 @@ mod admin;
 mod assets;
 mod body;
 mod consent;
+mod console;
 mod health;
 mod pages;
 mod submissions;
@@ -78,6 +79,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(consent::unsubscribe_page))
             .route(web::post().to(consent::unsubscribe)),
     )
+    .configure(console::configure)
     .route("/thanks", web::get().to(pages::thanks))
     .route("/", web::get().to(pages::index))
     .default_service(web::to(not_found));

@@ -41,7 +41,8 @@ pub struct Notice<'a> {
 
 /// Inlet's own pages load scripts, styles and connections from Inlet only: no inline code,
 /// no third parties, not framed.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+pub(super) const CSP: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 const THANKS: &str = r#"{% extends "layout.html" %}{% block title %}Thank you{% endblock %}

@@ -30,6 +30,7 @@ mod sql;
 mod sqlite;
 mod status;
 mod suppression;
+mod users;
 pub mod writer;
 
 pub use crate::config::Engine as Backend;
@@ -45,6 +46,7 @@ pub use outbox::{ClaimedMessage, OutboxRecord, OutboxStats, RetryTarget};
 pub use plans::QueryPlan;
 pub use retention::RetentionReport;
 pub use status::LeadStatus;
+pub use users::{LinkUse, SessionRecord, UserRecord};
 
 use crate::config::DatabaseSettings;
 use pools::Pools;

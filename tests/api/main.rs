@@ -9,6 +9,7 @@ mod admin;
 mod challenge;
 mod cli;
 mod consent;
+mod console;
 mod email;
 mod faults;
 mod hostile;

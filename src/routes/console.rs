@@ -1,0 +1,992 @@
+//! `/console/*`: the marketer's console, server-rendered pages over the same store queries as
+//! the admin API. Thin handlers: who is signed in ([`ConsoleUser`]), check the CSRF token and
+//! the role, call the store, render a page. Every page is `no-store` and under the strict CSP.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::Payload;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::console::{self, NewPassword, Role};
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::store::{Cursor, LeadQuery, LeadStatus, LinkUse, SessionRecord};
+
+const SESSION_COOKIE: &str = "inlet_session";
+const LOGIN_COOKIE: &str = "inlet_login";
+/// A session's last-seen time is written at most this often (a page view is a read).
+const TOUCH_EVERY_MS: i64 = 60_000;
+const PAGE_SIZE: u32 = 50;
+
+/// Largest console form body (a password, a token and a few fields).
+const FORM_LIMIT: usize = 16 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::FormConfig::default()
+            .limit(FORM_LIMIT)
+            .error_handler(|e, _| ApiError::BadRequest("invalid_form", e.to_string()).into()),
+    )
+    .service(
+        web::scope("/console")
+            .wrap(actix_web::middleware::from_fn(error_pages))
+            .route("", web::get().to(home))
+            .route("/", web::get().to(home))
+            .route("/console.css", web::get().to(stylesheet))
+            .service(
+                web::resource("/login")
+                    .route(web::get().to(login_page))
+                    .route(web::post().to(login)),
+            )
+            .route("/logout", web::post().to(logout))
+            .service(
+                web::resource("/setup/{token}")
+                    .route(web::get().to(setup_page))
+                    .route(web::post().to(setup)),
+            )
+            .service(
+                web::resource("/link/{token}")
+                    .route(web::get().to(link_page))
+                    .route(web::post().to(follow_link)),
+            )
+            .service(
+                web::resource("/password")
+                    .route(web::get().to(password_page))
+                    .route(web::post().to(set_password)),
+            )
+            .route("/leads", web::get().to(leads))
+            .route("/leads/export.csv", web::get().to(export_csv))
+            .route("/leads/{id}", web::get().to(lead))
+            .route("/leads/{id}/export", web::get().to(export_lead))
+            .service(
+                web::resource("/leads/{id}/{action}")
+                    .guard(actix_web::guard::Post())
+                    .route(web::post().to(change)),
+            )
+            .route("/leads/{id}/erase", web::get().to(erase_page)),
+    );
+}
+
+/// Every console failure (a handler's or an extractor's [`ApiError`]) becomes a page: the
+/// sign-in page for a missing session, else an error page that says what happened, with the
+/// error's status and headers. The one place console errors meet HTML.
+async fn error_pages(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let page = {
+        let err = res
+            .response()
+            .error()
+            .and_then(|e| e.as_error::<ApiError>());
+        let state = res.request().app_data::<web::Data<AppState>>();
+        match (err, state) {
+            (Some(err), Some(state)) => {
+                let user = res.request().extensions().get::<UserView>().cloned();
+                Some(failure(state, user.as_ref(), err))
+            }
+            _ => None,
+        }
+    };
+    Ok(match page {
+        Some(page) => res.into_response(page),
+        None => res.map_into_boxed_body(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Responses
+
+/// A console page with the headers every one carries.
+fn page(state: &AppState, status: StatusCode, name: &str, ctx: minijinja::Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, super::pages::CSP))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .body(state.console.render(name, ctx))
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// An error as a console page (a missing session: the sign-in page instead).
+fn failure(state: &AppState, user: Option<&UserView>, err: &ApiError) -> HttpResponse {
+    if matches!(err, ApiError::SignInRequired) {
+        return see_other("/console/login");
+    }
+    let status = err.status_code();
+    let title = match status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::FORBIDDEN => "Not allowed",
+        StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
+        StatusCode::SERVICE_UNAVAILABLE => "Please try again in a moment",
+        s if s.is_client_error() => "That did not work",
+        _ => "Something went wrong",
+    };
+    let message = match err {
+        ApiError::NotFound => "There is nothing here: the lead may have been erased.".to_string(),
+        other => sentence(&other.to_string()),
+    };
+    let mut resp = page(
+        state,
+        status,
+        "error.html",
+        context! { title, message, user },
+    );
+    let mut builder = HttpResponse::build(status);
+    err.decorate(&mut builder);
+    for (name, value) in builder.finish().headers() {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
+}
+
+/// `text` with a capital and a full stop.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |c| {
+        let rest = chars.as_str().trim_end_matches('.');
+        format!("{}{rest}.", c.to_uppercase())
+    })
+}
+
+fn session_cookie<'c>(state: &AppState, value: String) -> Cookie<'c> {
+    Cookie::build(SESSION_COOKIE, value)
+        .path("/console")
+        .http_only(true)
+        .secure(state.public_url.starts_with("https://"))
+        .same_site(SameSite::Strict)
+        .finish()
+}
+
+// ---------------------------------------------------------------------------------------
+// Who is signed in
+
+/// The person behind a request's session: the first argument of every page behind sign-in.
+/// A missing, unknown, idle (past `console.idle_minutes`) or old (past
+/// `console.absolute_hours`) session sends the browser to the sign-in page.
+pub struct ConsoleUser {
+    session: SessionRecord,
+    pub role: Role,
+}
+
+/// What a page shows of the person signed in (kept in the request, so error pages show it).
+#[derive(Debug, Clone, Serialize)]
+struct UserView {
+    email: String,
+    role: &'static str,
+    csrf: String,
+    has_password: bool,
+}
+
+impl ConsoleUser {
+    fn view(&self) -> UserView {
+        UserView {
+            email: self.session.email.clone(),
+            role: self.role.as_str(),
+            csrf: self.session.csrf.clone(),
+            has_password: self.session.has_password != 0,
+        }
+    }
+
+    /// A state-changing form must carry the session's CSRF token.
+    fn check_csrf(&self, given: &str) -> Result<(), ApiError> {
+        if bool::from(given.as_bytes().ct_eq(self.session.csrf.as_bytes())) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "csrf_failed",
+                "this form is out of date or did not come from the console; reload the page and try again".into(),
+            ))
+        }
+    }
+
+    fn may_handle_data(&self) -> Result<(), ApiError> {
+        if self.role.may_handle_data() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "role_not_allowed",
+                format!(
+                    "your role ({}) may look but not export or change leads; ask an admin",
+                    self.role
+                ),
+            ))
+        }
+    }
+}
+
+/// The session in force for `req`, if any (ended sessions are deleted as they are found).
+async fn current(req: &HttpRequest, state: &AppState) -> Result<ConsoleUser, ApiError> {
+    let token = req
+        .cookie(SESSION_COOKIE)
+        .map(|c| c.value().to_string())
+        .filter(|t| console::token_shaped(t))
+        .ok_or(ApiError::SignInRequired)?;
+    let hash = console::token_hash(&token);
+    let session = state
+        .store
+        .session(&hash)
+        .await?
+        .ok_or(ApiError::SignInRequired)?;
+    let now = state.clock.now_ms();
+    let (idle_ms, max_ms) = session_limits(state);
+    if now - session.last_seen_at_ms > idle_ms || now - session.created_at_ms > max_ms {
+        state.store.end_session(&hash).await?;
+        return Err(ApiError::SignInRequired);
+    }
+    if now - session.last_seen_at_ms > TOUCH_EVERY_MS {
+        state.store.touch_session(&hash, now).await?;
+    }
+    let role = session
+        .role
+        .parse::<Role>()
+        .map_err(|m| ApiError::Internal(anyhow::anyhow!(m)))?;
+    Ok(ConsoleUser { session, role })
+}
+
+impl FromRequest for ConsoleUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<ConsoleUser, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or(ApiError::SignInRequired)?;
+            let user = current(&req, &state).await?;
+            req.extensions_mut().insert(user.view());
+            Ok(user)
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Signing in and out
+
+async fn home() -> HttpResponse {
+    see_other("/console/leads")
+}
+
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/css; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(console::STYLESHEET)
+}
+
+/// Where to go after signing in: only a console path (never another site).
+fn safe_next(next: Option<&str>) -> String {
+    next.filter(|n| {
+        n.starts_with("/console/")
+            && !n.starts_with("//")
+            && !n.contains(['\\', '\r', '\n'])
+            && !n.starts_with("/console/logout")
+    })
+    .map_or_else(|| "/console/leads".to_string(), str::to_string)
+}
+
+#[derive(Deserialize, Default)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+/// The sign-in page. A fresh token goes into a cookie and the form (double submit), so a
+/// sign-in cannot be posted from another site to sign a victim into the attacker's account.
+async fn login_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let next: NextQuery = serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
+    login_form(
+        &state,
+        StatusCode::OK,
+        "",
+        None,
+        &safe_next(next.next.as_deref()),
+    )
+}
+
+fn login_form(
+    state: &AppState,
+    status: StatusCode,
+    email: &str,
+    error: Option<String>,
+    next: &str,
+) -> HttpResponse {
+    let token = console::new_token();
+    let mut resp = page(
+        state,
+        status,
+        "login.html",
+        context! { login_token => token.as_str(), email, error, next },
+    );
+    let cookie = Cookie::build(LOGIN_COOKIE, token)
+        .path("/console/login")
+        .http_only(true)
+        .secure(state.public_url.starts_with("https://"))
+        .same_site(SameSite::Strict)
+        .finish();
+    let _ = resp.add_cookie(&cookie);
+    resp
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+    #[serde(rename = "_login", default)]
+    login: String,
+    next: Option<String>,
+}
+
+async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, ApiError> {
+    let next = safe_next(form.next.as_deref());
+    let email = form.email.trim().to_lowercase();
+    let cookie = req.cookie(LOGIN_COOKIE).map(|c| c.value().to_string());
+    let same = cookie.is_some_and(|c| {
+        !form.login.is_empty() && bool::from(c.as_bytes().ct_eq(form.login.as_bytes()))
+    });
+    if !same {
+        return Ok(login_form(
+            &state,
+            StatusCode::FORBIDDEN,
+            &email,
+            Some("The sign-in form expired. Please try again.".into()),
+            &next,
+        ));
+    }
+    if let Err(wait) = state
+        .sign_in
+        .attempt(&email, super::client_addr(&req, &state))
+    {
+        let mut resp = login_form(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            &email,
+            Some(format!(
+                "Too many sign-in attempts. Try again in {} minutes.",
+                wait.as_secs().div_ceil(60).max(1)
+            )),
+            &next,
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(resp);
+    }
+    let user = state.store.user_by_email(&email).await?;
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let typed = form.password.clone();
+    // Argon2id takes tens of milliseconds of CPU: off the async workers.
+    let ok = web::block(move || console::verify_password(hash.as_deref(), &typed))
+        .await
+        .unwrap_or(false);
+    match user {
+        Some(user) if ok => {
+            tracing::info!(user_id = %user.id, "console sign-in");
+            start_session(&state, &user.id, &next).await
+        }
+        _ => Ok(login_form(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            &email,
+            Some("That email and password do not match an account.".into()),
+            &next,
+        )),
+    }
+}
+
+/// `(idle, absolute)` session limits in milliseconds.
+fn session_limits(state: &AppState) -> (i64, i64) {
+    let c = &state.settings.console;
+    let ms = |v: u64, unit: u64| i64::try_from(v.saturating_mul(unit)).unwrap_or(i64::MAX);
+    (ms(c.idle_minutes, 60_000), ms(c.absolute_hours, 3_600_000))
+}
+
+/// Signs `user_id` in: a new session, its cookie, and on to `next`.
+async fn start_session(
+    state: &AppState,
+    user_id: &str,
+    next: &str,
+) -> Result<HttpResponse, ApiError> {
+    let token = console::new_token();
+    let now = state.clock.now_ms();
+    let (idle, max) = session_limits(state);
+    state
+        .store
+        .create_session(
+            &console::token_hash(&token),
+            user_id,
+            &console::new_token(),
+            now,
+            (now.saturating_sub(idle), now.saturating_sub(max)),
+        )
+        .await?;
+    let mut resp = see_other(next);
+    let _ = resp.add_cookie(&session_cookie(state, token));
+    let _ = resp.add_removal_cookie(
+        &Cookie::build(LOGIN_COOKIE, "")
+            .path("/console/login")
+            .finish(),
+    );
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+}
+
+async fn logout(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, ApiError> {
+    user.check_csrf(&form.csrf)?;
+    state.store.end_session(&user.session.id_hash).await?;
+    let mut resp = see_other("/console/login");
+    let _ = resp.add_removal_cookie(&session_cookie(&state, String::new()));
+    Ok(resp)
+}
+
+/// A one-time link in the path: shaped like one, and still usable.
+async fn valid_link(state: &AppState, token: &str) -> Result<Option<Option<String>>, ApiError> {
+    if !console::token_shaped(token) {
+        return Ok(None);
+    }
+    Ok(state
+        .store
+        .sign_in_link_valid(&console::token_hash(token), state.clock.now_ms())
+        .await?)
+}
+
+fn link_gone(state: &AppState) -> HttpResponse {
+    page(
+        state,
+        StatusCode::GONE,
+        "error.html",
+        context! {
+            title => "This link no longer works",
+            message => "Sign-in links work once and for a limited time. Ask an admin for a new one \
+                        (inlet users link EMAIL), or sign in with your password.",
+            link => "/console/login",
+            link_text => "Go to the sign-in page",
+        },
+    )
+}
+
+async fn setup_page(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(match valid_link(&state, &token).await? {
+        Some(None) => page(
+            &state,
+            StatusCode::OK,
+            "setup.html",
+            context! { token => token.as_str(), email => "" },
+        ),
+        _ => link_gone(&state),
+    })
+}
+
+#[derive(Deserialize)]
+struct SetupForm {
+    email: String,
+    password: String,
+    repeat: String,
+}
+
+async fn setup(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+    form: web::Form<SetupForm>,
+) -> Result<HttpResponse, ApiError> {
+    if !console::token_shaped(&token) {
+        return Ok(link_gone(&state));
+    }
+    let again = |error: String| {
+        Ok(page(
+            &state,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "setup.html",
+            context! { token => token.as_str(), email => form.email.as_str(), error },
+        ))
+    };
+    let email = match crate::domain::EmailAddress::parse(form.email.trim()) {
+        Ok(e) => e,
+        Err(e) => return again(format!("That email address is not valid: {e}.")),
+    };
+    let password = match NewPassword::parse(&form.password, &form.repeat) {
+        Ok(p) => p,
+        Err(m) => return again(m.to_string()),
+    };
+    let hash = web::block(move || password.hash())
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
+    let used = state
+        .store
+        .use_sign_in_link(
+            &console::token_hash(&token),
+            Some((email.as_str(), hash.as_str())),
+            state.clock.now_ms(),
+        )
+        .await?;
+    match used {
+        LinkUse::Setup(id) => {
+            tracing::info!(user_id = %id, "console set up: first admin created");
+            start_session(&state, &id, "/console/leads").await
+        }
+        _ => Ok(link_gone(&state)),
+    }
+}
+
+/// A sign-in link asks for a click (a POST) before it signs anyone in: mail scanners that
+/// fetch every link must not use it up.
+async fn link_page(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(match valid_link(&state, &token).await? {
+        Some(Some(_)) => page(
+            &state,
+            StatusCode::OK,
+            "link.html",
+            context! { token => token.as_str() },
+        ),
+        Some(None) => see_other(&format!("/console/setup/{token}")),
+        None => link_gone(&state),
+    })
+}
+
+async fn follow_link(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    if !console::token_shaped(&token) {
+        return Ok(link_gone(&state));
+    }
+    let used = state
+        .store
+        .use_sign_in_link(&console::token_hash(&token), None, state.clock.now_ms())
+        .await?;
+    match used {
+        LinkUse::User(id) => {
+            tracing::info!(user_id = %id, "console sign-in with a one-time link");
+            start_session(&state, &id, "/console/password").await
+        }
+        _ => Ok(link_gone(&state)),
+    }
+}
+
+async fn password_page(user: ConsoleUser, state: web::Data<AppState>) -> HttpResponse {
+    page(
+        &state,
+        StatusCode::OK,
+        "password.html",
+        context! { user => user.view() },
+    )
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    password: String,
+    repeat: String,
+}
+
+async fn set_password(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    form: web::Form<PasswordForm>,
+) -> Result<HttpResponse, ApiError> {
+    user.check_csrf(&form.csrf)?;
+    let password = match NewPassword::parse(&form.password, &form.repeat) {
+        Ok(p) => p,
+        Err(m) => {
+            return Ok(page(
+                &state,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "password.html",
+                context! { user => user.view(), error => m },
+            ))
+        }
+    };
+    let hash = web::block(move || password.hash())
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
+    state
+        .store
+        .set_password_hash(&user.session.user_id, &hash, Some(&user.session.id_hash))
+        .await?;
+    tracing::info!(user_id = %user.session.user_id, "console password set");
+    Ok(see_other("/console/leads?saved=password"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Leads
+
+/// The lead list's filters, as the filter form sends them (every field optional, empty
+/// meaning "any").
+#[derive(Debug, Default, Deserialize, Serialize)]
+struct LeadFilter {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    q: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    form: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    show: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    from: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    to: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    order: String,
+    #[serde(default, skip_serializing)]
+    cursor: String,
+    #[serde(default, skip_serializing)]
+    saved: String,
+    #[serde(default, skip_serializing)]
+    erased: String,
+}
+
+fn day_start(name: &str, v: &str) -> Result<Option<i64>, ApiError> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| Some(t.and_utc().timestamp_millis()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "invalid_query",
+                format!("the {name} date must look like 2026-12-31"),
+            )
+        })
+}
+
+impl LeadFilter {
+    fn parse(req: &HttpRequest) -> Result<LeadFilter, ApiError> {
+        serde_urlencoded::from_str(req.query_string()).map_err(|_| {
+            ApiError::BadRequest("invalid_query", "the filters could not be read".into())
+        })
+    }
+
+    fn is_filtered(&self) -> bool {
+        !(self.q.is_empty() && self.form.is_empty() && self.from.is_empty() && self.to.is_empty())
+            || self.show == "quarantined"
+    }
+
+    /// The store query these filters mean (a bad value is a clear 400, never a 500).
+    fn query(&self, state: &AppState, limit: u32) -> Result<LeadQuery, ApiError> {
+        let form_id = match self.form.as_str() {
+            "" => None,
+            f if state.forms.get(f).is_some() => Some(f.to_string()),
+            f => {
+                return Err(ApiError::BadRequest(
+                    "invalid_query",
+                    format!("there is no form called '{f}'"),
+                ))
+            }
+        };
+        let after = match self.cursor.as_str() {
+            "" => None,
+            c => Some(Cursor::parse(c).ok_or_else(|| {
+                ApiError::BadRequest("invalid_cursor", "the page link is not valid".into())
+            })?),
+        };
+        Ok(LeadQuery {
+            form_id,
+            since_ms: day_start("from", &self.from)?,
+            until_ms: day_start("until", &self.to)?.map(|t| t + 86_400_000),
+            quarantined: self.show == "quarantined",
+            email_prefix: super::admin::email_prefix(Some(&self.q))?,
+            newest_first: self.order != "oldest",
+            after,
+            limit,
+        })
+    }
+
+    /// The filters as a query string (no page position), for links that keep them.
+    fn query_string(&self) -> String {
+        serde_urlencoded::to_string(self).unwrap_or_default()
+    }
+}
+
+#[derive(Serialize)]
+struct LeadRow {
+    id: String,
+    email: String,
+    name: String,
+    company: String,
+    form: String,
+    source: String,
+    status: &'static str,
+    last: String,
+    count: i64,
+}
+
+fn source_of(a: &crate::domain::Attribution) -> String {
+    if let Some(s) = a.utm_source.as_deref().filter(|s| !s.is_empty()) {
+        return match a.utm_medium.as_deref().filter(|m| !m.is_empty()) {
+            Some(m) => format!("{s} / {m}"),
+            None => s.to_string(),
+        };
+    }
+    a.referrer
+        .as_deref()
+        .and_then(|r| url::Url::parse(r).ok())
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "direct".into())
+}
+
+async fn leads(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let filter = LeadFilter::parse(&req)?;
+    let forms: Vec<&str> = state.forms.all().iter().map(|f| f.id.as_str()).collect();
+    let flash = if filter.saved == "password" {
+        Some("Your password is saved.")
+    } else if filter.erased == "1" {
+        Some("The lead was erased. Their address stays on the suppression list.")
+    } else {
+        None
+    };
+    let query = match filter.query(&state, PAGE_SIZE) {
+        Ok(q) => q,
+        Err(e) => {
+            return Ok(page(
+                &state,
+                e.status_code(),
+                "leads.html",
+                context! {
+                    user => user.view(), section => "leads", filter, forms,
+                    error => sentence(&e.to_string()), leads => Vec::<LeadRow>::new(), filtered => true,
+                },
+            ))
+        }
+    };
+    let found = state.store.list_leads(&query).await?;
+    let statuses = state.store.lead_statuses(&found.items).await?;
+    let rows: Vec<LeadRow> = found
+        .items
+        .iter()
+        .map(|l| {
+            let s = &l.latest_submission;
+            let text = |k: &str| s.fields.get(k).map(|v| v.as_text()).unwrap_or_default();
+            LeadRow {
+                id: l.id.clone(),
+                email: l.email.clone(),
+                name: text("name"),
+                company: text("company"),
+                form: s.form_id.clone(),
+                source: source_of(&s.attribution),
+                status: statuses
+                    .get(&l.id)
+                    .copied()
+                    .unwrap_or(LeadStatus::Active)
+                    .as_str(),
+                last: console::when(s.created_at_ms),
+                count: l.submission_count,
+            }
+        })
+        .collect();
+    Ok(page(
+        &state,
+        StatusCode::OK,
+        "leads.html",
+        context! {
+            user => user.view(), section => "leads", forms, flash,
+            query => filter.query_string(), filtered => filter.is_filtered(),
+            may_export => user.role.may_handle_data(),
+            cursor => filter.cursor.as_str(), next => found.next_cursor,
+            leads => rows, filter,
+        },
+    ))
+}
+
+/// `GET /console/leads/export.csv`: the list as filtered, streamed a page at a time.
+async fn export_csv(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    user.may_handle_data()?;
+    let filter = LeadFilter::parse(&req)?;
+    let mut query = filter.query(&state, 500)?;
+    query.after = None;
+    let statuses = if query.quarantined {
+        vec![LeadStatus::Quarantined]
+    } else {
+        Vec::new()
+    };
+    query.quarantined = false;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let (store, forms) = (state.store.clone(), state.forms.clone());
+    let who = user.session.user_id.clone();
+    tokio::spawn(async move {
+        match crate::export::export_leads(
+            &store,
+            &forms,
+            crate::export::ExportFormat::Csv,
+            &query,
+            &statuses,
+            tx,
+        )
+        .await
+        {
+            Ok(n) => tracing::info!(user_id = %who, leads = n, "console export"),
+            Err(e) => tracing::warn!(user_id = %who, error = %e, "console export stopped"),
+        }
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(web::Bytes::from(chunk)), rx))
+    });
+    let name = format!(
+        "inlet-leads-{}.csv",
+        chrono::DateTime::from_timestamp_millis(state.clock.now_ms())
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default()
+    );
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/csv; charset=utf-8"))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .streaming(body))
+}
+
+async fn lead(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let history = state
+        .store
+        .lead_history(&id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let status = history.status().unwrap_or(LeadStatus::Active);
+    let events: Vec<_> = console::timeline(&history, &state.forms)
+        .into_iter()
+        .map(|e| {
+            context! {
+                when => console::when(e.at_ms), iso => crate::export::rfc3339(e.at_ms),
+                kind => e.kind, tone => e.tone, title => e.title, details => e.details,
+            }
+        })
+        .collect();
+    Ok(page(
+        &state,
+        StatusCode::OK,
+        "lead.html",
+        context! {
+            user => user.view(), section => "leads",
+            lead => &history.lead, status => status.as_str(),
+            created => console::when(history.lead.created_at_ms),
+            updated => console::when(history.lead.updated_at_ms),
+            quarantined => status == LeadStatus::Quarantined,
+            suppressed => history.suppressed,
+            may_change => user.role.may_handle_data(),
+            events,
+        },
+    ))
+}
+
+async fn export_lead(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    user.may_handle_data()?;
+    let record = state
+        .store
+        .export_lead(&id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    tracing::info!(user_id = %user.session.user_id, lead_id = %id, "console: one person's data exported");
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"inlet-lead-{id}.json\""),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(record))
+}
+
+/// `POST /console/leads/{id}/{restore|unsubscribe|erase}`: a change to one lead, by someone
+/// whose role allows it, from a console page (its CSRF token).
+async fn change(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, action) = path.into_inner();
+    user.check_csrf(&form.csrf)?;
+    user.may_handle_data()?;
+    let (now, store) = (state.clock.now_ms(), &state.store);
+    let (found, next) = match action.as_str() {
+        "restore" => (store.restore_lead(&id, now).await?.is_some(), None),
+        "unsubscribe" => (
+            store
+                .unsubscribe(&id, now, &crate::store::Actor::default())
+                .await?
+                .is_some(),
+            None,
+        ),
+        "erase" => (
+            store.erase_lead(&id, now).await?.is_some(),
+            Some("/console/leads?erased=1"),
+        ),
+        _ => return Err(ApiError::NotFound),
+    };
+    if !found {
+        return Err(ApiError::NotFound);
+    }
+    tracing::info!(user_id = %user.session.user_id, lead_id = %id, action = %action, "console: lead changed");
+    Ok(see_other(&next.map_or_else(
+        || format!("/console/leads/{id}"),
+        str::to_string,
+    )))
+}
+
+async fn erase_page(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    user.may_handle_data()?;
+    let (email, ..) = state.store.get_lead(&id).await?.ok_or(ApiError::NotFound)?;
+    Ok(page(
+        &state,
+        StatusCode::OK,
+        "erase.html",
+        context! { user => user.view(), section => "leads", id => id.as_str(), email },
+    ))
+}

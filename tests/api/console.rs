@@ -1,0 +1,520 @@
+//! The marketer's console over HTTP, as a browser uses it (cookies, forms, redirects): set-up
+//! and sign-in links, passwords, sessions and their timeouts on the app's clock, CSRF, roles,
+//! the lead list's search, filters and pages, the timeline, exports and erasure.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::both_backends;
+use crate::helpers::{cli, contact, header, Backend, TestApp};
+
+/// A browser's view of the console: its cookies, the last page, the CSRF token on it.
+struct Browser<'a> {
+    app: &'a TestApp,
+    cookies: BTreeMap<String, String>,
+}
+
+struct Answer {
+    status: u16,
+    location: Option<String>,
+    body: String,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Browser<'a> {
+        Browser {
+            app,
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    fn keep_cookies(&mut self, headers: &reqwest::header::HeaderMap) {
+        for v in headers.get_all("set-cookie") {
+            let v = v.to_str().unwrap();
+            let (pair, attrs) = v.split_once(';').unwrap_or((v, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || attrs.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn answer(&mut self, req: reqwest::RequestBuilder) -> Answer {
+        let resp = req
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("request");
+        let headers = resp.headers().clone();
+        self.keep_cookies(&headers);
+        Answer {
+            status: resp.status().as_u16(),
+            location: header(&headers, "location"),
+            body: resp.text().await.unwrap_or_default(),
+            headers,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Answer {
+        let req = self.app.client.get(self.app.url(path));
+        self.answer(req).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
+        let req = self.app.client.post(self.app.url(path)).form(form);
+        self.answer(req).await
+    }
+
+    /// The CSRF token on the page at `path`.
+    async fn csrf(&mut self, path: &str) -> String {
+        let page = self.get(path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        hidden(&page.body, "_csrf")
+    }
+
+    /// Signs in with a password through the sign-in form.
+    async fn sign_in(&mut self, email: &str, password: &str) -> Answer {
+        let form = self.get("/console/login").await;
+        let token = hidden(&form.body, "_login");
+        self.post(
+            "/console/login",
+            &[("email", email), ("password", password), ("_login", &token)],
+        )
+        .await
+    }
+}
+
+/// A hidden input's value on a page.
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+/// The path of a printed link.
+fn path_of(url: &str) -> String {
+    let url = url::Url::parse(url.trim()).expect("a URL");
+    url.path().to_string()
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A console account with a password, made as an operator would (CLI link, then a password).
+async fn account<'a>(app: &'a TestApp, email: &str, role: &str) -> Browser<'a> {
+    let out = cli(&["users", "add", email, "--role", role], &app.db.url());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let link = stdout
+        .lines()
+        .find(|l| l.contains("/console/link/"))
+        .expect("a link is printed");
+    let mut b = Browser::new(app);
+    let confirm = b.get(&path_of(link)).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    let signed = b.post(&path_of(link), &[]).await;
+    assert_eq!(signed.status, 303);
+    assert_eq!(signed.location.as_deref(), Some("/console/password"));
+    let csrf = b.csrf("/console/password").await;
+    let saved = b
+        .post(
+            "/console/password",
+            &[
+                ("_csrf", &csrf),
+                ("password", PASSWORD),
+                ("repeat", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    b
+}
+
+async fn submit(app: &TestApp, form: &str, body: serde_json::Value) -> String {
+    let resp = app.post_json(form, &body).await;
+    assert_eq!(resp.status(), 201);
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    app.lead_of(&answer).await
+}
+
+both_backends! {
+    async fn the_set_up_link_creates_the_first_admin_once(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let state = &app.state;
+        let url = inlet::console::issue_link(&state.store, None, app.clock.now_ms(), &state.settings.console, &app.address)
+            .await
+            .unwrap();
+        let path = path_of(&url);
+        let mut b = Browser::new(&app);
+        let form = b.get(&path).await;
+        assert_eq!(form.status, 200);
+        assert!(form.body.contains("Set up Inlet"));
+
+        // A weak password is refused and nothing is created.
+        let weak = b.post(&path, &[("email", "ann@example.com"), ("password", "short"), ("repeat", "short")]).await;
+        assert_eq!(weak.status, 422);
+        assert!(weak.body.contains("at least 12 characters"), "{}", weak.body);
+        let bad = b.post(&path, &[("email", "not an address"), ("password", PASSWORD), ("repeat", PASSWORD)]).await;
+        assert_eq!(bad.status, 422);
+        assert_eq!(state.store.user_count().await.unwrap(), 0);
+
+        let made = b.post(&path, &[("email", "Ann@Example.com"), ("password", PASSWORD), ("repeat", PASSWORD)]).await;
+        assert_eq!(made.status, 303, "{}", made.body);
+        assert_eq!(made.location.as_deref(), Some("/console/leads"));
+        let cookie = header(&made.headers, "set-cookie").unwrap();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/console"), "{cookie}");
+        let leads = b.get("/console/leads").await;
+        assert_eq!(leads.status, 200);
+        assert!(leads.body.contains("ann@example.com (admin)") || leads.body.contains("ann@example.com <span class=\"role\">(admin)"), "{}", leads.body);
+        assert!(leads.body.contains("No leads yet"));
+
+        // Used up: neither this link nor another set-up link made before works now.
+        let again = Browser::new(&app).post(&path, &[("email", "eve@example.com"), ("password", PASSWORD), ("repeat", PASSWORD)]).await;
+        assert_eq!(again.status, 410);
+        let other = inlet::console::issue_link(&state.store, None, app.clock.now_ms(), &state.settings.console, &app.address)
+            .await
+            .unwrap();
+        let late = Browser::new(&app).post(&path_of(&other), &[("email", "eve@example.com"), ("password", PASSWORD), ("repeat", PASSWORD)]).await;
+        assert_eq!(late.status, 410);
+        assert_eq!(state.store.user_count().await.unwrap(), 1);
+    }
+
+    async fn a_sign_in_link_works_once_and_expires(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut admin = account(&app, "ann@example.com", "admin").await;
+        // Signed in with the link, then with the password.
+        assert_eq!(admin.get("/console/leads").await.status, 200);
+        let mut again = Browser::new(&app);
+        let signed = again.sign_in("ann@example.com", PASSWORD).await;
+        assert_eq!(signed.status, 303, "{}", signed.body);
+        assert_eq!(again.get("/console/leads").await.status, 200);
+
+        // A fresh link for a forgotten password: used once, then gone; another one expires.
+        let out = cli(&["users", "link", "ann@example.com"], &app.db.url());
+        assert!(out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let link = path_of(stdout.lines().find(|l| l.contains("/console/link/")).unwrap());
+        let mut b = Browser::new(&app);
+        assert_eq!(b.post(&link, &[]).await.status, 303);
+        assert_eq!(Browser::new(&app).post(&link, &[]).await.status, 410);
+        assert_eq!(Browser::new(&app).get(&link).await.status, 410);
+
+        let out = cli(&["users", "link", "ann@example.com"], &app.db.url());
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let link = path_of(stdout.lines().find(|l| l.contains("/console/link/")).unwrap());
+        app.advance(Duration::from_secs(24 * 3600 + 60));
+        let expired = Browser::new(&app).post(&link, &[]).await;
+        assert_eq!(expired.status, 410);
+        assert!(expired.body.contains("no longer works"));
+
+        // Made-up and malformed tokens are the same answer.
+        assert_eq!(Browser::new(&app).post("/console/link/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &[]).await.status, 410);
+        assert_eq!(Browser::new(&app).get("/console/link/..%2f..%2fetc").await.status, 410);
+
+        // Listing and removing people; a removed person's session ends at once.
+        let out = cli(&["users", "list"], &app.db.url());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ann@example.com\tadmin\tset"));
+        let dup = cli(&["users", "add", "ann@example.com", "--role", "viewer"], &app.db.url());
+        assert!(!dup.status.success());
+        assert!(cli(&["users", "remove", "ann@example.com"], &app.db.url()).status.success());
+        let gone = again.get("/console/leads").await;
+        assert_eq!(gone.status, 303);
+        assert_eq!(gone.location.as_deref(), Some("/console/login"));
+    }
+
+    async fn wrong_passwords_are_refused_alike_and_throttled(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |s| {
+            s.console.sign_in_attempts_per_account = 4;
+        })
+        .await;
+        account(&app, "ann@example.com", "marketer").await;
+        let mut b = Browser::new(&app);
+        let wrong = b.sign_in("ann@example.com", "not the password").await;
+        assert_eq!(wrong.status, 401);
+        let unknown = b.sign_in("nobody@example.com", "not the password").await;
+        assert_eq!(unknown.status, 401);
+        // The same words whether the account exists or not: no list of who has one.
+        let msg = "That email and password do not match an account.";
+        assert!(wrong.body.contains(msg) && unknown.body.contains(msg));
+        assert!(!b.cookies.contains_key("inlet_session"));
+
+        // A sign-in posted without the form's own token (from another site) is refused.
+        let forged = Browser::new(&app)
+            .post("/console/login", &[("email", "ann@example.com"), ("password", PASSWORD)])
+            .await;
+        assert_eq!(forged.status, 403);
+
+        // Past the account's quota even the right password waits.
+        for _ in 0..3 {
+            b.sign_in("ann@example.com", "guess again").await;
+        }
+        let limited = b.sign_in("ann@example.com", PASSWORD).await;
+        assert_eq!(limited.status, 429, "{}", limited.body);
+        assert!(header(&limited.headers, "retry-after").is_some());
+        assert!(limited.body.contains("Too many sign-in attempts"));
+        assert!(!b.cookies.contains_key("inlet_session"));
+    }
+
+    async fn sessions_end_when_idle_when_old_and_on_sign_out(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut b = account(&app, "ann@example.com", "admin").await;
+        // Active use keeps a session past the idle limit, up to the absolute one.
+        for _ in 0..23 {
+            app.advance(Duration::from_secs(30 * 60));
+            assert_eq!(b.get("/console/leads").await.status, 200);
+        }
+        app.advance(Duration::from_secs(31 * 60));
+        let old = b.get("/console/leads").await;
+        assert_eq!(old.status, 303, "12 h after sign-in the session ends");
+        assert_eq!(old.location.as_deref(), Some("/console/login"));
+
+        // Idle for longer than an hour: signed out.
+        let mut b = Browser::new(&app);
+        assert_eq!(b.sign_in("ann@example.com", PASSWORD).await.status, 303);
+        app.advance(Duration::from_secs(61 * 60));
+        assert_eq!(b.get("/console/leads").await.status, 303);
+
+        // Signing out needs the page's token; afterwards the old cookie signs no one in.
+        let mut b = Browser::new(&app);
+        assert_eq!(b.sign_in("ann@example.com", PASSWORD).await.status, 303);
+        let stolen = b.cookies.clone();
+        assert_eq!(b.post("/console/logout", &[("_csrf", "wrong")]).await.status, 403);
+        let csrf = b.csrf("/console/leads").await;
+        let out = b.post("/console/logout", &[("_csrf", &csrf)]).await;
+        assert_eq!(out.status, 303);
+        assert!(!b.cookies.contains_key("inlet_session"));
+        let mut replay = Browser::new(&app);
+        replay.cookies = stolen;
+        assert_eq!(replay.get("/console/leads").await.status, 303);
+        // Without any session every page sends the browser to sign in.
+        for path in ["/console/leads", "/console/leads/x", "/console/password", "/console/leads/export.csv"] {
+            let a = Browser::new(&app).get(path).await;
+            assert_eq!((a.status, a.location.as_deref()), (303, Some("/console/login")), "{path}");
+        }
+    }
+
+    async fn a_viewer_can_look_but_not_export_or_change(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let lead = submit(&app, "contact", contact("jane@example.com")).await;
+        let mut viewer = account(&app, "vic@example.com", "viewer").await;
+        let list = viewer.get("/console/leads").await;
+        assert_eq!(list.status, 200);
+        assert!(list.body.contains("jane@example.com"));
+        assert!(!list.body.contains("export.csv"), "no export button for a viewer");
+        let page = viewer.get(&format!("/console/leads/{lead}")).await;
+        assert_eq!(page.status, 200);
+        assert!(!page.body.contains("Erase"));
+        let csrf = hidden(&list.body, "_csrf");
+        for path in ["/console/leads/export.csv".to_string(), format!("/console/leads/{lead}/export"), format!("/console/leads/{lead}/erase")] {
+            let a = viewer.get(&path).await;
+            assert_eq!(a.status, 403, "{path}");
+            assert!(a.body.contains("may look but not export or change leads"), "{}", a.body);
+        }
+        for action in ["erase", "unsubscribe", "restore"] {
+            let a = viewer.post(&format!("/console/leads/{lead}/{action}"), &[("_csrf", &csrf)]).await;
+            assert_eq!(a.status, 403, "{action}");
+        }
+        assert_eq!(app.leads().await.len(), 1, "nothing changed");
+    }
+
+    async fn every_change_needs_the_pages_csrf_token(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let lead = submit(&app, "contact", contact("jane@example.com")).await;
+        let mut admin = account(&app, "ann@example.com", "admin").await;
+        for action in ["erase", "unsubscribe"] {
+            for token in [None, Some("forged")] {
+                let form: Vec<(&str, &str)> = token.map(|t| vec![("_csrf", t)]).unwrap_or_default();
+                let a = admin.post(&format!("/console/leads/{lead}/{action}"), &form).await;
+                assert_eq!(a.status, 403, "{action} with {token:?}");
+            }
+        }
+        let record = app.admin_get(&format!("/v1/admin/leads/{lead}/export")).await;
+        assert_eq!(record["suppressed"], false);
+        assert_eq!(app.leads().await.len(), 1);
+    }
+
+    async fn the_lead_list_searches_filters_and_pages(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        for i in 0..7 {
+            submit(&app, "contact", contact(&format!("ann{i}@acme.test"))).await;
+        }
+        submit(&app, "newsletter", json!({"email": "bob@other.test", "_elapsed_ms": 5000})).await;
+        // Quarantined: honeypot.
+        let spam = json!({"email": "spam@bots.test", "_gotcha": "x", "_elapsed_ms": 5000});
+        assert_eq!(app.post_json("newsletter", &spam).await.status(), 201);
+        let mut b = account(&app, "ann@example.com", "marketer").await;
+
+        let all = b.get("/console/leads").await;
+        assert_eq!(all.body.matches("<tr>").count(), 1 + 8, "header + 8 leads, spam hidden");
+        // Newest first by default.
+        let first = all.body.find("bob@other.test").unwrap();
+        assert!(first < all.body.find("ann0@acme.test").unwrap());
+
+        let search = b.get("/console/leads?q=ANN").await;
+        assert_eq!(search.body.matches("@acme.test</a>").count(), 7);
+        assert!(!search.body.contains("bob@other.test"));
+        let form = b.get("/console/leads?form=newsletter").await;
+        assert!(form.body.contains("bob@other.test") && !form.body.contains("ann0@acme.test"));
+        let quarantined = b.get("/console/leads?show=quarantined").await;
+        assert!(quarantined.body.contains("spam@bots.test"), "{}", quarantined.body);
+        assert!(quarantined.body.contains("Quarantined leads"));
+        let none = b.get("/console/leads?q=zzz").await;
+        assert!(none.body.contains("No leads match these filters"));
+        let today = chrono::DateTime::from_timestamp_millis(app.clock.now_ms()).unwrap().format("%Y-%m-%d").to_string();
+        let dated = b.get(&format!("/console/leads?from={today}&to={today}")).await;
+        assert_eq!(dated.body.matches("<tr>").count(), 9);
+        let tomorrow = b.get("/console/leads?from=2999-01-01").await;
+        assert!(tomorrow.body.contains("No leads match"));
+
+        // Bad filters are a clear 400 page, never a 500.
+        for (q, words) in [("form=nope", "no form called"), ("from=yesterday", "must look like 2026-12-31"), ("cursor=%00", "page link is not valid")] {
+            let a = b.get(&format!("/console/leads?{q}")).await;
+            assert_eq!(a.status, 400, "{q}: {}", a.body);
+            assert!(a.body.contains(words), "{q}: {}", a.body);
+        }
+
+        // Pages: a store page size of 50 is too big for 8 leads, so page through the API's
+        // own cursor with the console's links: the oldest-first order keeps the filters.
+        let oldest = b.get("/console/leads?q=ann&order=oldest").await;
+        assert!(oldest.body.find("ann0@acme.test").unwrap() < oldest.body.find("ann6@acme.test").unwrap());
+        assert!(!oldest.body.contains("Next page"));
+
+        // The admin API takes the same search.
+        let json = app.admin_get("/v1/admin/leads?q=ann&order=newest&limit=3").await;
+        let emails: Vec<&str> = json["leads"].as_array().unwrap().iter().map(|l| l["email"].as_str().unwrap()).collect();
+        assert_eq!(emails, ["ann6@acme.test", "ann5@acme.test", "ann4@acme.test"]);
+        let next = json["next_cursor"].as_str().unwrap();
+        let json = app.admin_get(&format!("/v1/admin/leads?q=ann&order=newest&limit=3&cursor={next}")).await;
+        let emails: Vec<&str> = json["leads"].as_array().unwrap().iter().map(|l| l["email"].as_str().unwrap()).collect();
+        assert_eq!(emails, ["ann3@acme.test", "ann2@acme.test", "ann1@acme.test"]);
+    }
+
+    async fn the_lead_page_tells_what_happened_and_acts(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut body = contact("jane@example.com");
+        body["name"] = json!("<script>alert(1)</script>");
+        body["utm_source"] = json!("linkedin");
+        body["utm_medium"] = json!("paid");
+        let lead = submit(&app, "contact", body).await;
+        app.dispatch().await;
+        let mut b = account(&app, "ann@example.com", "marketer").await;
+        let page = b.get(&format!("/console/leads/{lead}")).await;
+        assert_eq!(page.status, 200);
+        for words in ["Submitted the \u{201c}contact\u{201d} form", "Follow-up email: sent", "linkedin", "paid", "Example Ltd"] {
+            assert!(page.body.contains(words), "{words}: {}", page.body);
+        }
+        assert!(!page.body.contains("<script>alert"), "what a lead typed is escaped");
+        assert!(page.body.contains("&lt;script&gt;"));
+        assert!(header(&page.headers, "content-security-policy").unwrap().contains("script-src 'self'"));
+        assert_eq!(header(&page.headers, "cache-control").as_deref(), Some("no-store"));
+
+        // Unsubscribe: the timeline says so, the list shows the status.
+        let csrf = hidden(&page.body, "_csrf");
+        let done = b.post(&format!("/console/leads/{lead}/unsubscribe"), &[("_csrf", &csrf)]).await;
+        assert_eq!(done.status, 303);
+        let page = b.get(&format!("/console/leads/{lead}")).await;
+        assert!(page.body.contains("On the suppression list: unsubscribed"), "{}", page.body);
+        assert!(page.body.contains("status unsubscribed"));
+        assert!(!page.body.contains("/unsubscribe\""), "no second unsubscribe button");
+
+        // One person's data as JSON.
+        let export = b.get(&format!("/console/leads/{lead}/export")).await;
+        assert_eq!(export.status, 200);
+        let v: serde_json::Value = serde_json::from_str(&export.body).unwrap();
+        assert_eq!(v["lead"]["email"], "jane@example.com");
+        assert!(header(&export.headers, "content-disposition").unwrap().starts_with("attachment"));
+
+        // Erase asks first, then erases.
+        let ask = b.get(&format!("/console/leads/{lead}/erase")).await;
+        assert_eq!(ask.status, 200);
+        assert!(ask.body.contains("Erase jane@example.com?") && ask.body.contains("cannot be undone"));
+        let csrf = hidden(&ask.body, "_csrf");
+        let erased = b.post(&format!("/console/leads/{lead}/erase"), &[("_csrf", &csrf)]).await;
+        assert_eq!(erased.status, 303);
+        let list = b.get(erased.location.as_deref().unwrap()).await;
+        assert!(list.body.contains("The lead was erased"));
+        assert!(!list.body.contains("jane@example.com"));
+        let gone = b.get(&format!("/console/leads/{lead}")).await;
+        assert_eq!(gone.status, 404);
+        assert!(gone.body.contains("may have been erased"));
+    }
+
+    async fn a_quarantined_lead_is_restored_from_its_page(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let spam = json!({"email": "real@person.test", "_gotcha": "x", "_elapsed_ms": 5000});
+        assert_eq!(app.post_json("newsletter", &spam).await.status(), 201);
+        let lead = app.submissions().await[0]["lead_id"].as_str().unwrap().to_string();
+        let mut b = account(&app, "ann@example.com", "marketer").await;
+        let page = b.get(&format!("/console/leads/{lead}")).await;
+        assert!(page.body.contains("status quarantined"), "{}", page.body);
+        assert!(page.body.contains("Quarantined a submission"));
+        let csrf = hidden(&page.body, "_csrf");
+        let done = b.post(&format!("/console/leads/{lead}/restore"), &[("_csrf", &csrf)]).await;
+        assert_eq!(done.status, 303);
+        let page = b.get(&format!("/console/leads/{lead}")).await;
+        assert!(page.body.contains("Restored from quarantine"));
+        assert!(!page.body.contains("status quarantined"));
+        assert!(b.get("/console/leads").await.body.contains("real@person.test"));
+    }
+
+    async fn the_csv_export_follows_the_filter_and_defuses_formulas(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut evil = contact("ann@acme.test");
+        evil["company"] = json!("=HYPERLINK(\"http://evil\")");
+        submit(&app, "contact", evil).await;
+        submit(&app, "contact", contact("bob@acme.test")).await;
+        submit(&app, "contact", contact("cat@other.test")).await;
+        let mut b = account(&app, "ann@example.com", "admin").await;
+        let list = b.get("/console/leads?q=ann").await;
+        assert!(list.body.contains("/console/leads/export.csv?q=ann"), "the export keeps the filter");
+        let csv = b.get("/console/leads/export.csv?q=ann").await;
+        assert_eq!(csv.status, 200);
+        assert!(header(&csv.headers, "content-type").unwrap().starts_with("text/csv"));
+        assert!(header(&csv.headers, "content-disposition").unwrap().contains("inlet-leads-"));
+        let lines: Vec<&str> = csv.body.lines().collect();
+        assert_eq!(lines.len(), 2, "{}", csv.body);
+        assert!(lines[0].starts_with("lead_id,email,status"));
+        assert!(lines[1].contains("ann@acme.test"));
+        assert!(lines[1].contains("'=HYPERLINK"), "{}", lines[1]);
+        let all = b.get("/console/leads/export.csv").await;
+        assert_eq!(all.body.lines().count(), 4);
+    }
+
+    async fn sign_in_goes_only_to_console_pages(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        account(&app, "ann@example.com", "admin").await;
+        for (next, expect) in [
+            ("/console/leads?q=a", "/console/leads?q=a"),
+            ("//evil.example/", "/console/leads"),
+            ("https://evil.example/", "/console/leads"),
+            ("/console/../../x", "/console/../../x"),
+            ("/\\evil.example", "/console/leads"),
+        ] {
+            let mut b = Browser::new(&app);
+            let form = b.get("/console/login").await;
+            let token = hidden(&form.body, "_login");
+            let a = b.post("/console/login", &[("email", "ann@example.com"), ("password", PASSWORD), ("_login", &token), ("next", next)]).await;
+            assert_eq!(a.status, 303);
+            assert_eq!(a.location.as_deref(), Some(expect), "{next}");
+        }
+    }
+}
