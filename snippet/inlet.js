@@ -63,6 +63,21 @@
   const seen = new WeakMap(); // form -> when it became visible (time trap)
   const fid = (form) => form.dataset.inlet;
 
+  // ---- Views: each form reports once per page, when it first becomes visible (a beacon: no
+  // preflight, no cookie, nothing kept on the device). data-views="off" turns it off.
+  const viewed = {};
+  const views = opts.views !== 'off' && w.IntersectionObserver && navigator.sendBeacon &&
+    new IntersectionObserver((entries) => entries.forEach((e) => {
+      if (!e.isIntersecting) return;
+      views.unobserve(e.target);
+      const id = fid(e.target);
+      if (viewed[id]) return;
+      viewed[id] = 1;
+      const a = attribution(), b = new URLSearchParams();
+      ['utm_source', 'utm_campaign', 'referrer'].forEach((k) => { if (a[k]) b.set(k, a[k]); });
+      try { navigator.sendBeacon(base + '/v1/forms/' + encodeURIComponent(id) + '/views', b); } catch (err) { /* refused */ }
+    }));
+
   function endpoint(form) {
     return form.getAttribute('action')
       ? form.action
@@ -271,6 +286,7 @@
   function enhance(form) {
     if (seen.has(form)) return;
     seen.set(form, performance.now());
+    if (views) views.observe(form);
     form.noValidate = true; // errors are shown inline, the same way as the server's
     ensureHoneypot(form);
     form.addEventListener('submit', (e) => {

@@ -109,6 +109,8 @@ pub struct RateLimits {
     /// Clients that ran out of admin guesses, until when (bounded: see [`MAX_BLOCKED`]).
     admin_blocked: std::sync::Mutex<std::collections::HashMap<IpAddr, std::time::Instant>>,
     per_form: Vec<DefaultDirectRateLimiter>,
+    /// Form views per client network (None: no limit).
+    views_per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// More of the per-IP burst used at once than this is a burst (a spam signal); 0: off.
     spam_burst: u32,
     trusted_proxies: Vec<IpNet>,
@@ -156,6 +158,9 @@ impl RateLimits {
             per_form: (0..forms)
                 .map(|_| RateLimiter::direct(form_quota))
                 .collect(),
+            views_per_ip: NonZeroU32::new(settings.views_per_ip_per_minute)
+                .filter(|_| settings.enabled)
+                .map(|n| RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))),
             spam_burst: 0,
             trusted_proxies,
             clock: DefaultClock::default(),
@@ -192,6 +197,16 @@ impl RateLimits {
                 .map_err(|n| Limited::Form(n.wait_time_from(self.clock.now())))?;
         }
         Ok(admitted)
+    }
+
+    /// Takes one cell from the client network's view limiter.
+    pub fn check_view(&self, client: Option<IpAddr>) -> Result<(), Limited> {
+        match (&self.views_per_ip, client) {
+            (Some(limiter), Some(ip)) => limiter
+                .check_key(&client_key(ip))
+                .map_err(|n| Limited::ClientIp(n.wait_time_from(self.clock.now()))),
+            _ => Ok(()),
+        }
     }
 
     /// Takes one cell for a message to an address nobody confirmed, sent because `client`
@@ -251,6 +266,10 @@ impl RateLimits {
         }
         self.per_ip.retain_recent();
         self.per_ip.shrink_to_fit();
+        if let Some(limiter) = &self.views_per_ip {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
         if let Some(limiter) = &self.mail_per_network {
             limiter.retain_recent();
             limiter.shrink_to_fit();

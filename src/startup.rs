@@ -48,6 +48,8 @@ pub struct AppState {
     pub pages: Pages,
     /// The console's pages.
     pub console: crate::console::ConsolePages,
+    /// Form views counted since the last write (see [`crate::views`]).
+    pub views: Arc<crate::views::ViewCounter>,
     /// Counts console sign-in attempts (per account, per client IP).
     pub sign_in: crate::console::SignInThrottle,
     /// The embed script, its stylesheet and the demo files, prepared once.
@@ -272,6 +274,7 @@ impl Application {
             pages,
             console,
             sign_in: crate::console::SignInThrottle::new(&settings_console),
+            views: Arc::new(crate::views::ViewCounter::default()),
             outbox_wake,
         });
 
@@ -327,6 +330,17 @@ impl Application {
                 }
             }
         });
+        let views_state = state.clone();
+        let views = tokio::spawn(async move {
+            let every = Duration::from_secs(views_state.settings.views.flush_secs.max(1));
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = crate::views::flush(&views_state.views, &views_state.store).await {
+                    tracing::warn!(error = %e, "form views not written yet; will retry");
+                }
+            }
+        });
         let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
         let worker_task = state.settings.outbox.worker_enabled.then(|| {
             let (worker, faults) = (worker.clone(), state.faults.clone());
@@ -352,7 +366,7 @@ impl Application {
             worker,
             worker_task,
             stop_worker,
-            background: vec![evictor, retention],
+            background: vec![evictor, retention, views],
         })
     }
 
@@ -412,6 +426,9 @@ impl Application {
         }
         for task in &self.background {
             task.abort();
+        }
+        if let Err(e) = crate::views::flush(&self.state.views, &self.state.store).await {
+            tracing::warn!(error = %e, "form views counted since the last write are lost");
         }
         self.state.store.close().await;
         result

@@ -34,10 +34,16 @@ async function seed(inlet, site, page) {
 }
 
 test('the console: set up, find a lead, read its timeline, export, erase, sign out and in; axe and screenshots', async (t) => {
-  const { inlet, site, browser } = await setup(t);
+  const { inlet, site, browser } = await setup(t, { inletEnv: { INLET_VIEWS__FLUSH_SECS: '1' } });
   mkdirSync(SHOTS, { recursive: true });
   const visitor = await browser.newContext();
   await seed(inlet, site, await visitor.newPage());
+  // The landing page on the marketer's origin reported the contact form's view by beacon.
+  const views = await eventually(async () => {
+    const r = await inlet.admin('/v1/admin/stats');
+    return r.groups.find((g) => g.group === 'contact' && g.views >= 1);
+  }, 10000, 'the view beacon to be counted');
+  assert.equal(views.unique_views, 1);
 
   const setupLink = await eventually(() => inlet.stdout().match(/set up:\s+(\S+)/)?.[1], 5000, 'the set-up link in the banner');
   const ctx = await browser.newContext({ bypassCSP: true, acceptDownloads: true }); // bypass: to inject axe
@@ -61,6 +67,17 @@ test('the console: set up, find a lead, read its timeline, export, erase, sign o
   assert.match(rows.join('\n'), /ann@acme\.test\s+Ann Acme\s+Acme\s+contact\s+linkedin \/ cpc\s+active/);
   assert.deepEqual(await axe(page, 'body'), [], 'the lead list');
   await page.screenshot({ path: join(SHOTS, 'console-leads.png'), fullPage: true });
+
+  // The overview: the period at a glance, the beacon's view in the form's funnel.
+  await page.click('nav >> text=Overview');
+  await page.waitForURL(/\/console\/overview$/);
+  assert.equal(await page.$$eval('svg.chart', (s) => s.length), 4);
+  const formRow = await page.$$eval('table.leads tbody tr', (trs) => trs.map((tr) => tr.innerText).find((t) => t.startsWith('contact')));
+  assert.match(formRow, /^contact\s+1\s+1\s+3\s+300\.0 %/, formRow);
+  assert.deepEqual(await axe(page, 'body'), [], 'the overview');
+  await page.screenshot({ path: join(SHOTS, 'console-overview.png'), fullPage: true });
+  await page.click('nav >> text=Leads');
+  await page.waitForURL(/\/console\/leads$/);
 
   // Filter: addresses that start with "a" or "b" at acme, on the contact form.
   await page.fill('#q', 'b');
@@ -113,7 +130,7 @@ test('the console: set up, find a lead, read its timeline, export, erase, sign o
   await page.fill('#password', PASSWORD);
   await Promise.all([page.waitForURL(/\/console\/leads$/), page.click('button[type=submit]')]);
   assert.deepEqual(csp, [], 'no CSP violation on console pages');
-  console.log(`# screenshots: ${SHOTS}/console-{setup,leads,leads-filtered,lead,erase,login}.png`);
+  console.log(`# screenshots: ${SHOTS}/console-{setup,overview,leads,leads-filtered,lead,erase,login}.png`);
 
   // Without JavaScript: the same console works (no script on any page).
   const nojs = await browser.newContext({ javaScriptEnabled: false });

@@ -186,7 +186,7 @@ test('503 with Retry-After is retried; a new attempt gets a new key', async (t) 
   assert.notEqual(other, keys[0]);
 });
 
-test('the inline submit sends no CORS preflight (seen in the browser\'s network events)', async (t) => {
+test('the inline submit and the view beacons send no CORS preflight (seen in the browser\'s network events)', async (t) => {
   const { site, page, context } = await setup(t);
   const cdp = await context.newCDPSession(page);
   await cdp.send('Network.enable');
@@ -199,14 +199,33 @@ test('the inline submit sends no CORS preflight (seen in the browser\'s network 
   await fillContact(page, unique('preflight'));
   await page.click('#contact button[type=submit]');
   await page.waitForSelector('#contact[data-inlet-state=success]');
-  const posts = seen.filter((r) => r.method === 'POST');
+  const posts = seen.filter((r) => r.method === 'POST' && r.url.endsWith('/submissions'));
   assert.equal(posts.length, 1);
+  // The forms on the page reported their views by beacon, once each, also without a preflight.
+  const beacons = seen.filter((r) => r.method === 'POST' && r.url.endsWith('/views'));
+  assert.ok(beacons.some((r) => r.url.endsWith('/v1/forms/contact/views')), JSON.stringify(seen));
+  assert.equal(beacons.length, new Set(beacons.map((r) => r.url)).size, 'one view per form');
   assert.deepEqual(seen.filter((r) => r.method === 'OPTIONS' || r.type === 'Preflight'), [], 'no preflight');
 
   // Control: a JSON request from the same page does need a preflight, and it is seen.
   await page.evaluate((url) => fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' }).catch(() => {}),
     posts[0].url);
   await eventually(() => seen.some((r) => r.method === 'OPTIONS' || r.type === 'Preflight'), 5000, 'the control preflight');
+});
+
+test('with data-views="off" the page reports no view', async (t) => {
+  const { site, page, context } = await setup(t);
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  const urls = [];
+  cdp.on('Network.requestWillBeSent', (e) => urls.push(e.request.url));
+  await page.goto(site.url + '/landing.html?views=off');
+  await ready(page);
+  await fillContact(page, unique('noviews'));
+  await page.click('#contact button[type=submit]');
+  await page.waitForSelector('#contact[data-inlet-state=success]');
+  assert.ok(urls.some((u) => u.endsWith('/submissions')), 'the control: requests are seen');
+  assert.deepEqual(urls.filter((u) => u.endsWith('/views')), []);
 });
 
 test('twenty rapid clicks on submit store one submission', async (t) => {

@@ -98,7 +98,8 @@ export async function startSite(inletUrl) {
     html = html.replaceAll('{{INLET}}', inletUrl)
       .replaceAll('{{TRIGGER}}', safe(u.searchParams.get('trigger') ?? 'delay:600'))
       .replaceAll('{{TRIGGER2}}', safe(u.searchParams.get('trigger2') ?? ''))
-      .replaceAll('{{SCRIPT_ATTRS}}', u.searchParams.get('first_touch') === 'off' ? ' data-first-touch="off"' : '');
+      .replaceAll('{{SCRIPT_ATTRS}}', (u.searchParams.get('first_touch') === 'off' ? ' data-first-touch="off"' : '') +
+        (u.searchParams.get('views') === 'off' ? ' data-views="off"' : ''));
     res.writeHead(200, {
       'Content-Type': 'text/html; charset=utf-8',
       'Content-Security-Policy': [

@@ -63,6 +63,7 @@ pub struct Settings {
     pub consent: ConsentSettings,
     pub retention: RetentionSettings,
     pub console: ConsoleSettings,
+    pub views: ViewSettings,
     pub log: LogSettings,
     /// The forms this instance serves. Absent: the three demo forms.
     #[serde(default = "demo_forms")]
@@ -227,6 +228,9 @@ pub struct RateLimitSettings {
     /// apply whether or not `enabled` is set.
     pub unconfirmed_mail_per_network_per_hour: u32,
     pub unconfirmed_mail_per_recipient_per_hour: u32,
+    /// Form views (`POST /v1/forms/{id}/views`) per client network (IPv4 address, IPv6 /64)
+    /// per minute, all usable at once; past it views are not counted (429).
+    pub views_per_ip_per_minute: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -239,6 +243,7 @@ impl Default for RateLimitSettings {
             per_form_burst: 1000,
             unconfirmed_mail_per_network_per_hour: 30,
             unconfirmed_mail_per_recipient_per_hour: 3,
+            views_per_ip_per_minute: 120,
         }
     }
 }
@@ -402,6 +407,27 @@ impl Default for RetentionSettings {
             unconfirmed_days: 0,
             ip_days: 90,
             interval_secs: 3_600,
+        }
+    }
+}
+
+/// Counting form views (see `crate::views`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ViewSettings {
+    /// Count views at all (`POST /v1/forms/{id}/views`); off: the endpoint answers 204 and
+    /// counts nothing.
+    pub enabled: bool,
+    /// How often counted views are written to the database (seconds); a crash loses at most
+    /// this much of the view counts.
+    pub flush_secs: u64,
+}
+
+impl Default for ViewSettings {
+    fn default() -> Self {
+        ViewSettings {
+            enabled: true,
+            flush_secs: 5,
         }
     }
 }
@@ -678,6 +704,7 @@ impl Settings {
         self.bind_addr()?;
         self.trusted_proxies()?;
         for (value, name) in [
+            (self.views.flush_secs, "views.flush_secs"),
             (self.console.idle_minutes, "console.idle_minutes"),
             (self.console.absolute_hours, "console.absolute_hours"),
             (self.console.link_minutes, "console.link_minutes"),

@@ -2,6 +2,7 @@
 //! session and link tokens, sign-in throttling, the lead timeline, and the pages. The HTTP
 //! handlers are in `routes::console`; the rows in `store::users`.
 
+pub mod charts;
 mod pages;
 mod throttle;
 mod timeline;

@@ -19,6 +19,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("leads.html", include_str!("templates/leads.html")),
     ("lead.html", include_str!("templates/lead.html")),
     ("erase.html", include_str!("templates/erase.html")),
+    ("overview.html", include_str!("templates/overview.html")),
 ];
 
 /// A moment as a marketer reads it (UTC, to the minute).

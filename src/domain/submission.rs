@@ -51,7 +51,45 @@ pub struct Attribution {
     pub more: BTreeMap<String, String>,
 }
 
+/// Longest source or campaign name kept for reports (longer ones are cut).
+pub const DIMENSION_CHARS: usize = 64;
+
+/// A report dimension from what a visitor's URL said: trimmed, lower-cased, no control
+/// characters, at most [`DIMENSION_CHARS`]; `None` when nothing is left.
+pub fn dimension(v: Option<&str>) -> Option<String> {
+    let v: String = v?
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .flat_map(char::to_lowercase)
+        .take(DIMENSION_CHARS)
+        .collect();
+    (!v.is_empty()).then_some(v)
+}
+
+/// Where a visit came from, as reports group it: the `utm_source`, else the referring site's
+/// host (without `www.`), else `direct`.
+pub fn source_of(utm_source: Option<&str>, referrer: Option<&str>) -> String {
+    dimension(utm_source)
+        .or_else(|| {
+            let url = url::Url::parse(referrer?).ok()?;
+            let host = url.host_str()?;
+            dimension(Some(host.strip_prefix("www.").unwrap_or(host)))
+        })
+        .unwrap_or_else(|| "direct".into())
+}
+
 impl Attribution {
+    /// Where the visit came from (see [`source_of`]).
+    pub fn source(&self) -> String {
+        source_of(self.utm_source.as_deref(), self.referrer.as_deref())
+    }
+
+    /// The campaign, as reports group it (see [`dimension`]).
+    pub fn campaign(&self) -> Option<String> {
+        dimension(self.utm_campaign.as_deref())
+    }
+
     /// The flat columns stored (and exported) with every submission, in their order.
     pub fn columns(&self) -> [(&'static str, Option<&str>); 8] {
         [
@@ -165,4 +203,29 @@ pub struct NewSubmission {
     pub confirmation: Confirmation,
     /// Download forms delivering at once: the download link works until then.
     pub download_until_ms: Option<i64>,
+}
+
+#[cfg(test)]
+mod dimension_tests {
+    use super::*;
+
+    #[test]
+    fn sources_and_campaigns_are_grouped_alike() {
+        assert_eq!(
+            source_of(Some(" LinkedIn "), Some("https://google.com/")),
+            "linkedin"
+        );
+        assert_eq!(
+            source_of(None, Some("https://www.Google.com/search?q=x")),
+            "google.com"
+        );
+        assert_eq!(source_of(Some(""), Some("not a url")), "direct");
+        assert_eq!(source_of(None, None), "direct");
+        assert_eq!(
+            dimension(Some(&"x".repeat(500))).unwrap().len(),
+            DIMENSION_CHARS
+        );
+        assert_eq!(dimension(Some("a\u{0}b\nc")).as_deref(), Some("abc"));
+        assert_eq!(dimension(Some("  ")), None);
+    }
 }

@@ -357,3 +357,39 @@ pub async fn erase_lead(
         json!({ "erased": true, "lead_id": path.as_str(), "submissions_removed": removed }),
     ))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsParams {
+    /// First day, `YYYY-MM-DD` (UTC); default: 29 days before `to`.
+    from: Option<String>,
+    /// Last day, inclusive; default: today.
+    to: Option<String>,
+    granularity: Option<crate::reports::Granularity>,
+    group_by: Option<crate::store::GroupBy>,
+}
+
+/// `GET /v1/admin/stats`: views, unique views, valid submissions, spam share, conversion,
+/// confirmation rate, downloads used and follow-up delivery per day or week and per form,
+/// source or campaign (see [`crate::reports`]).
+pub async fn stats(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    params: web::Query<StatsParams>,
+) -> Result<HttpResponse, ApiError> {
+    let today = state.clock.now_ms().div_euclid(crate::store::DAY_MS);
+    let range = crate::reports::range(params.from.as_deref(), params.to.as_deref(), today)
+        .map_err(|m| ApiError::BadRequest("invalid_query", m))?;
+    let report = crate::reports::report(
+        &state.store,
+        range,
+        params
+            .granularity
+            .unwrap_or(crate::reports::Granularity::Day),
+        params.group_by.unwrap_or(crate::store::GroupBy::Form),
+    )
+    .await?;
+    Ok(no_store(serde_json::to_value(report).map_err(|e| {
+        ApiError::Internal(anyhow::anyhow!("report: {e}"))
+    })?))
+}

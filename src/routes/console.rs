@@ -60,6 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(password_page))
                     .route(web::post().to(set_password)),
             )
+            .route("/overview", web::get().to(overview))
             .route("/leads", web::get().to(leads))
             .route("/leads/export.csv", web::get().to(export_csv))
             .route("/leads/{id}", web::get().to(lead))
@@ -279,7 +280,7 @@ impl FromRequest for ConsoleUser {
 // Signing in and out
 
 async fn home() -> HttpResponse {
-    see_other("/console/leads")
+    see_other("/console/overview")
 }
 
 async fn stylesheet() -> HttpResponse {
@@ -639,6 +640,232 @@ async fn set_password(
         .await?;
     tracing::info!(user_id = %user.session.user_id, "console password set");
     Ok(see_other("/console/leads?saved=password"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Overview
+
+/// `1234567` as `1,234,567`.
+fn count(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+fn percent(r: Option<f64>) -> String {
+    r.map_or_else(|| "–".into(), |r| format!("{:.1} %", r * 100.0))
+}
+
+#[derive(Deserialize)]
+struct OverviewQuery {
+    days: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct Card {
+    label: &'static str,
+    value: String,
+    sub: String,
+    tone: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct GroupRow {
+    group: String,
+    views: String,
+    unique: String,
+    submissions: String,
+    conversion: String,
+    spam_share: String,
+}
+
+fn group_rows(groups: &[crate::reports::Group]) -> Vec<GroupRow> {
+    groups
+        .iter()
+        .map(|g| GroupRow {
+            group: if g.group.is_empty() {
+                "(none)".into()
+            } else {
+                g.group.clone()
+            },
+            views: count(g.figures.views),
+            unique: count(g.figures.unique_views + g.figures.private_views),
+            submissions: count(g.figures.submissions),
+            conversion: percent(g.figures.conversion),
+            spam_share: percent(g.figures.spam_share),
+        })
+        .collect()
+}
+
+/// `GET /console/overview?days=7|30|90`: the period at a glance, charts drawn on the server.
+async fn overview(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    query: web::Query<OverviewQuery>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::console::charts::{over_time, ranking, Point};
+    use crate::reports::Granularity;
+    use crate::store::GroupBy;
+    let days = match query.days.unwrap_or(30) {
+        d @ (7 | 30 | 90) => d,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "invalid_query",
+                "the overview covers 7, 30 or 90 days".into(),
+            ))
+        }
+    };
+    let today = state.clock.now_ms().div_euclid(crate::store::DAY_MS);
+    let range = (today - days + 1, today);
+    let by_form =
+        crate::reports::report(&state.store, range, Granularity::Day, GroupBy::Form).await?;
+    let by_source =
+        crate::reports::report(&state.store, range, Granularity::Day, GroupBy::Source).await?;
+    let t = &by_form.totals;
+    let f = &by_form.follow_ups;
+    let cards = vec![
+        Card {
+            label: "Form views",
+            value: count(t.views),
+            sub: format!("{} daily-unique", count(t.unique_views + t.private_views)),
+            tone: None,
+        },
+        Card {
+            label: "Leads",
+            value: count(t.submissions),
+            sub: "valid submissions".into(),
+            tone: None,
+        },
+        Card {
+            label: "Conversion",
+            value: percent(t.conversion),
+            sub: "leads ÷ daily-unique views".into(),
+            tone: None,
+        },
+        Card {
+            label: "Spam share",
+            value: percent(t.spam_share),
+            sub: format!("{} quarantined", count(t.spam)),
+            tone: None,
+        },
+        Card {
+            label: "Double opt-in confirmed",
+            value: percent(t.confirmation_rate),
+            sub: format!(
+                "{} confirmed, {} waiting",
+                count(t.confirmed),
+                count(t.confirmation_pending)
+            ),
+            tone: None,
+        },
+        Card {
+            label: "Downloads used",
+            value: count(t.downloads_used),
+            sub: "download links opened".into(),
+            tone: None,
+        },
+        Card {
+            label: "Follow-ups sent",
+            value: count(f.sent),
+            sub: format!(
+                "{} waiting, {} retrying, {} gave up",
+                count(f.waiting),
+                count(f.failed),
+                count(f.dead)
+            ),
+            tone: (f.dead > 0)
+                .then_some("bad")
+                .or((f.failed > 0).then_some("warn")),
+        },
+        Card {
+            label: "Oldest waiting message",
+            value: f.oldest_waiting_at.as_deref().map_or_else(
+                || "none".into(),
+                |at| {
+                    chrono::DateTime::parse_from_rfc3339(at)
+                        .map(|t| console::when(t.timestamp_millis()))
+                        .unwrap_or_default()
+                },
+            ),
+            sub: "queued, not sent yet".into(),
+            tone: None,
+        },
+    ];
+    let leads_points: Vec<Point> = by_form
+        .periods
+        .iter()
+        .map(|p| Point {
+            label: p.period.clone(),
+            #[allow(clippy::cast_precision_loss)]
+            value: p.figures.submissions as f64,
+            text: count(p.figures.submissions),
+        })
+        .collect();
+    let conversion_points: Vec<Point> = by_form
+        .periods
+        .iter()
+        .map(|p| Point {
+            label: p.period.clone(),
+            value: p.figures.conversion.unwrap_or(0.0) * 100.0,
+            text: percent(p.figures.conversion),
+        })
+        .collect();
+    let top = |groups: &[crate::reports::Group]| -> Vec<Point> {
+        groups
+            .iter()
+            .take(8)
+            .map(|g| Point {
+                label: if g.group.is_empty() {
+                    "(none)".into()
+                } else {
+                    g.group.clone()
+                },
+                #[allow(clippy::cast_precision_loss)]
+                value: g.figures.submissions as f64,
+                text: format!(
+                    "{} ({})",
+                    count(g.figures.submissions),
+                    percent(g.figures.conversion)
+                ),
+            })
+            .collect()
+    };
+    let periods: Vec<_> = by_form
+        .periods
+        .iter()
+        .map(|p| {
+            context! {
+                period => p.period, views => count(p.figures.views),
+                unique => count(p.figures.unique_views + p.figures.private_views),
+                submissions => count(p.figures.submissions), conversion => percent(p.figures.conversion),
+            }
+        })
+        .collect();
+    Ok(page(
+        &state,
+        StatusCode::OK,
+        "overview.html",
+        context! {
+            user => user.view(), section => "overview", days,
+            from => by_form.from, to => by_form.to, conversion_is => by_form.conversion_is,
+            cards,
+            leads_chart => over_time("leads", "Leads per day", &leads_points, false),
+            conversion_chart => over_time("conversion", "Conversion per day (%)", &conversion_points, true),
+            sources_chart => ranking("sources", "Top sources by leads (conversion)", &top(&by_source.groups)),
+            forms_chart => ranking("forms", "Forms by leads (conversion)", &top(&by_form.groups)),
+            forms => group_rows(&by_form.groups), sources => group_rows(&by_source.groups),
+            periods,
+        },
+    ))
 }
 
 // ---------------------------------------------------------------------------------------

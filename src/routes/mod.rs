@@ -8,6 +8,7 @@ mod console;
 mod health;
 mod pages;
 mod submissions;
+mod views;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -35,12 +36,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(submissions::submit))
             .route(web::method(actix_web::http::Method::OPTIONS).to(submissions::preflight)),
     )
+    .route("/v1/forms/{form_id}/views", web::post().to(views::view))
     .route(
         "/v1/forms/{form_id}/challenge",
         web::get().to(submissions::pow_challenge),
     )
     .route("/v1/forms", web::get().to(submissions::list_forms))
     .route("/v1/admin/leads", web::get().to(admin::list_leads))
+    .route("/v1/admin/stats", web::get().to(admin::stats))
     .service(
         web::resource("/v1/admin/leads/{lead_id}")
             .route(web::get().to(admin::get_lead))

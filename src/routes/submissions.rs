@@ -81,7 +81,7 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
     }
 }
 
-fn origin(req: &HttpRequest) -> Option<&str> {
+pub(super) fn origin(req: &HttpRequest) -> Option<&str> {
     req.headers()
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
@@ -100,7 +100,7 @@ fn cors(resp: &mut HttpResponseBuilder, origin: Option<&str>) {
 }
 
 /// Checks the form and origin; shared by the preflight and the POST.
-fn resolve_form<'a>(
+pub(super) fn resolve_form<'a>(
     state: &'a AppState,
     req: &HttpRequest,
     id: &str,
@@ -456,7 +456,7 @@ pub async fn pow_challenge(
 }
 
 /// Reads the body up to `limit` bytes; a declared or actual larger body is refused (413).
-async fn read_body(
+pub(super) async fn read_body(
     req: &HttpRequest,
     mut body: web::Payload,
     limit: usize,

@@ -794,6 +794,8 @@ fn submission_inserts<'a>(
             "confirmation",
             "confirm_expires_at",
             "payload_hash",
+            "source",
+            "campaign",
         ],
         "",
     );
@@ -836,6 +838,8 @@ fn submission_inserts<'a>(
                 .as_ref()
                 .map(|_| sub.payload_fingerprint())
                 .into(),
+            a.source().into(),
+            a.campaign().into(),
         ]);
     }
     insert

@@ -28,9 +28,11 @@ mod seed;
 mod signing_keys;
 mod sql;
 mod sqlite;
+mod stats;
 mod status;
 mod suppression;
 mod users;
+mod views;
 pub mod writer;
 
 pub use crate::config::Engine as Backend;
@@ -45,6 +47,7 @@ pub use models::{
 pub use outbox::{ClaimedMessage, OutboxRecord, OutboxStats, RetryTarget};
 pub use plans::QueryPlan;
 pub use retention::RetentionReport;
+pub use stats::{DayFigures, Delivery, GroupBy, DAY_MS};
 pub use status::LeadStatus;
 pub use users::{LinkUse, SessionRecord, UserRecord};
 

@@ -28,7 +28,7 @@ async fn spawn(
 }
 
 /// The first link in a message's text part that starts with `prefix`.
-fn link(m: &Received, prefix: &str) -> String {
+pub fn link(m: &Received, prefix: &str) -> String {
     let parsed = m.parsed();
     let text = parsed.body_text(0).expect("a text part").into_owned();
     let start = text
@@ -65,7 +65,7 @@ async fn export(app: &TestApp, lead_id: &str) -> Value {
         .await
 }
 
-async fn post_form_url(app: &TestApp, url: &str, body: &str) -> reqwest::Response {
+pub async fn post_form_url(app: &TestApp, url: &str, body: &str) -> reqwest::Response {
     app.client
         .post(url)
         .header("content-type", "application/x-www-form-urlencoded")

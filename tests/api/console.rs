@@ -107,6 +107,18 @@ fn hidden(html: &str, name: &str) -> String {
     html[start..].split('"').next().unwrap().to_string()
 }
 
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// The path of a printed link.
 fn path_of(url: &str) -> String {
     let url = url::Url::parse(url.trim()).expect("a URL");
@@ -516,5 +528,41 @@ both_backends! {
             assert_eq!(a.status, 303);
             assert_eq!(a.location.as_deref(), Some(expect), "{next}");
         }
+    }
+
+    async fn the_overview_shows_the_period_with_charts(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |s| s.server.trusted_proxies = vec!["127.0.0.1".into()]).await;
+        for (i, source) in ["google", "google", "<b>evil</b>"].iter().enumerate() {
+            let resp = app
+                .client
+                .post(app.url("/v1/forms/contact/views"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-forwarded-for", format!("198.51.{i}.1"))
+                .body(format!("utm_source={}", urlencode(source)))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 204);
+        }
+        inlet::views::flush(&app.state.views, &app.state.store).await.unwrap();
+        let mut body = contact("ann@acme.test");
+        body["utm_source"] = json!("google");
+        submit(&app, "contact", body).await;
+        let mut b = account(&app, "ann@example.com", "viewer").await;
+        let home = b.get("/console").await;
+        assert_eq!(home.location.as_deref(), Some("/console/overview"));
+        let page = b.get("/console/overview").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let text = page.body.as_str();
+        for words in ["Form views", "Leads per day", "Conversion per day", "Top sources by leads", "33.3 %", "google"] {
+            assert!(text.contains(words), "{words}: {text}");
+        }
+        assert_eq!(text.matches("<svg").count(), 4, "four charts");
+        assert!(!text.contains("<b>evil</b>"), "a visitor's source is escaped, in tables and charts");
+        assert!(text.contains("&lt;b&gt;evil&lt;/b&gt;") || text.contains("&lt;b&gt;evil&lt;&#x2f;b&gt;"));
+        assert!(!text.contains("<script"));
+        let week = b.get("/console/overview?days=7").await;
+        assert_eq!(week.status, 200);
+        assert_eq!(b.get("/console/overview?days=5").await.status, 400);
     }
 }

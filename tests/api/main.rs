@@ -20,5 +20,6 @@ mod properties;
 mod quarantine;
 mod rate_limit;
 mod snippet;
+mod stats;
 mod submissions;
 mod writer;
