@@ -50,6 +50,8 @@ pub struct Figures {
     pub confirmation_pending: i64,
     pub confirmed: i64,
     pub downloads_used: i64,
+    /// Follow-ups sent to the period's submissions.
+    pub follow_ups_sent: i64,
     /// Valid submissions ÷ daily-unique views (private views included).
     pub conversion: Option<f64>,
     /// Spam ÷ all submissions.
@@ -74,6 +76,7 @@ impl Figures {
         self.confirmation_pending += d.pending;
         self.confirmed += d.confirmed;
         self.downloads_used += d.downloads_used;
+        self.follow_ups_sent += d.follow_ups_sent;
     }
 
     fn finish(mut self) -> Figures {
@@ -107,14 +110,15 @@ pub struct GroupPeriod {
     pub figures: Figures,
 }
 
+/// The outbox right now (any kind, any day): what needs attention.
 #[derive(Debug, Clone, Serialize)]
-pub struct FollowUps {
-    pub sent: i64,
+pub struct Outbox {
     pub waiting: i64,
-    pub failed: i64,
+    /// Failed at least once, retrying.
+    pub retrying: i64,
+    /// Gave up after every retry (retry them from the console or `inlet outbox retry`).
     pub dead: i64,
-    pub skipped: i64,
-    /// When the oldest message still waiting (any kind, any time) was queued.
+    /// When the oldest message still waiting was queued.
     pub oldest_waiting_at: Option<String>,
 }
 
@@ -132,7 +136,7 @@ pub struct Report {
     pub groups: Vec<Group>,
     /// Each group's figures per period (only where something happened).
     pub series: Vec<GroupPeriod>,
-    pub follow_ups: FollowUps,
+    pub outbox: Outbox,
 }
 
 /// The days `[from, to]` a request asks for: `YYYY-MM-DD` dates (UTC), inclusive; by default
@@ -173,9 +177,13 @@ pub async fn report(
     (from, to): (i64, i64),
     granularity: Granularity,
     group_by: GroupBy,
+    form: Option<&str>,
+    now_ms: i64,
 ) -> Result<Report, crate::store::StoreError> {
-    let days = store.day_figures(from, to + 1, group_by).await?;
-    let delivery = store.follow_up_delivery(from, to + 1).await?;
+    let days = store
+        .day_figures(from, to + 1, group_by, form, now_ms)
+        .await?;
+    let delivery = store.delivery_now().await?;
     Ok(build(from, to, granularity, group_by, &days, &delivery))
 }
 
@@ -248,12 +256,10 @@ pub fn build(
                 figures: f.finish(),
             })
             .collect(),
-        follow_ups: FollowUps {
-            sent: delivery.sent,
+        outbox: Outbox {
             waiting: delivery.waiting,
-            failed: delivery.failed,
+            retrying: delivery.failed,
             dead: delivery.dead,
-            skipped: delivery.skipped,
             oldest_waiting_at: delivery.oldest_waiting_ms.map(crate::export::rfc3339),
         },
     }

@@ -77,6 +77,13 @@ pub struct AppState {
     pub http: reqwest::Client,
 }
 
+/// When the report rollup job first runs after startup, and how often after that.
+const ROLLUP_DELAY: Duration = Duration::from_secs(60);
+const ROLLUP_EVERY: Duration = Duration::from_secs(300);
+/// Days back in which a follow-up may still be retried (the default schedule gives up after
+/// about five days).
+const RETRY_HORIZON_DAYS: i64 = 7;
+
 /// How long a CAPTCHA provider has to answer before the submission is kept as unverified.
 pub const CAPTCHA_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -341,6 +348,37 @@ impl Application {
                 }
             }
         });
+        let rollup_state = state.clone();
+        let rollups = tokio::spawn(async move {
+            // Counts settled days into the report rollup, paced so a catch-up after a long
+            // downtime never holds SQLite's writer for long; a report counts any day still
+            // missing itself.
+            let start = tokio::time::Instant::now() + ROLLUP_DELAY;
+            let mut tick = tokio::time::interval_at(start, ROLLUP_EVERY);
+            loop {
+                tick.tick().await;
+                let now = rollup_state.clock.now_ms();
+                let today = now.div_euclid(crate::store::DAY_MS);
+                let settled = crate::store::first_live_day(now);
+                for day in (today - crate::reports::MAX_DAYS)..settled {
+                    // Within the retry horizon a day's follow-ups may still change: counted
+                    // again every run; older days only when missing or changed.
+                    let counted = if day >= today - RETRY_HORIZON_DAYS {
+                        rollup_state.store.roll_up_day(day, now).await.map(|()| 1)
+                    } else {
+                        rollup_state.store.roll_up_missing(day, day + 1, now).await
+                    };
+                    match counted {
+                        Ok(0) => continue,
+                        Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "report rollup failed; will retry");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
         let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
         let worker_task = state.settings.outbox.worker_enabled.then(|| {
             let (worker, faults) = (worker.clone(), state.faults.clone());
@@ -366,7 +404,7 @@ impl Application {
             worker,
             worker_task,
             stop_worker,
-            background: vec![evictor, retention, views],
+            background: vec![evictor, retention, views, rollups],
         })
     }
 

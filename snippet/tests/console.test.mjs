@@ -69,14 +69,26 @@ test('the console: set up, find a lead, read its timeline, export, erase, sign o
   await page.screenshot({ path: join(SHOTS, 'console-leads.png'), fullPage: true });
 
   // The overview: the period at a glance, the beacon's view in the form's funnel.
-  await page.click('nav >> text=Overview');
+  await page.click('nav[aria-label=Console] >> text=Overview');
   await page.waitForURL(/\/console\/overview$/);
   assert.equal(await page.$$eval('svg.chart', (s) => s.length), 4);
   const formRow = await page.$$eval('table.leads tbody tr', (trs) => trs.map((tr) => tr.innerText).find((t) => t.startsWith('contact')));
   assert.match(formRow, /^contact\s+1\s+1\s+3\s+300\.0 %/, formRow);
   assert.deepEqual(await axe(page, 'body'), [], 'the overview');
   await page.screenshot({ path: join(SHOTS, 'console-overview.png'), fullPage: true });
-  await page.click('nav >> text=Leads');
+  // Forms: settings, results and the code to paste; Deliveries: the outbox.
+  await page.click('nav[aria-label=Console] >> text=Forms');
+  await page.waitForURL(/\/console\/forms$/);
+  assert.match(await page.textContent('main'), /integrity="sha384-/);
+  assert.match(await page.textContent('#form-contact + dl'), /Double opt-in\s*no/);
+  assert.deepEqual(await axe(page, 'body'), [], 'the forms page');
+  await page.screenshot({ path: join(SHOTS, 'console-forms.png'), fullPage: true });
+  await page.click('nav[aria-label=Console] >> text=Deliveries');
+  await page.waitForURL(/\/console\/deliveries$/);
+  assert.match(await page.textContent('main'), /Follow-up email/);
+  assert.deepEqual(await axe(page, 'body'), [], 'the deliveries page');
+  await page.screenshot({ path: join(SHOTS, 'console-deliveries.png'), fullPage: true });
+  await page.click('nav[aria-label=Console] >> text=Leads');
   await page.waitForURL(/\/console\/leads$/);
 
   // Filter: addresses that start with "a" or "b" at acme, on the contact form.
@@ -130,7 +142,7 @@ test('the console: set up, find a lead, read its timeline, export, erase, sign o
   await page.fill('#password', PASSWORD);
   await Promise.all([page.waitForURL(/\/console\/leads$/), page.click('button[type=submit]')]);
   assert.deepEqual(csp, [], 'no CSP violation on console pages');
-  console.log(`# screenshots: ${SHOTS}/console-{setup,overview,leads,leads-filtered,lead,erase,login}.png`);
+  console.log(`# screenshots: ${SHOTS}/console-{setup,overview,forms,deliveries,leads,leads-filtered,lead,erase,login}.png`);
 
   // Without JavaScript: the same console works (no script on any page).
   const nojs = await browser.newContext({ javaScriptEnabled: false });

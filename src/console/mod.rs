@@ -3,6 +3,7 @@
 //! handlers are in `routes::console`; the rows in `store::users`.
 
 pub mod charts;
+pub mod embed;
 mod pages;
 mod throttle;
 mod timeline;
@@ -18,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 pub use pages::{when, ConsolePages, STYLESHEET};
 pub use throttle::SignInThrottle;
-pub use timeline::{timeline, TimelineEvent};
+pub use timeline::{message_kind, timeline, TimelineEvent};
 
 /// What a person may do in the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]

@@ -20,6 +20,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("lead.html", include_str!("templates/lead.html")),
     ("erase.html", include_str!("templates/erase.html")),
     ("overview.html", include_str!("templates/overview.html")),
+    ("deliveries.html", include_str!("templates/deliveries.html")),
+    ("forms.html", include_str!("templates/forms.html")),
 ];
 
 /// A moment as a marketer reads it (UTC, to the minute).

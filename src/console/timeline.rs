@@ -31,7 +31,8 @@ fn pairs(items: &[(&str, Option<String>)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn message_kind(kind: &str) -> &str {
+/// A message's kind in words.
+pub fn message_kind(kind: &str) -> &str {
     match kind {
         "follow_up" => "Follow-up email",
         "owner_notification" => "Notification to the form's owner",

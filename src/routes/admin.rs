@@ -367,6 +367,8 @@ pub struct StatsParams {
     to: Option<String>,
     granularity: Option<crate::reports::Granularity>,
     group_by: Option<crate::store::GroupBy>,
+    /// Only this form.
+    form: Option<String>,
 }
 
 /// `GET /v1/admin/stats`: views, unique views, valid submissions, spam share, conversion,
@@ -380,6 +382,16 @@ pub async fn stats(
     let today = state.clock.now_ms().div_euclid(crate::store::DAY_MS);
     let range = crate::reports::range(params.from.as_deref(), params.to.as_deref(), today)
         .map_err(|m| ApiError::BadRequest("invalid_query", m))?;
+    let form = match params.form.as_deref() {
+        None | Some("") => None,
+        Some(f) if state.forms.get(f).is_some() => Some(f),
+        Some(f) => {
+            return Err(ApiError::BadRequest(
+                "invalid_query",
+                format!("there is no form called '{f}'"),
+            ))
+        }
+    };
     let report = crate::reports::report(
         &state.store,
         range,
@@ -387,6 +399,8 @@ pub async fn stats(
             .granularity
             .unwrap_or(crate::reports::Granularity::Day),
         params.group_by.unwrap_or(crate::store::GroupBy::Form),
+        form,
+        state.clock.now_ms(),
     )
     .await?;
     Ok(no_store(serde_json::to_value(report).map_err(|e| {

@@ -70,7 +70,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .guard(actix_web::guard::Post())
                     .route(web::post().to(change)),
             )
-            .route("/leads/{id}/erase", web::get().to(erase_page)),
+            .route("/leads/{id}/erase", web::get().to(erase_page))
+            .route("/forms", web::get().to(forms))
+            .route("/deliveries", web::get().to(deliveries))
+            .route("/deliveries/{target}/retry", web::post().to(retry)),
     );
 }
 
@@ -724,14 +727,34 @@ async fn overview(
             ))
         }
     };
-    let today = state.clock.now_ms().div_euclid(crate::store::DAY_MS);
+    let now = state.clock.now_ms();
+    let today = now.div_euclid(crate::store::DAY_MS);
     let range = (today - days + 1, today);
-    let by_form =
-        crate::reports::report(&state.store, range, Granularity::Day, GroupBy::Form).await?;
-    let by_source =
-        crate::reports::report(&state.store, range, Granularity::Day, GroupBy::Source).await?;
+    // Missing settled days are counted once, before the two reports read them side by side.
+    state
+        .store
+        .roll_up_missing(range.0, range.1 + 1, now)
+        .await?;
+    let (by_form, by_source) = tokio::try_join!(
+        crate::reports::report(
+            &state.store,
+            range,
+            Granularity::Day,
+            GroupBy::Form,
+            None,
+            now
+        ),
+        crate::reports::report(
+            &state.store,
+            range,
+            Granularity::Day,
+            GroupBy::Source,
+            None,
+            now
+        ),
+    )?;
     let t = &by_form.totals;
-    let f = &by_form.follow_ups;
+    let f = &by_form.outbox;
     let cards = vec![
         Card {
             label: "Form views",
@@ -775,16 +798,17 @@ async fn overview(
         },
         Card {
             label: "Follow-ups sent",
-            value: count(f.sent),
-            sub: format!(
-                "{} waiting, {} retrying, {} gave up",
-                count(f.waiting),
-                count(f.failed),
-                count(f.dead)
-            ),
+            value: count(t.follow_ups_sent),
+            sub: "to this period's leads".into(),
+            tone: None,
+        },
+        Card {
+            label: "Email now",
+            value: format!("{} waiting", count(f.waiting)),
+            sub: format!("{} retrying, {} gave up", count(f.retrying), count(f.dead)),
             tone: (f.dead > 0)
                 .then_some("bad")
-                .or((f.failed > 0).then_some("warn")),
+                .or((f.retrying > 0).then_some("warn")),
         },
         Card {
             label: "Oldest waiting message",
@@ -1216,4 +1240,172 @@ async fn erase_page(
         "erase.html",
         context! { user => user.view(), section => "leads", id => id.as_str(), email },
     ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Deliveries
+
+#[derive(Deserialize)]
+struct DeliveryQuery {
+    status: Option<String>,
+}
+
+/// How many messages the deliveries page lists (newest first).
+const DELIVERIES_SHOWN: u32 = 200;
+
+/// `GET /console/deliveries?status=`: the outbox's counts, and its newest messages.
+async fn deliveries(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    query: web::Query<DeliveryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    const STATUSES: [(&str, &str); 6] = [
+        ("", "All"),
+        ("pending", "Waiting"),
+        ("failed", "Retrying"),
+        ("dead", "Gave up"),
+        ("sent", "Sent"),
+        ("skipped", "Not sent"),
+    ];
+    let status = query.status.as_deref().unwrap_or("");
+    if !STATUSES.iter().any(|(v, _)| *v == status) {
+        return Err(ApiError::BadRequest(
+            "invalid_query",
+            "status must be pending, failed, dead, sent or skipped".into(),
+        ));
+    }
+    let stats = state.store.outbox_stats().await?;
+    let list = state
+        .store
+        .list_outbox((!status.is_empty()).then_some(status), DELIVERIES_SHOWN)
+        .await?;
+    let messages: Vec<_> = list
+        .iter()
+        .map(|m| {
+            let state_text = match m.status.as_str() {
+                "pending" => "waiting",
+                "failed" => "retrying",
+                "dead" => "gave up",
+                "skipped" => "not sent",
+                other => other,
+            };
+            let when = match m.status.as_str() {
+                "sent" => m.sent_at_ms.map(console::when).unwrap_or_default(),
+                "pending" | "failed" => console::when(m.next_attempt_at_ms),
+                _ => String::new(),
+            };
+            context! {
+                id => m.id, lead_id => m.lead_id, recipient => m.recipient, form => m.form_id,
+                kind => console::message_kind(&m.kind), status => m.status, state => state_text,
+                attempts => format!("{} of {}", m.attempts, m.max_attempts),
+                last_error => m.last_error, when, created => console::when(m.created_at_ms),
+                retryable => matches!(m.status.as_str(), "dead" | "failed"),
+            }
+        })
+        .collect();
+    let statuses: Vec<_> = STATUSES
+        .iter()
+        .map(|(value, label)| context! { value, label })
+        .collect();
+    Ok(page(
+        &state,
+        StatusCode::OK,
+        "deliveries.html",
+        context! {
+            user => user.view(), section => "deliveries", status, statuses, messages,
+            may_retry => user.role.may_handle_data(),
+            stats => context! { pending => stats.pending, failed => stats.failed, dead => stats.dead },
+            oldest => stats.oldest_waiting_ms.map(console::when),
+        },
+    ))
+}
+
+/// `POST /console/deliveries/{id}/retry` (`all-dead`: every message that gave up): makes
+/// messages due again with fresh attempts, as `inlet outbox retry` does.
+async fn retry(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    target: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, ApiError> {
+    user.check_csrf(&form.csrf)?;
+    user.may_handle_data()?;
+    let target = match target.into_inner() {
+        t if t == "all-dead" => crate::store::RetryTarget::AllDead,
+        id => crate::store::RetryTarget::One(id),
+    };
+    let n = state
+        .store
+        .retry_outbox(&target, state.clock.now_ms())
+        .await?;
+    if n == 0 {
+        return Err(ApiError::NotFound);
+    }
+    state.outbox_wake.notify_one();
+    tracing::info!(user_id = %user.session.user_id, messages = n, "console: messages retried");
+    Ok(see_other("/console/deliveries?status=pending"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Forms
+
+/// `GET /console/forms`: every configured form as the server sees it, its last 30 days by
+/// source, and the code to paste.
+async fn forms(user: ConsoleUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    use crate::reports::Granularity;
+    use crate::store::GroupBy;
+    let now = state.clock.now_ms();
+    let today = now.div_euclid(crate::store::DAY_MS);
+    let mut cards = Vec::new();
+    for f in state.forms.all() {
+        let report = crate::reports::report(
+            &state.store,
+            (today - 29, today),
+            Granularity::Week,
+            GroupBy::Source,
+            Some(&f.id),
+            now,
+        )
+        .await?;
+        cards.push(context! {
+            id => f.id, kind => kind_text(serde_json::to_value(f.kind)),
+            double_opt_in => f.double_opt_in, download => f.delivers_download,
+            challenge => match &f.challenge {
+                None => "none".to_string(),
+                Some(crate::challenge::Challenge::Pow { max_number }) => {
+                    format!("proof of work (up to {})", count(i64::try_from(*max_number).unwrap_or(i64::MAX)))
+                }
+                Some(crate::challenge::Challenge::Captcha(c)) => {
+                    kind_text(serde_json::to_value(c.provider))
+                }
+            },
+            origins => match &f.origins {
+                crate::forms::Origins::Any => "any site".to_string(),
+                crate::forms::Origins::List(list) => list.join(", "),
+            },
+            min_submit => if f.min_submit_ms == 0 { "off".to_string() } else { format!("{} ms", f.min_submit_ms) },
+            funnel => group_rows(&report.groups),
+            fields => f.fields.iter().map(|d| context! {
+                name => d.name, label => d.label, kind => kind_text(serde_json::to_value(d.kind)),
+                required => d.required,
+            }).collect::<Vec<_>>(),
+            html => console::embed::form_html(f, &state.public_url),
+        });
+    }
+    Ok(page(
+        &state,
+        StatusCode::OK,
+        "forms.html",
+        context! {
+            user => user.view(), section => "forms", forms => cards,
+            embed => state.assets.embed_tags(&state.public_url),
+        },
+    ))
+}
+
+/// An enum's serialised name (`inline`, `email`, …).
+fn kind_text(v: Result<serde_json::Value, serde_json::Error>) -> String {
+    v.ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }

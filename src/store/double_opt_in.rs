@@ -84,6 +84,9 @@ impl LeadStore {
         if tx.exec().execute(&sql).await? != 1 {
             return Ok(ConfirmOutcome::AlreadyConfirmed);
         }
+        tx.exec()
+            .execute(&super::stats::dirty_day_of_submission(submission_id))
+            .await?;
         let mut ledger = vec![ConsentRow {
             submission_id: Some(submission_id),
             form_id: Some(&form_id),

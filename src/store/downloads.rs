@@ -51,6 +51,11 @@ impl LeadStore {
         .arg(now_ms)
         .arg(id);
         self.pools.writer().execute(&sql).await?;
+        // A download used for the first time changes its day's report.
+        self.pools
+            .writer()
+            .execute(&super::stats::dirty_day_of_submission(id))
+            .await?;
         Ok(())
     }
 

@@ -47,7 +47,7 @@ pub use models::{
 pub use outbox::{ClaimedMessage, OutboxRecord, OutboxStats, RetryTarget};
 pub use plans::QueryPlan;
 pub use retention::RetentionReport;
-pub use stats::{DayFigures, Delivery, GroupBy, DAY_MS};
+pub use stats::{first_live_day, DayFigures, Delivery, GroupBy, DAY_MS};
 pub use status::LeadStatus;
 pub use users::{LinkUse, SessionRecord, UserRecord};
 

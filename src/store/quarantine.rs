@@ -26,6 +26,9 @@ impl LeadStore {
         .arg(now_ms)
         .arg(lead_id);
         let restored = tx.exec().execute(&sql).await?;
+        tx.exec()
+            .execute(&super::stats::dirty_days_of_lead(lead_id))
+            .await?;
         let sql = Sql::fixed(
             "UPDATE leads SET real_submission_count = (SELECT COUNT(*) FROM submissions s \
                WHERE s.lead_id = leads.id AND s.spam_reason IS NULL), updated_at = $1 \

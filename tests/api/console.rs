@@ -565,4 +565,67 @@ both_backends! {
         assert_eq!(week.status, 200);
         assert_eq!(b.get("/console/overview?days=5").await.status, 400);
     }
+
+    async fn deliveries_show_what_needs_attention_and_retry(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |s| {
+            // Nothing listens there: every send fails, and one attempt is all there is.
+            s.mail.smtp_url = Some(secrecy::SecretString::from("smtp://127.0.0.1:9".to_string()));
+            s.mail.timeout_secs = 2;
+            s.outbox.max_attempts = 1;
+        })
+        .await;
+        let lead = submit(&app, "contact", contact("jane@example.com")).await;
+        let report = app.dispatch().await;
+        assert_eq!(report.dead, 1, "{report:?}");
+        let mut viewer = account(&app, "vic@example.com", "viewer").await;
+        let page = viewer.get("/console/deliveries?status=dead").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        for words in ["Gave up", "jane@example.com", "Follow-up email", "gave up", &format!("/console/leads/{lead}")] {
+            assert!(page.body.contains(words), "{words}: {}", page.body);
+        }
+        assert!(!page.body.contains("Retry every message"), "a viewer gets no retry button");
+        let csrf = hidden(&page.body, "_csrf");
+        assert_eq!(viewer.post("/console/deliveries/all-dead/retry", &[("_csrf", &csrf)]).await.status, 403);
+        assert_eq!(viewer.get("/console/deliveries?status=lost").await.status, 400);
+
+        let mut b = account(&app, "ann@example.com", "marketer").await;
+        let page = b.get("/console/deliveries").await;
+        assert!(page.body.contains("Retry every message that gave up (1)"), "{}", page.body);
+        let csrf = hidden(&page.body, "_csrf");
+        assert_eq!(b.post("/console/deliveries/all-dead/retry", &[]).await.status, 403, "no CSRF token");
+        let done = b.post("/console/deliveries/all-dead/retry", &[("_csrf", &csrf)]).await;
+        assert_eq!(done.status, 303);
+        let after = b.get("/console/deliveries?status=pending").await;
+        assert!(after.body.contains("jane@example.com") && after.body.contains("waiting"), "{}", after.body);
+        assert_eq!(app.state.store.outbox_stats().await.unwrap().dead, 0);
+        // Nothing left to retry: a clear 404 page.
+        assert_eq!(b.post("/console/deliveries/all-dead/retry", &[("_csrf", &csrf)]).await.status, 404);
+    }
+
+    async fn the_forms_page_shows_settings_results_and_the_code_to_paste(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let view = app.client.post(app.url("/v1/forms/contact/views")).header("content-type", "application/x-www-form-urlencoded").body("utm_source=linkedin").send().await.unwrap();
+        assert_eq!(view.status(), 204);
+        inlet::views::flush(&app.state.views, &app.state.store).await.unwrap();
+        let mut body = contact("ann@acme.test");
+        body["utm_source"] = json!("linkedin");
+        submit(&app, "contact", body).await;
+        let mut b = account(&app, "ann@example.com", "viewer").await;
+        let page = b.get("/console/forms").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        // minijinja escapes `/` too; read the page as a browser shows it.
+        let shown = page.body.replace("&#x2f;", "/");
+        let text = shown.as_str();
+        for words in [
+            "id=\"form-contact\"", "id=\"form-newsletter\"", "id=\"form-whitepaper\"",
+            "integrity=&quot;sha384-", "data-inlet=&quot;contact&quot;",
+            &format!("action=&quot;{}/v1/forms/contact/submissions&quot;", app.address),
+            "<th scope=\"row\">linkedin</th>", "100.0 %",
+        ] {
+            assert!(text.contains(words), "{words}: {text}");
+        }
+        // The newsletter is double opt-in; the whitepaper delivers a download.
+        let newsletter = &text[text.find("id=\"form-newsletter\"").unwrap()..];
+        assert!(newsletter.contains("<dt>Double opt-in</dt><dd>yes</dd>"));
+    }
 }

@@ -177,8 +177,9 @@ both_backends! {
         assert_eq!(c["conversion"], 3.0 / 5.0);
         assert!(group(&r, "newsletter")["conversion"].is_null(), "no views: no conversion");
         // Follow-ups: three contact leads and one whitepaper sent; the confirmed one's too.
-        assert_eq!(r["follow_ups"]["sent"], 5, "{r}");
-        assert_eq!(r["follow_ups"]["dead"], 0);
+        assert_eq!(t["follow_ups_sent"], 5, "{r}");
+        assert_eq!((r["outbox"]["waiting"].as_i64(), r["outbox"]["retrying"].as_i64(), r["outbox"]["dead"].as_i64()), (Some(0), Some(0), Some(0)));
+        assert!(r["outbox"]["oldest_waiting_at"].is_null());
         // Two days, each present; the day series splits them.
         let periods = r["periods"].as_array().unwrap();
         assert_eq!(periods.len(), 2);
@@ -190,6 +191,22 @@ both_backends! {
         assert_eq!(group(&by_source, "direct")["submissions"], 3);
         let weekly = stats(&app, &format!("from={first_day}&to={last_day}&granularity=week")).await;
         assert_eq!(weekly["totals"]["submissions"], 6);
+        // Days later both days are settled: the report reads them from the rollup (counted on
+        // demand) and says the same. Restoring the quarantined lead changes its day: counted again.
+        app.advance(DAY * 5);
+        let later = stats(&app, &format!("from={first_day}&to={last_day}")).await;
+        assert_eq!(later["totals"], r["totals"]);
+        let mut raw = crate::helpers::raw(&app.db).await;
+        assert_eq!(raw.count("rollup_days").await, 2);
+        let spam_lead = app.submissions().await.iter().find(|s| s["email"] == "bot@example.com").unwrap()["lead_id"].as_str().unwrap().to_string();
+        let restored = app.client.post(app.url(&format!("/v1/admin/leads/{spam_lead}/restore"))).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        assert_eq!(restored.status(), 200);
+        assert_eq!(raw.count("rollup_days").await, 1, "the restored lead's day is counted again");
+        let after = stats(&app, &format!("from={first_day}&to={last_day}")).await;
+        assert_eq!(after["totals"]["submissions"], 7);
+        assert_eq!(after["totals"]["spam"], 0);
+        assert_eq!(after["periods"][0]["submissions"], 4);
+
         // A range before anything happened is all zeros, not an error.
         let empty = stats(&app, "from=2020-01-01&to=2020-01-31").await;
         assert_eq!(empty["totals"]["submissions"], 0);
