@@ -22,8 +22,9 @@ use sha2::Sha256;
 
 /// Most distinct visitors remembered per day (a `u64` each): past it, views count as unique.
 pub const MAX_SEEN: usize = 250_000;
-/// Most distinct (day, form, source, campaign) counters between two writes: past it, new
-/// sources and campaigns are counted under `(other)`.
+/// Most distinct (form, source, campaign) counters a day (sources and campaigns come from
+/// visitors' URLs, so a script could invent new ones forever): past it, new ones are counted
+/// under `(other)`. Bounds both memory and the rows a day adds to `form_views`.
 pub const MAX_KEYS: usize = 5_000;
 /// The source and campaign a view is counted under when [`MAX_KEYS`] is reached.
 pub const OTHER: &str = "(other)";
@@ -71,6 +72,8 @@ struct Day {
     day: i64,
     salt: [u8; 32],
     seen: HashSet<u64>,
+    /// The (form, source, campaign) counters this day has, as keyed hashes.
+    keys: HashSet<u64>,
 }
 
 impl Day {
@@ -81,6 +84,7 @@ impl Day {
             day,
             salt,
             seen: HashSet::new(),
+            keys: HashSet::new(),
         }
     }
 }
@@ -115,47 +119,58 @@ impl ViewCounter {
             views: 1,
             ..ViewCount::default()
         };
-        match visitor {
-            Visitor::Private => count.private_views = 1,
-            Visitor::Counted { ip, user_agent } => {
-                let Ok(mut today) = self.today.lock() else {
-                    return;
-                };
-                if today.day != day {
-                    *today = Day::new(day);
-                }
-                let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&today.salt) else {
-                    return;
-                };
-                for part in [form_id, ip.unwrap_or(""), user_agent] {
-                    mac.update(part.as_bytes());
-                    mac.update(&[0]);
-                }
-                let digest = mac.finalize().into_bytes();
-                let mut first = [0u8; 8];
-                first.copy_from_slice(&digest[..8]);
-                let id = u64::from_le_bytes(first);
-                let new = if today.seen.len() >= MAX_SEEN {
-                    !today.seen.contains(&id)
-                } else {
-                    today.seen.insert(id)
-                };
-                count.unique_views = i64::from(new);
-            }
-        }
-        let Ok(mut counts) = self.counts.lock() else {
-            return;
-        };
         let mut key = ViewKey {
             day,
             form_id: form_id.to_string(),
             source,
             campaign: campaign.unwrap_or_default(),
         };
-        if counts.len() >= MAX_KEYS && !counts.contains_key(&key) {
-            key.source = OTHER.into();
-            key.campaign = OTHER.into();
+        {
+            let Ok(mut today) = self.today.lock() else {
+                return;
+            };
+            if today.day != day {
+                *today = Day::new(day);
+            }
+            let Ok(mac) = Hmac::<Sha256>::new_from_slice(&today.salt) else {
+                return;
+            };
+            let short = |mac: Hmac<Sha256>, parts: [&str; 3]| {
+                let mut mac = mac;
+                for part in parts {
+                    mac.update(part.as_bytes());
+                    mac.update(&[0]);
+                }
+                let digest = mac.finalize().into_bytes();
+                let mut first = [0u8; 8];
+                first.copy_from_slice(&digest[..8]);
+                u64::from_le_bytes(first)
+            };
+            let counter = short(mac.clone(), [&key.form_id, &key.source, &key.campaign]);
+            if !today.keys.contains(&counter) {
+                if today.keys.len() >= MAX_KEYS {
+                    key.source = OTHER.into();
+                    key.campaign = OTHER.into();
+                } else {
+                    today.keys.insert(counter);
+                }
+            }
+            match visitor {
+                Visitor::Private => count.private_views = 1,
+                Visitor::Counted { ip, user_agent } => {
+                    let id = short(mac, [form_id, ip.unwrap_or(""), user_agent]);
+                    let new = if today.seen.len() >= MAX_SEEN {
+                        !today.seen.contains(&id)
+                    } else {
+                        today.seen.insert(id)
+                    };
+                    count.unique_views = i64::from(new);
+                }
+            }
         }
+        let Ok(mut counts) = self.counts.lock() else {
+            return;
+        };
         counts.entry(key).or_default().add(count);
     }
 
@@ -299,6 +314,23 @@ mod tests {
         assert_eq!(items.len(), MAX_KEYS + 1, "the rest counted under (other)");
         let other = items.iter().find(|(k, _)| k.source == OTHER).unwrap();
         assert_eq!(other.1.views, 100);
+        // The bound is per day, not per write: after a write, new sources still go to (other),
+        // while the day's known ones keep their own counters.
+        c.record(0, "contact", "brand-new".into(), None, &Visitor::Private);
+        c.record(0, "contact", "source-7".into(), None, &Visitor::Private);
+        let mut items = c.take();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        let sources: Vec<&str> = items.iter().map(|(k, _)| k.source.as_str()).collect();
+        assert_eq!(sources, [OTHER, "source-7"]);
+        // The next day starts afresh.
+        c.record(
+            DAY_MS,
+            "contact",
+            "brand-new".into(),
+            None,
+            &Visitor::Private,
+        );
+        assert_eq!(c.take()[0].0.source, "brand-new");
         for i in 0..(MAX_SEEN + 10) {
             c.record(
                 0,
