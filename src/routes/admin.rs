@@ -114,6 +114,9 @@ pub struct ListParams {
     quarantined: Option<bool>,
     /// Leads only: addresses that start with this (case-insensitive).
     q: Option<String>,
+    /// Leads only: with a submission from this source (`utm_source`, else the referring host,
+    /// else `direct`).
+    source: Option<String>,
     /// Leads only: `oldest` (the default) or `newest` first.
     order: Option<String>,
 }
@@ -201,6 +204,7 @@ pub async fn list_leads(
             until_ms: c.until_ms,
             quarantined: params.quarantined.unwrap_or(false),
             email_prefix: email_prefix(params.q.as_deref())?,
+            source: crate::domain::dimension(params.source.as_deref()),
             newest_first: match params.order.as_deref() {
                 None | Some("oldest") => false,
                 Some("newest") => true,

@@ -904,6 +904,8 @@ struct LeadFilter {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     form: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    source: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     show: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     from: String,
@@ -943,7 +945,11 @@ impl LeadFilter {
     }
 
     fn is_filtered(&self) -> bool {
-        !(self.q.is_empty() && self.form.is_empty() && self.from.is_empty() && self.to.is_empty())
+        !(self.q.is_empty()
+            && self.form.is_empty()
+            && self.source.is_empty()
+            && self.from.is_empty()
+            && self.to.is_empty())
             || self.show == "quarantined"
     }
 
@@ -971,6 +977,7 @@ impl LeadFilter {
             until_ms: day_start("until", &self.to)?.map(|t| t + 86_400_000),
             quarantined: self.show == "quarantined",
             email_prefix: super::admin::email_prefix(Some(&self.q))?,
+            source: crate::domain::dimension(Some(&self.source)),
             newest_first: self.order != "oldest",
             after,
             limit,

@@ -299,6 +299,10 @@ impl LeadStore {
         if let Some(f) = &q.form_id {
             sql.push(" AND s2.form_id = ").bind_text(f);
         }
+        if let Some(src) = &q.source {
+            sql.push(" AND COALESCE(s2.source, LOWER(NULLIF(s2.utm_source, '')), 'direct') = ")
+                .bind_text(src);
+        }
         if let Some(t) = q.since_ms {
             sql.push(" AND s2.created_at >= ").bind_int(t);
         }

@@ -89,6 +89,9 @@ pub struct LeadQuery {
     pub quarantined: bool,
     /// Only leads whose (normalised) address starts with this (a range on the email index).
     pub email_prefix: Option<String>,
+    /// Only leads with a submission from this source (as reports group it: `utm_source`, else
+    /// the referring host, else `direct`).
+    pub source: Option<String>,
     /// Newest lead first (the console); else oldest first (exports, the admin API).
     pub newest_first: bool,
     pub after: Option<Cursor>,

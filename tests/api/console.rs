@@ -410,8 +410,19 @@ both_backends! {
         assert!(oldest.body.find("ann0@acme.test").unwrap() < oldest.body.find("ann6@acme.test").unwrap());
         assert!(!oldest.body.contains("Next page"));
 
+        // By source (as reports group it), from the form or a link on the overview.
+        let mut body = contact("dan@acme.test");
+        body["utm_source"] = json!("LinkedIn");
+        submit(&app, "contact", body).await;
+        let by_source = b.get("/console/leads?source=linkedin").await;
+        assert_eq!(by_source.body.matches("@acme.test</a>").count(), 1, "{}", by_source.body);
+        assert!(by_source.body.contains("dan@acme.test"));
+        let direct = app.admin_get("/v1/admin/leads?source=direct&limit=100").await;
+        assert_eq!(direct["leads"].as_array().unwrap().len(), 8, "everyone else came direct");
+
         // The admin API takes the same search.
         let json = app.admin_get("/v1/admin/leads?q=ann&order=newest&limit=3").await;
+        // (dan@ is not an ann: the prefix keeps him out.)
         let emails: Vec<&str> = json["leads"].as_array().unwrap().iter().map(|l| l["email"].as_str().unwrap()).collect();
         assert_eq!(emails, ["ann6@acme.test", "ann5@acme.test", "ann4@acme.test"]);
         let next = json["next_cursor"].as_str().unwrap();
@@ -558,6 +569,7 @@ both_backends! {
             assert!(text.contains(words), "{words}: {text}");
         }
         assert_eq!(text.matches("<svg").count(), 4, "four charts");
+        assert!(text.contains("href=\"/console/leads?source=google\"") || text.contains("href=\"&#x2f;console&#x2f;leads?source=google\""), "a source links to its leads");
         assert!(!text.contains("<b>evil</b>"), "a visitor's source is escaped, in tables and charts");
         assert!(text.contains("&lt;b&gt;evil&lt;/b&gt;") || text.contains("&lt;b&gt;evil&lt;&#x2f;b&gt;"));
         assert!(!text.contains("<script"));
