@@ -46,13 +46,13 @@ impl ConsolePages {
         Ok(ConsolePages { env: Arc::new(env) })
     }
 
-    /// Renders a page; a template error is logged and shown as a plain apology (it is a bug,
-    /// never something a request can cause).
-    pub fn render(&self, name: &str, ctx: minijinja::Value) -> String {
+    /// Renders a page. `Err` is the apology to show (with a 500): a template error is a bug,
+    /// never something a request can cause, and is logged.
+    pub fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, String> {
         self.env
             .get_template(name)
             .and_then(|t| t.render(ctx))
-            .unwrap_or_else(|e| {
+            .map_err(|e| {
                 tracing::error!(error = %e, template = name, "console page failed to render");
                 "<!doctype html><html lang=\"en\"><title>Inlet</title><p>Something went wrong.</p></html>"
                     .into()
@@ -68,13 +68,17 @@ mod tests {
     #[test]
     fn every_page_renders_and_escapes_what_a_lead_typed() {
         let pages = ConsolePages::new().unwrap();
-        let html = pages.render(
-            "error.html",
-            context! { title => "<b>x</b>", message => "<script>alert(1)</script>" },
-        );
+        let html = pages
+            .render(
+                "error.html",
+                context! { title => "<b>x</b>", message => "<script>alert(1)</script>" },
+            )
+            .unwrap();
         assert!(html.contains("&lt;script&gt;"), "{html}");
         assert!(!html.contains("<script>"));
         assert!(!html.contains("Something went wrong"));
+        // A template that fails is an error, not a page.
+        assert!(pages.render("missing.html", context! {}).is_err());
         assert_eq!(when(0), "1970-01-01 00:00 UTC");
     }
 }

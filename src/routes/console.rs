@@ -110,12 +110,16 @@ async fn error_pages(
 
 /// A console page with the headers every one carries.
 fn page(state: &AppState, status: StatusCode, name: &str, ctx: minijinja::Value) -> HttpResponse {
+    let (status, body) = match state.console.render(name, ctx) {
+        Ok(html) => (status, html),
+        Err(apology) => (StatusCode::INTERNAL_SERVER_ERROR, apology),
+    };
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::CONTENT_SECURITY_POLICY, super::pages::CSP))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .body(state.console.render(name, ctx))
+        .body(body)
 }
 
 fn see_other(location: &str) -> HttpResponse {
