@@ -18,7 +18,8 @@ const BAR: &str = "#1d4ed8";
 const LINE: &str = "#b45309";
 const GRID: &str = "#d4d9e0";
 
-fn escape(s: &str) -> String {
+/// Text safe inside HTML or SVG markup and attribute values.
+pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -6,12 +6,7 @@ use std::fmt::Write;
 use crate::config::FieldType;
 use crate::forms::Form;
 
-fn attr(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
+use super::charts::escape as attr;
 
 /// `<form data-inlet="…" action="…" method="post">` with a label and an input per field.
 pub fn form_html(form: &Form, public_url: &str) -> String {

@@ -386,16 +386,7 @@ pub async fn stats(
     let today = state.clock.now_ms().div_euclid(crate::store::DAY_MS);
     let range = crate::reports::range(params.from.as_deref(), params.to.as_deref(), today)
         .map_err(|m| ApiError::BadRequest("invalid_query", m))?;
-    let form = match params.form.as_deref() {
-        None | Some("") => None,
-        Some(f) if state.forms.get(f).is_some() => Some(f),
-        Some(f) => {
-            return Err(ApiError::BadRequest(
-                "invalid_query",
-                format!("there is no form called '{f}'"),
-            ))
-        }
-    };
+    let form = super::known_form(&state, params.form.as_deref())?;
     let report = crate::reports::report(
         &state.store,
         range,

@@ -959,16 +959,7 @@ impl LeadFilter {
 
     /// The store query these filters mean (a bad value is a clear 400, never a 500).
     fn query(&self, state: &AppState, limit: u32) -> Result<LeadQuery, ApiError> {
-        let form_id = match self.form.as_str() {
-            "" => None,
-            f if state.forms.get(f).is_some() => Some(f.to_string()),
-            f => {
-                return Err(ApiError::BadRequest(
-                    "invalid_query",
-                    format!("there is no form called '{f}'"),
-                ))
-            }
-        };
+        let form_id = super::known_form(state, Some(&self.form))?.map(str::to_string);
         let after = match self.cursor.as_str() {
             "" => None,
             c => Some(Cursor::parse(c).ok_or_else(|| {

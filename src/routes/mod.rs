@@ -126,6 +126,19 @@ fn actor(req: &HttpRequest, state: &AppState) -> crate::store::Actor {
     }
 }
 
+/// A `form` filter: empty means every form, a configured id is that form, anything else is a
+/// clear 400 (not an empty answer that looks like "no leads").
+fn known_form<'a>(state: &AppState, form: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
+    match form {
+        None | Some("") => Ok(None),
+        Some(f) if state.forms.get(f).is_some() => Ok(Some(f)),
+        Some(f) => Err(ApiError::BadRequest(
+            "invalid_query",
+            format!("there is no form called '{f}'"),
+        )),
+    }
+}
+
 async fn not_found(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
