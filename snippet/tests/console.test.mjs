@@ -88,6 +88,15 @@ test('the console: set up, find a lead, read its timeline, export, erase, sign o
   assert.match(await page.textContent('main'), /Follow-up email/);
   assert.deepEqual(await axe(page, 'body'), [], 'the deliveries page');
   await page.screenshot({ path: join(SHOTS, 'console-deliveries.png'), fullPage: true });
+  // People (admins): add a viewer; the page shows the one-time link to send.
+  await page.click('nav[aria-label=Console] >> text=People');
+  await page.waitForURL(/\/console\/people$/);
+  await page.fill('#email', 'viewer@example.com');
+  await page.selectOption('#role', 'viewer');
+  await page.click('text=Add and make a sign-in link');
+  assert.match(await page.textContent('.flash'), /\/console\/link\//);
+  assert.deepEqual(await axe(page, 'body'), [], 'the people page');
+  await page.screenshot({ path: join(SHOTS, 'console-people.png'), fullPage: true });
   await page.click('nav[aria-label=Console] >> text=Leads');
   await page.waitForURL(/\/console\/leads$/);
 
@@ -142,7 +151,7 @@ test('the console: set up, find a lead, read its timeline, export, erase, sign o
   await page.fill('#password', PASSWORD);
   await Promise.all([page.waitForURL(/\/console\/leads$/), page.click('button[type=submit]')]);
   assert.deepEqual(csp, [], 'no CSP violation on console pages');
-  console.log(`# screenshots: ${SHOTS}/console-{setup,overview,forms,deliveries,leads,leads-filtered,lead,erase,login}.png`);
+  console.log(`# screenshots: ${SHOTS}/console-{setup,overview,forms,deliveries,people,leads,leads-filtered,lead,erase,login}.png`);
 
   // Without JavaScript: the same console works (no script on any page).
   const nojs = await browser.newContext({ javaScriptEnabled: false });

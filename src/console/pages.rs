@@ -22,6 +22,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("overview.html", include_str!("templates/overview.html")),
     ("deliveries.html", include_str!("templates/deliveries.html")),
     ("forms.html", include_str!("templates/forms.html")),
+    ("people.html", include_str!("templates/people.html")),
 ];
 
 /// A moment as a marketer reads it (UTC, to the minute).

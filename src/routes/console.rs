@@ -72,6 +72,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .route("/leads/{id}/erase", web::get().to(erase_page))
             .route("/forms", web::get().to(forms))
+            .service(
+                web::resource("/people")
+                    .route(web::get().to(people))
+                    .route(web::post().to(add_person)),
+            )
+            .route("/people/remove", web::post().to(remove_person))
             .route("/deliveries", web::get().to(deliveries))
             .route("/deliveries/{target}/retry", web::post().to(retry)),
     );
@@ -217,6 +223,20 @@ impl ConsoleUser {
             Err(ApiError::Forbidden(
                 "csrf_failed",
                 "this form is out of date or did not come from the console; reload the page and try again".into(),
+            ))
+        }
+    }
+
+    fn may_manage_people(&self) -> Result<(), ApiError> {
+        if self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "role_not_allowed",
+                format!(
+                    "only an admin manages who may sign in (your role: {})",
+                    self.role
+                ),
             ))
         }
     }
@@ -1410,4 +1430,124 @@ fn kind_text(v: Result<serde_json::Value, serde_json::Error>) -> String {
     v.ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------
+// People
+
+/// The people page, with what just happened (a new person's link, or an error).
+async fn people_page(
+    user: &ConsoleUser,
+    state: &AppState,
+    status: StatusCode,
+    outcome: minijinja::Value,
+) -> Result<HttpResponse, ApiError> {
+    let people: Vec<_> = state
+        .store
+        .list_users()
+        .await?
+        .into_iter()
+        .map(|u| {
+            context! {
+                email => u.email, role => u.role,
+                password => if u.password_hash.is_some() { "set" } else { "not set yet" },
+                last => u.last_sign_in_at_ms.map_or_else(|| "never".to_string(), console::when),
+            }
+        })
+        .collect();
+    Ok(page(
+        state,
+        status,
+        "people.html",
+        context! {
+            user => user.view(), section => "people", people,
+            link_minutes => state.settings.console.link_minutes, ..outcome
+        },
+    ))
+}
+
+/// `GET /console/people`: who may sign in (admins only).
+async fn people(user: ConsoleUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    user.may_manage_people()?;
+    people_page(&user, &state, StatusCode::OK, context! {}).await
+}
+
+#[derive(Deserialize)]
+struct PersonForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    email: String,
+    #[serde(default)]
+    role: String,
+}
+
+/// `POST /console/people`: adds a person (as `inlet users add`) and shows their one-time link.
+async fn add_person(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    form: web::Form<PersonForm>,
+) -> Result<HttpResponse, ApiError> {
+    user.check_csrf(&form.csrf)?;
+    user.may_manage_people()?;
+    let again = |error: String| {
+        people_page(
+            &user,
+            &state,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            context! { error },
+        )
+    };
+    let email = match crate::domain::EmailAddress::parse(form.email.trim()) {
+        Ok(e) => e,
+        Err(e) => return again(format!("That email address is not valid: {e}.")).await,
+    };
+    let Ok(role) = form.role.parse::<Role>() else {
+        return again("Choose a role: viewer, marketer or admin.".into()).await;
+    };
+    let now = state.clock.now_ms();
+    let Some(added) = state
+        .store
+        .create_user(email.as_str(), role.as_str(), now)
+        .await?
+    else {
+        return again(format!("{} has an account already.", email.as_str())).await;
+    };
+    let link = console::issue_link(
+        &state.store,
+        Some(&added.id),
+        now,
+        &state.settings.console,
+        &state.public_url,
+    )
+    .await?;
+    tracing::info!(user_id = %user.session.user_id, added = %added.id, role = %role, "console: person added");
+    people_page(
+        &user,
+        &state,
+        StatusCode::OK,
+        context! { link, added => added.email },
+    )
+    .await
+}
+
+/// `POST /console/people/remove`: removes a person; their sessions end at once. Nobody
+/// removes themselves (the console would be left without its admin by accident).
+async fn remove_person(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    form: web::Form<PersonForm>,
+) -> Result<HttpResponse, ApiError> {
+    user.check_csrf(&form.csrf)?;
+    user.may_manage_people()?;
+    if form.email == user.session.email {
+        return Err(ApiError::Forbidden(
+            "cannot_remove_self",
+            "you cannot remove your own account; another admin can".into(),
+        ));
+    }
+    if !state.store.remove_user(&form.email).await? {
+        return Err(ApiError::NotFound);
+    }
+    tracing::info!(user_id = %user.session.user_id, "console: person removed");
+    Ok(see_other("/console/people"))
 }

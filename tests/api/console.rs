@@ -640,4 +640,44 @@ both_backends! {
         let newsletter = &text[text.find("id=\"form-newsletter\"").unwrap()..];
         assert!(newsletter.contains("<dt>Double opt-in</dt><dd>yes</dd>"));
     }
+
+    async fn an_admin_manages_people_from_the_console(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut admin = account(&app, "ann@example.com", "admin").await;
+        let mut marketer = account(&app, "mo@example.com", "marketer").await;
+        assert_eq!(marketer.get("/console/people").await.status, 403, "only an admin");
+        assert!(!marketer.get("/console/leads").await.body.contains("/console/people"), "no People link");
+        let page = admin.get("/console/people").await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("mo@example.com") && page.body.contains("/console/people"));
+        let csrf = hidden(&page.body, "_csrf");
+
+        // Add: the page shows the one-time link, and it signs the new person in.
+        let added = admin.post("/console/people", &[("_csrf", &csrf), ("email", "Vi@Example.com"), ("role", "viewer")]).await;
+        assert_eq!(added.status, 200, "{}", added.body);
+        let shown = added.body.replace("&#x2f;", "/");
+        let start = shown.find(&format!("{}/console/link/", app.address)).expect("the link is shown");
+        let link = shown[start..].split('<').next().unwrap().to_string();
+        let mut vi = Browser::new(&app);
+        assert_eq!(vi.post(&path_of(&link), &[]).await.status, 303);
+        assert_eq!(vi.get("/console/leads").await.status, 200);
+
+        // Refused plainly: a second account for the address, a bad role or address, no token.
+        for (email, role, words) in [("vi@example.com", "viewer", "has an account already"), ("vi2@example.com", "owner", "Choose a role"), ("nope", "viewer", "not valid")] {
+            let a = admin.post("/console/people", &[("_csrf", &csrf), ("email", email), ("role", role)]).await;
+            assert_eq!(a.status, 422, "{email}");
+            assert!(a.body.contains(words), "{words}: {}", a.body);
+        }
+        assert_eq!(admin.post("/console/people", &[("email", "x@example.com"), ("role", "viewer")]).await.status, 403);
+        let marketer_csrf = marketer.csrf("/console/leads").await;
+        assert_eq!(marketer.post("/console/people", &[("_csrf", &marketer_csrf), ("email", "x@example.com"), ("role", "admin")]).await.status, 403);
+
+        // Remove: their session ends at once; nobody removes themselves.
+        let removed = admin.post("/console/people/remove", &[("_csrf", &csrf), ("email", "vi@example.com")]).await;
+        assert_eq!(removed.status, 303);
+        assert_eq!(vi.get("/console/leads").await.status, 303);
+        let me = admin.post("/console/people/remove", &[("_csrf", &csrf), ("email", "ann@example.com")]).await;
+        assert_eq!(me.status, 403);
+        assert_eq!(admin.post("/console/people/remove", &[("_csrf", &csrf), ("email", "ghost@example.com")]).await.status, 404);
+    }
 }
