@@ -75,6 +75,29 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Manage API keys for machines (`Authorization: Bearer` on `/v1/admin/*`).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a key and print it once (only a hash of it is stored).
+    Create {
+        /// What the key is for, e.g. "CRM sync".
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: leads:read, leads:export, leads:write, leads:erase, leads:import,
+        /// stats:read (or all).
+        #[arg(long)]
+        scope: String,
+    },
+    /// List keys (never their secrets) with their scopes and last use.
+    List,
+    /// Revoke a key by its id or the prefix `inlet keys list` shows; it stops working at once.
+    Revoke { key: String },
 }
 
 #[derive(Subcommand)]
@@ -241,24 +264,16 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
             }
         }
         Command::Outbox { command } => {
-            let store =
-                match LeadStore::connect(&settings.database, settings.suppression_key()).await {
-                    Ok(s) => s,
-                    Err(e) => return fail(2, StartupError::Database(e)),
-                };
-            let code = outbox(&store, command).await;
-            store.close().await;
-            code
+            on_store(&settings, async |store| outbox(store, command).await).await
         }
         Command::Users { command } => {
-            let store =
-                match LeadStore::connect(&settings.database, settings.suppression_key()).await {
-                    Ok(s) => s,
-                    Err(e) => return fail(2, StartupError::Database(e)),
-                };
-            let code = users(&store, &settings, command).await;
-            store.close().await;
-            code
+            on_store(&settings, async |store| {
+                users(store, &settings, command).await
+            })
+            .await
+        }
+        Command::Keys { command } => {
+            on_store(&settings, async |store| keys(store, command).await).await
         }
         Command::Retention => {
             let store =
@@ -287,16 +302,7 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
                 | LeadsCommand::Erase { .. }
                 | LeadsCommand::Restore { .. }
                 | LeadsCommand::Unsubscribe { .. }),
-        } => {
-            let store =
-                match LeadStore::connect(&settings.database, settings.suppression_key()).await {
-                    Ok(s) => s,
-                    Err(e) => return fail(2, StartupError::Database(e)),
-                };
-            let code = person(&store, command).await;
-            store.close().await;
-            code
-        }
+        } => on_store(&settings, async |store| person(store, command).await).await,
         Command::Leads {
             command:
                 LeadsCommand::Export {
@@ -412,13 +418,7 @@ async fn person(store: &LeadStore, command: LeadsCommand) -> ExitCode {
             .await
             .map(|_| format!("lead {lead} is unsubscribed (suppressed)")),
     };
-    match result {
-        Ok(text) => {
-            let _ = writeln!(std::io::stdout(), "{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(1, e),
-    }
+    report(result)
 }
 
 async fn users(store: &LeadStore, settings: &Settings, command: UsersCommand) -> ExitCode {
@@ -472,22 +472,23 @@ async fn users(store: &LeadStore, settings: &Settings, command: UsersCommand) ->
             }
         }
         UsersCommand::List => store.list_users().await.map(|users| {
-            let mut out = String::from("email\trole\tpassword\tlast sign-in");
-            for u in users {
-                out.push_str(&format!(
-                    "\n{}\t{}\t{}\t{}",
-                    u.email,
-                    u.role,
-                    if u.password_hash.is_some() {
-                        "set"
-                    } else {
-                        "not set"
-                    },
-                    u.last_sign_in_at_ms
-                        .map_or_else(|| "never".into(), inlet::console::when)
-                ));
-            }
-            out
+            tsv(
+                ["email", "role", "password", "last sign-in"],
+                users.into_iter().map(|u| {
+                    [
+                        u.email,
+                        u.role,
+                        if u.password_hash.is_some() {
+                            "set"
+                        } else {
+                            "not set"
+                        }
+                        .into(),
+                        u.last_sign_in_at_ms
+                            .map_or_else(|| "never".into(), inlet::console::when),
+                    ]
+                }),
+            )
         }),
         UsersCommand::Remove { email } => {
             let email = match parse(&email) {
@@ -501,13 +502,110 @@ async fn users(store: &LeadStore, settings: &Settings, command: UsersCommand) ->
             }
         }
     };
+    report(result)
+}
+
+/// A command's outcome: its text on stdout (exit 0) or its error on stderr (exit 1).
+fn report(result: Result<String, impl std::fmt::Display>) -> ExitCode {
     match result {
         Ok(text) => {
-            println!("{text}");
+            let _ = writeln!(std::io::stdout(), "{text}");
             ExitCode::SUCCESS
         }
         Err(e) => fail(1, e),
     }
+}
+
+/// Rows as tab-separated lines under a header line.
+fn tsv<const N: usize>(header: [&str; N], rows: impl IntoIterator<Item = [String; N]>) -> String {
+    let mut out = header.join("\t");
+    for row in rows {
+        out.push('\n');
+        out.push_str(&row.join("\t"));
+    }
+    out
+}
+
+/// Runs a command on the store and closes it (a store that cannot open: exit 2).
+async fn on_store(settings: &Settings, run: impl AsyncFnOnce(&LeadStore) -> ExitCode) -> ExitCode {
+    let store = match LeadStore::connect(&settings.database, settings.suppression_key()).await {
+        Ok(s) => s,
+        Err(e) => return fail(2, StartupError::Database(e)),
+    };
+    let code = run(&store).await;
+    store.close().await;
+    code
+}
+
+async fn keys(store: &LeadStore, command: KeysCommand) -> ExitCode {
+    let now = chrono::Utc::now().timestamp_millis();
+    let result = match command {
+        KeysCommand::Create { name, scope } => {
+            let scopes = match inlet::keys::Scopes::parse(&scope) {
+                Ok(s) => s,
+                Err(m) => return fail(2, m),
+            };
+            let name = match inlet::keys::KeyName::parse(&name) {
+                Ok(n) => n,
+                Err(m) => return fail(2, m),
+            };
+            inlet::keys::create(store, &name, scopes, "cli", now)
+                .await
+                .map(|(key, secret)| {
+                    format!(
+                        "created key {} '{}' ({}). This is the only time it is shown:\n{secret}",
+                        key.prefix, key.name, key.scopes
+                    )
+                })
+        }
+        KeysCommand::List => store.list_api_keys().await.map(|keys| {
+            tsv(
+                [
+                    "key",
+                    "name",
+                    "scopes",
+                    "created",
+                    "last used",
+                    "state",
+                    "id",
+                ],
+                keys.into_iter().map(|k| {
+                    [
+                        k.prefix,
+                        k.name,
+                        k.scopes,
+                        format!(
+                            "{} by {}",
+                            inlet::console::when(k.created_at_ms),
+                            k.created_by
+                        ),
+                        k.last_used_at_ms
+                            .map_or_else(|| "never".into(), inlet::console::when),
+                        k.revoked_at_ms.map_or_else(
+                            || "live".into(),
+                            |t| format!("revoked {}", inlet::console::when(t)),
+                        ),
+                        k.id,
+                    ]
+                }),
+            )
+        }),
+        KeysCommand::Revoke { key } => match store.revoke_api_key(key.trim(), now).await {
+            Ok(Ok(Some(k))) => Ok(format!(
+                "revoked {} '{}'; it no longer works",
+                k.prefix, k.name
+            )),
+            Ok(Ok(None)) => return fail(1, format!("no live key {key} (inlet keys list)")),
+            Ok(Err(n)) => {
+                return fail(
+                    1,
+                    format!("{n} live keys start with {key}; revoke by id (inlet keys list)"),
+                )
+            }
+            Err(e) => Err(e),
+        },
+    };
+    report(result)
 }
 
 async fn outbox(store: &LeadStore, command: OutboxCommand) -> ExitCode {

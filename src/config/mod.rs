@@ -912,7 +912,7 @@ impl Settings {
     pub fn to_redacted_toml(&self) -> String {
         let text =
             toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
-        let unset: [(&str, bool, &str); 7] = [
+        let unset: [(&str, bool, &str); 8] = [
             ("[server]", self.server.public_url.is_none(),
              "public_url: not set: links in email use the address Inlet listens on (INLET_PUBLIC_URL)"),
             ("[mail]", self.mail.smtp_url.is_none(),
@@ -920,7 +920,9 @@ impl Settings {
             ("[mail]", self.mail.dkim.is_none(),
              "dkim: not set: mail is not DKIM-signed by Inlet (your provider may sign it)"),
             ("[admin]", self.admin.token.is_none(),
-             "token: not set: the admin API answers 401 to everyone (INLET_ADMIN_TOKEN)"),
+             "token: not set: only API keys open the admin API (inlet keys create --scope ...; INLET_ADMIN_TOKEN)"),
+            ("[admin]", self.admin.token.is_some(),
+             "token: a full-access key: every scope of the admin API; prefer scoped keys (inlet keys create --scope ...)"),
             ("[admin]", self.admin.metrics_token.is_none(),
              "metrics_token: not set: GET /metrics is open (INLET_METRICS_TOKEN)"),
             ("[privacy]", self.privacy.suppression_key.is_none(),

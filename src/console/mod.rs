@@ -13,9 +13,6 @@ use std::str::FromStr;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use base64::Engine as _;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 pub use pages::{when, ConsolePages, STYLESHEET};
 pub use throttle::SignInThrottle;
@@ -118,26 +115,6 @@ pub fn verify_password(hash: Option<&str>, typed: &str) -> bool {
     }
 }
 
-/// A fresh secret for a cookie, a link or a CSRF token: 32 random bytes, base64url.
-pub fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// What the database keeps of a token (a copy of the table signs no one in).
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// Whether a token looks like one [`new_token`] makes (checked before any database lookup).
-pub fn token_shaped(token: &str) -> bool {
-    token.len() == 43
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// Makes a one-time link for `user_id` (`None`: the set-up link that creates the first admin)
 /// and returns its address under `public_url`. Only the token's hash is stored.
 pub async fn issue_link(
@@ -147,11 +124,11 @@ pub async fn issue_link(
     settings: &crate::config::ConsoleSettings,
     public_url: &str,
 ) -> Result<String, crate::store::StoreError> {
-    let token = new_token();
+    let token = crate::tokens::new_token();
     let ttl = i64::try_from(settings.link_minutes.saturating_mul(60_000)).unwrap_or(i64::MAX);
     store
         .create_sign_in_link(
-            &token_hash(&token),
+            &crate::tokens::token_hash(&token),
             user_id,
             now_ms,
             now_ms.saturating_add(ttl),
@@ -185,14 +162,5 @@ mod tests {
         assert_eq!(dummy.params, real.params);
         assert!(NewPassword::parse("short", "short").is_err());
         assert!(NewPassword::parse("long enough one", "long enough two").is_err());
-    }
-
-    #[test]
-    fn tokens_are_url_safe_and_hashed() {
-        let t = new_token();
-        assert!(token_shaped(&t), "{t}");
-        assert_ne!(t, new_token());
-        assert_eq!(token_hash(&t).len(), 64);
-        assert!(!token_shaped("../../etc/passwd"));
     }
 }

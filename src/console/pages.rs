@@ -23,6 +23,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("deliveries.html", include_str!("templates/deliveries.html")),
     ("forms.html", include_str!("templates/forms.html")),
     ("people.html", include_str!("templates/people.html")),
+    ("keys.html", include_str!("templates/keys.html")),
 ];
 
 /// A moment as a marketer reads it (UTC, to the minute).

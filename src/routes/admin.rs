@@ -1,10 +1,11 @@
 //! `/v1/admin/*`: reading leads, behind the bearer token from the config.
 
-use std::future::{ready, Ready};
+use std::marker::PhantomData;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use futures::future::LocalBoxFuture;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
@@ -12,8 +13,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
+use crate::keys::{self, Scope};
 use crate::startup::AppState;
 use crate::store::{Cursor, LeadQuery, SubmissionQuery};
+use crate::tokens;
 
 /// Admin answers hold personal data: never cached anywhere.
 fn no_store(body: serde_json::Value) -> HttpResponse {
@@ -22,43 +25,122 @@ fn no_store(body: serde_json::Value) -> HttpResponse {
         .json(body)
 }
 
-/// Proof that a request carries the admin token: the first argument of every admin handler.
-/// actix extracts arguments in order and answers the first that fails, so a caller without a
-/// valid credential gets 401 whatever else is wrong with the request (it learns no parameter
-/// names from a 400), and a client that keeps guessing gets 429 for a minute.
-pub struct Admin;
+/// Proof that a request carries a credential allowed `S`'s scope: the admin token (every
+/// scope) or a live API key with that scope; then `T`, the handler's query (`()` for none),
+/// extracted only after that. The first argument of every admin handler, so a caller
+/// without a valid credential gets 401 whatever else is wrong with the request (it learns no
+/// parameter names from a 400), a key without the scope gets 403, and a client that keeps
+/// guessing gets 429 for a while. (Extractors given side by side are polled together, so a
+/// query that fails at once would answer before a credential looked up in the database.)
+pub struct Admin<S: Need, T = ()>(pub T, PhantomData<S>);
 
-impl FromRequest for Admin {
-    type Error = ApiError;
-    type Future = Ready<Result<Admin, ApiError>>;
+/// The scope a handler needs, as a type (the handler's signature says it).
+pub trait Need: 'static {
+    const SCOPE: Scope;
+}
+
+macro_rules! needs {
+    ($($name:ident => $scope:ident),* $(,)?) => {$(
+        pub struct $name;
+        impl Need for $name {
+            const SCOPE: Scope = Scope::$scope;
+        }
+    )*};
+}
+
+needs! {
+    LeadsRead => LeadsRead,
+    LeadsExport => LeadsExport,
+    LeadsWrite => LeadsWrite,
+    LeadsErase => LeadsErase,
+    StatsRead => StatsRead,
+}
+
+impl<S: Need, T> FromRequest for Admin<S, T>
+where
+    T: FromRequest + 'static,
+    T::Error: Into<actix_web::Error>,
+{
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Admin<S, T>, actix_web::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authorize(req))
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or(ApiError::Unauthorized)?
+                .clone();
+            authorize(&req, &state, S::SCOPE).await?;
+            let then = T::from_request(&req, &mut Payload::None)
+                .await
+                .map_err(Into::into)?;
+            Ok(Admin(then, PhantomData))
+        })
     }
 }
 
-fn authorize(req: &HttpRequest) -> Result<Admin, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or(ApiError::Unauthorized)?;
-    check_bearer(req, state, state.settings.admin.token.as_ref()).map(|()| Admin)
+/// A key's last use is written at most this often (a busy integration would otherwise make
+/// every read a write).
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+async fn authorize(req: &HttpRequest, state: &AppState, scope: Scope) -> Result<(), ApiError> {
+    let token = state.settings.admin.token.as_ref();
+    check_bearer(req, state, token, |given| async move {
+        let Some(given) = given.filter(|g| keys::key_shaped(g)) else {
+            return Ok(false);
+        };
+        let Some(key) = state
+            .store
+            .live_api_key(&tokens::token_hash(&given))
+            .await?
+        else {
+            return Ok(false);
+        };
+        let allowed = keys::Scopes::parse(&key.scopes).is_ok_and(|s| s.allows(scope));
+        if !allowed {
+            return Err(ApiError::Forbidden(
+                "insufficient_scope",
+                format!("this API key does not have the scope {scope}"),
+            ));
+        }
+        let now = state.clock.now_ms();
+        if key
+            .last_used_at_ms
+            .is_none_or(|t| now - t >= TOUCH_EVERY_MS)
+        {
+            state.store.touch_api_key(&key.id, now).await?;
+        }
+        Ok(true)
+    })
+    .await
 }
 
-/// The request's bearer credential against `expected` (none configured: nobody passes), with
-/// failed guesses counted per client IP: past the quota the client gets 429 for a while, the
-/// right token included. Shared by the admin API and a protected `/metrics`.
-pub(super) fn check_bearer(
+/// The request's bearer credential against `expected` (none configured: that matches
+/// nobody), then against `other` (API keys; `None` where there are none), with failed
+/// guesses counted per client IP: past the quota the client gets 429 for a while, the right
+/// credential included. Shared by the admin API and a protected `/metrics`.
+pub(super) async fn check_bearer<F, Fut>(
     req: &HttpRequest,
     state: &AppState,
     expected: Option<&secrecy::SecretString>,
-) -> Result<(), ApiError> {
+    other: F,
+) -> Result<(), ApiError>
+where
+    F: FnOnce(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, ApiError>>,
+{
     let client = super::client_addr(req, state);
     if let Some(wait) = client.and_then(|ip| state.limits.admin_refused(ip)) {
         return Err(ApiError::RateLimited {
             retry_after_secs: wait.as_secs().max(1),
         });
     }
-    if bearer_matches(req, expected) {
+    let given = bearer(req);
+    if given.is_some_and(|g| token_matches(g, expected)) {
+        return Ok(());
+    }
+    if other(given.map(str::to_owned)).await? {
         return Ok(());
     }
     match client.and_then(|ip| state.limits.admin_failed(ip)) {
@@ -72,22 +154,22 @@ pub(super) fn check_bearer(
     }
 }
 
-/// `Authorization: Bearer <token>` (the scheme in any case, RFC 6750 / RFC 9110 §11.1) with
-/// the configured token. With no token configured, nothing matches. Digests of both are
-/// compared in constant time, so neither the position of the first difference nor the
-/// token's length shows in the timing.
-fn bearer_matches(req: &HttpRequest, expected: Option<&secrecy::SecretString>) -> bool {
-    let Some(expected) = expected else {
-        return false;
-    };
-    let given = req
-        .headers()
+/// The credential of `Authorization: Bearer <token>` (the scheme in any case, RFC 6750 /
+/// RFC 9110 §11.1).
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let Some(given) = given else {
+        .map(|(_, token)| token.trim())
+}
+
+/// `given` against the configured token. With no token configured, nothing matches. Digests
+/// of both are compared in constant time, so neither the position of the first difference
+/// nor the token's length shows in the timing.
+fn token_matches(given: &str, expected: Option<&secrecy::SecretString>) -> bool {
+    let Some(expected) = expected else {
         return false;
     };
     let (a, b) = (
@@ -191,9 +273,8 @@ fn common(p: &ListParams) -> Result<Common, ApiError> {
 }
 
 pub async fn list_leads(
-    _admin: Admin,
+    Admin(params, _): Admin<LeadsRead, web::Query<ListParams>>,
     state: web::Data<AppState>,
-    params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let c = common(&params)?;
     let page = state
@@ -231,9 +312,8 @@ pub async fn list_leads(
 }
 
 pub async fn list_submissions(
-    _admin: Admin,
+    Admin(params, _): Admin<LeadsRead, web::Query<ListParams>>,
     state: web::Data<AppState>,
-    params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let c = common(&params)?;
     let page = state
@@ -260,7 +340,7 @@ pub async fn list_submissions(
 
 /// `GET /v1/admin/leads/{id}`: one lead with every submission and the status of every email.
 pub async fn get_lead(
-    _admin: Admin,
+    _admin: Admin<LeadsRead>,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -314,7 +394,7 @@ pub async fn get_lead(
 
 /// `GET /v1/admin/leads/{id}/export`: everything held about one person (GDPR access).
 pub async fn export_lead(
-    _admin: Admin,
+    _admin: Admin<LeadsExport>,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -329,7 +409,7 @@ pub async fn export_lead(
 /// `POST /v1/admin/leads/{id}/restore`: takes a quarantined lead out of quarantine (it is
 /// listed and exported from now on; nothing is sent).
 pub async fn restore_lead(
-    _admin: Admin,
+    _admin: Admin<LeadsWrite>,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -347,7 +427,7 @@ pub async fn restore_lead(
 /// `DELETE /v1/admin/leads/{id}`: erases a person everywhere (GDPR erasure). The address
 /// stays on the suppression list as a hash, and an anonymous count is kept.
 pub async fn erase_lead(
-    _admin: Admin,
+    _admin: Admin<LeadsErase>,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -379,9 +459,8 @@ pub struct StatsParams {
 /// confirmation rate, downloads used and follow-up delivery per day or week and per form,
 /// source or campaign (see [`crate::reports`]).
 pub async fn stats(
-    _admin: Admin,
+    Admin(params, _): Admin<StatsRead, web::Query<StatsParams>>,
     state: web::Data<AppState>,
-    params: web::Query<StatsParams>,
 ) -> Result<HttpResponse, ApiError> {
     let today = state.clock.now_ms().div_euclid(crate::store::DAY_MS);
     let range = crate::reports::range(params.from.as_deref(), params.to.as_deref(), today)

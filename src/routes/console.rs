@@ -17,6 +17,7 @@ use crate::console::{self, NewPassword, Role};
 use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::store::{Cursor, LeadQuery, LeadStatus, LinkUse, SessionRecord};
+use crate::tokens;
 
 const SESSION_COOKIE: &str = "inlet_session";
 const LOGIN_COOKIE: &str = "inlet_login";
@@ -78,6 +79,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(add_person)),
             )
             .route("/people/remove", web::post().to(remove_person))
+            .service(
+                web::resource("/keys")
+                    .route(web::get().to(keys))
+                    .route(web::post().to(create_key)),
+            )
+            .route("/keys/revoke", web::post().to(revoke_key))
             .route("/deliveries", web::get().to(deliveries))
             .route("/deliveries/{target}/retry", web::post().to(retry)),
     );
@@ -261,9 +268,9 @@ async fn current(req: &HttpRequest, state: &AppState) -> Result<ConsoleUser, Api
     let token = req
         .cookie(SESSION_COOKIE)
         .map(|c| c.value().to_string())
-        .filter(|t| console::token_shaped(t))
+        .filter(|t| tokens::token_shaped(t))
         .ok_or(ApiError::SignInRequired)?;
-    let hash = console::token_hash(&token);
+    let hash = tokens::token_hash(&token);
     let session = state
         .store
         .session(&hash)
@@ -353,7 +360,7 @@ fn login_form(
     error: Option<String>,
     next: &str,
 ) -> HttpResponse {
-    let token = console::new_token();
+    let token = tokens::new_token();
     let mut resp = page(
         state,
         status,
@@ -453,15 +460,15 @@ async fn start_session(
     user_id: &str,
     next: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let token = console::new_token();
+    let token = tokens::new_token();
     let now = state.clock.now_ms();
     let (idle, max) = session_limits(state);
     state
         .store
         .create_session(
-            &console::token_hash(&token),
+            &tokens::token_hash(&token),
             user_id,
-            &console::new_token(),
+            &tokens::new_token(),
             now,
             (now.saturating_sub(idle), now.saturating_sub(max)),
         )
@@ -496,12 +503,12 @@ async fn logout(
 
 /// A one-time link in the path: shaped like one, and still usable.
 async fn valid_link(state: &AppState, token: &str) -> Result<Option<Option<String>>, ApiError> {
-    if !console::token_shaped(token) {
+    if !tokens::token_shaped(token) {
         return Ok(None);
     }
     Ok(state
         .store
-        .sign_in_link_valid(&console::token_hash(token), state.clock.now_ms())
+        .sign_in_link_valid(&tokens::token_hash(token), state.clock.now_ms())
         .await?)
 }
 
@@ -547,7 +554,7 @@ async fn setup(
     token: web::Path<String>,
     form: web::Form<SetupForm>,
 ) -> Result<HttpResponse, ApiError> {
-    if !console::token_shaped(&token) {
+    if !tokens::token_shaped(&token) {
         return Ok(link_gone(&state));
     }
     let again = |error: String| {
@@ -572,7 +579,7 @@ async fn setup(
     let used = state
         .store
         .use_sign_in_link(
-            &console::token_hash(&token),
+            &tokens::token_hash(&token),
             Some((email.as_str(), hash.as_str())),
             state.clock.now_ms(),
         )
@@ -608,12 +615,12 @@ async fn follow_link(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    if !console::token_shaped(&token) {
+    if !tokens::token_shaped(&token) {
         return Ok(link_gone(&state));
     }
     let used = state
         .store
-        .use_sign_in_link(&console::token_hash(&token), None, state.clock.now_ms())
+        .use_sign_in_link(&tokens::token_hash(&token), None, state.clock.now_ms())
         .await?;
     match used {
         LinkUse::User(id) => {
@@ -1550,4 +1557,123 @@ async fn remove_person(
     }
     tracing::info!(user_id = %user.session.user_id, "console: person removed");
     Ok(see_other("/console/people"))
+}
+
+// ---------------------------------------------------------------------------------------
+// API keys
+
+/// The keys page, with what just happened (a new key's secret, or an error).
+async fn keys_page(
+    user: &ConsoleUser,
+    state: &AppState,
+    status: StatusCode,
+    outcome: minijinja::Value,
+) -> Result<HttpResponse, ApiError> {
+    let keys: Vec<_> = state
+        .store
+        .list_api_keys()
+        .await?
+        .into_iter()
+        .map(|k| {
+            context! {
+                id => k.id, prefix => k.prefix, name => k.name, scopes => k.scopes,
+                made => console::when(k.created_at_ms), by => k.created_by,
+                last => k.last_used_at_ms.map_or_else(|| "never".to_string(), console::when),
+                revoked => k.revoked_at_ms.map(console::when),
+            }
+        })
+        .collect();
+    let scopes: Vec<_> = crate::keys::Scope::ALL
+        .iter()
+        .map(|s| context! { name => s.as_str(), text => s.describe() })
+        .collect();
+    Ok(page(
+        state,
+        status,
+        "keys.html",
+        context! { user => user.view(), section => "keys", keys, scopes, ..outcome },
+    ))
+}
+
+/// `GET /console/keys`: the API keys (admins only).
+async fn keys(user: ConsoleUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    user.may_manage_people()?;
+    keys_page(&user, &state, StatusCode::OK, context! {}).await
+}
+
+#[derive(Deserialize)]
+struct KeyForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    /// Every ticked scope (the form repeats `scope=`).
+    #[serde(default)]
+    scope: Vec<String>,
+    #[serde(default)]
+    id: String,
+}
+
+/// `POST /console/keys`: makes a key (as `inlet keys create`) and shows it once.
+async fn create_key(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let form: KeyForm = serde_html_form::from_bytes(&body)
+        .map_err(|e| ApiError::BadRequest("invalid_form", e.to_string()))?;
+    user.check_csrf(&form.csrf)?;
+    user.may_manage_people()?;
+    let parsed = crate::keys::KeyName::parse(&form.name).and_then(|name| {
+        crate::keys::Scopes::parse(&form.scope.join(","))
+            .map(|s| (name, s))
+            .map_err(|_| "Tick at least one thing the key may do.".to_string())
+    });
+    let (name, scopes) = match parsed {
+        Ok(p) => p,
+        Err(error) => {
+            return keys_page(
+                &user,
+                &state,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                context! { error },
+            )
+            .await
+        }
+    };
+    let (key, secret) = crate::keys::create(
+        &state.store,
+        &name,
+        scopes,
+        &user.session.email,
+        state.clock.now_ms(),
+    )
+    .await?;
+    tracing::info!(user_id = %user.session.user_id, key = %key.prefix, scopes = %key.scopes, "console: API key made");
+    keys_page(
+        &user,
+        &state,
+        StatusCode::OK,
+        context! { secret, made => key.name },
+    )
+    .await
+}
+
+/// `POST /console/keys/revoke`: revokes a key; it stops working at once.
+async fn revoke_key(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    form: web::Form<KeyForm>,
+) -> Result<HttpResponse, ApiError> {
+    user.check_csrf(&form.csrf)?;
+    user.may_manage_people()?;
+    let Ok(Some(key)) = state
+        .store
+        .revoke_api_key(&form.id, state.clock.now_ms())
+        .await?
+    else {
+        return Err(ApiError::NotFound);
+    };
+    tracing::info!(user_id = %user.session.user_id, key = %key.prefix, "console: API key revoked");
+    Ok(see_other("/console/keys"))
 }

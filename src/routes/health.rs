@@ -34,7 +34,7 @@ pub async fn metrics(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(token) = state.settings.admin.metrics_token.as_ref() {
-        super::admin::check_bearer(&req, &state, Some(token))?;
+        super::admin::check_bearer(&req, &state, Some(token), |_| async { Ok(false) }).await?;
     }
     // Queue depth comes from the database, so it is true across every instance.
     match state.store.outbox_stats().await {

@@ -15,6 +15,7 @@ mod double_opt_in;
 mod downloads;
 mod engine;
 mod gdpr;
+mod keys;
 mod leads;
 mod ledger;
 mod models;
@@ -39,6 +40,7 @@ pub use crate::config::Engine as Backend;
 pub use double_opt_in::{ConfirmOutcome, PendingSubmission};
 pub use downloads::{DownloadRecord, ResendOutcome};
 pub use gdpr::{ConsentEntry, DownloadEntry, LeadHistory, LeadSummary, SuppressionEntry};
+pub use keys::{ApiKeyRecord, NewApiKey};
 pub use leads::WriteConn;
 pub use ledger::Actor;
 pub use models::{

@@ -67,7 +67,7 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
     // Unset optional settings say what being unset means, under their sections.
     assert!(
         text.contains(
-            "[admin]\n# metrics_token: not set: GET /metrics is open (INLET_METRICS_TOKEN)\ntoken = \"[redacted]\""
+            "[admin]\n# token: a full-access key: every scope of the admin API; prefer scoped keys (inlet keys create --scope ...)\n# metrics_token: not set: GET /metrics is open (INLET_METRICS_TOKEN)\ntoken = \"[redacted]\""
         ),
         "{text}"
     );
@@ -94,7 +94,7 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
     }
     let bare = stdout(&inlet(&["check-config"], &[], dir.path()));
     assert!(
-        bare.contains("[admin]\n# token: not set: the admin API answers 401 to everyone"),
+        bare.contains("[admin]\n# token: not set: only API keys open the admin API"),
         "{bare}"
     );
     assert!(

@@ -680,4 +680,50 @@ both_backends! {
         assert_eq!(me.status, 403);
         assert_eq!(admin.post("/console/people/remove", &[("_csrf", &csrf), ("email", "ghost@example.com")]).await.status, 404);
     }
+
+    async fn an_admin_makes_and_revokes_api_keys_from_the_console(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut admin = account(&app, "ann@example.com", "admin").await;
+        let mut marketer = account(&app, "mo@example.com", "marketer").await;
+        assert_eq!(marketer.get("/console/keys").await.status, 403, "only an admin");
+        let page = admin.get("/console/keys").await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("No keys yet") && page.body.contains("leads:erase"));
+        let csrf = hidden(&page.body, "_csrf");
+
+        let made = admin
+            .post("/console/keys", &[("_csrf", &csrf), ("name", "Looker <dash>"), ("scope", "stats:read"), ("scope", "leads:read")])
+            .await;
+        assert_eq!(made.status, 200, "{}", made.body);
+        assert!(made.body.contains("only time it is shown"));
+        assert!(made.body.contains("Looker &lt;dash&gt;") && !made.body.contains("<dash>"), "names are escaped");
+        let start = made.body.find("<code>inlet_").expect("the key is shown") + "<code>".len();
+        let key = made.body[start..].split('<').next().unwrap().to_string();
+        assert_eq!(key.len(), 49, "{key}");
+        let get = |path: &str, key: &str| app.client.get(app.url(path)).bearer_auth(key).send();
+        assert_eq!(get("/v1/admin/stats", &key).await.unwrap().status(), 200);
+        assert_eq!(get("/v1/admin/leads/x/export", &key).await.unwrap().status(), 403);
+
+        let again = admin.get("/console/keys").await;
+        assert!(!again.body.contains(&key), "shown once, never again");
+        assert!(again.body.contains(&key[..14]) && again.body.contains("leads:read stats:read"));
+        assert!(again.body.contains("by ann@example.com"));
+
+        // Refused plainly: no scope ticked, no name, no CSRF token, a marketer.
+        let none = admin.post("/console/keys", &[("_csrf", &csrf), ("name", "x")]).await;
+        assert_eq!(none.status, 422);
+        assert!(none.body.contains("Tick at least one"));
+        let unnamed = admin.post("/console/keys", &[("_csrf", &csrf), ("name", " "), ("scope", "all")]).await;
+        assert_eq!(unnamed.status, 422);
+        assert_eq!(admin.post("/console/keys", &[("name", "x"), ("scope", "all")]).await.status, 403);
+        let marketer_csrf = marketer.csrf("/console/leads").await;
+        assert_eq!(marketer.post("/console/keys", &[("_csrf", &marketer_csrf), ("name", "x"), ("scope", "all")]).await.status, 403);
+
+        let id = hidden(&again.body, "id");
+        let revoked = admin.post("/console/keys/revoke", &[("_csrf", &csrf), ("id", &id)]).await;
+        assert_eq!(revoked.status, 303);
+        assert_eq!(get("/v1/admin/stats", &key).await.unwrap().status(), 401);
+        assert!(admin.get("/console/keys").await.body.contains("revoked"));
+        assert_eq!(admin.post("/console/keys/revoke", &[("_csrf", &csrf), ("id", &id)]).await.status, 404);
+    }
 }
