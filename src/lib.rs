@@ -7,6 +7,7 @@ pub mod domain;
 pub mod error;
 pub mod export;
 pub mod forms;
+pub mod import;
 pub mod keys;
 pub mod mail;
 pub mod rate_limit;

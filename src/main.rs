@@ -157,6 +157,34 @@ enum LeadsCommand {
     Restore { email: String },
     /// Put one person on the suppression list (e.g. from a mailto: unsubscribe).
     Unsubscribe { email: String },
+    /// Bring people in from a CSV file (a Mailchimp or HubSpot export, or any CSV with an
+    /// email column) into a form; nobody is mailed. Prints a report line per row (CSV) on
+    /// stdout and a summary on stderr.
+    Import {
+        file: PathBuf,
+        /// The form the people join (its fields are what is read, and checked).
+        #[arg(long)]
+        form: String,
+        #[arg(long, value_enum, default_value = "csv")]
+        preset: inlet::import::Preset,
+        /// The consent of rows whose file says nothing about it: only `subscribed` lets them
+        /// be mailed.
+        #[arg(long, value_enum, default_value = "pending")]
+        consent: inlet::store::ImportedState,
+        /// FIELD=COLUMN: read a form field from a column the preset does not know (repeat).
+        #[arg(long = "map", value_parser = field_column)]
+        map: Vec<(String, String)>,
+        /// Check every row and report, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn field_column(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(f, c)| (f.trim().to_string(), c.trim().to_string()))
+        .filter(|(f, c)| !f.is_empty() && !c.is_empty())
+        .ok_or_else(|| format!("'{s}' is not FIELD=COLUMN"))
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
@@ -305,6 +333,45 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
         } => on_store(&settings, async |store| person(store, command).await).await,
         Command::Leads {
             command:
+                LeadsCommand::Import {
+                    file,
+                    form,
+                    preset,
+                    consent,
+                    map,
+                    dry_run,
+                },
+        } => {
+            let forms = match inlet::forms::FormRegistry::build(&settings) {
+                Ok(f) => f,
+                Err(e) => return fail(2, e),
+            };
+            let Some(form) = forms.get(&form) else {
+                return fail(
+                    2,
+                    format!("no form with id '{form}' (inlet check-config lists them)"),
+                );
+            };
+            let input = match std::fs::File::open(&file) {
+                Ok(f) => std::io::BufReader::new(f),
+                Err(e) => return fail(2, format!("cannot read {}: {e}", file.display())),
+            };
+            let opts = inlet::import::ImportOptions {
+                preset,
+                default_consent: consent,
+                map,
+                label: file
+                    .file_name()
+                    .map_or_else(|| "a file".into(), |n| n.to_string_lossy().into_owned()),
+                dry_run,
+            };
+            on_store(&settings, async |store| {
+                import(store, form, &opts, input).await
+            })
+            .await
+        }
+        Command::Leads {
+            command:
                 LeadsCommand::Export {
                     format,
                     form,
@@ -413,7 +480,9 @@ async fn person(store: &LeadStore, command: LeadsCommand) -> ExitCode {
                  exported from now on (nothing was sent)"
             ),
         }),
-        LeadsCommand::Unsubscribe { .. } | LeadsCommand::Export { .. } => store
+        LeadsCommand::Unsubscribe { .. }
+        | LeadsCommand::Export { .. }
+        | LeadsCommand::Import { .. } => store
             .unsubscribe(&lead, now, &inlet::store::Actor::default())
             .await
             .map(|_| format!("lead {lead} is unsubscribed (suppressed)")),
@@ -503,6 +572,36 @@ async fn users(store: &LeadStore, settings: &Settings, command: UsersCommand) ->
         }
     };
     report(result)
+}
+
+/// `inlet leads import`: a CSV report line per row on stdout, the summary on stderr.
+async fn import(
+    store: &LeadStore,
+    form: &inlet::forms::Form,
+    opts: &inlet::import::ImportOptions,
+    input: impl std::io::Read,
+) -> ExitCode {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut out = csv::Writer::from_writer(std::io::BufWriter::new(std::io::stdout()));
+    let _ = out.write_record(["row", "outcome", "consent", "lead_id", "detail"]);
+    let result = inlet::import::import(store, form, opts, input, now, |r| {
+        let _ = out.write_record([
+            r.row.to_string().as_str(),
+            r.outcome.as_str(),
+            r.consent.map_or("", |c| c.as_str()),
+            r.lead_id.as_deref().unwrap_or(""),
+            &inlet::export::neutralise(&r.detail),
+        ]);
+    })
+    .await;
+    let _ = out.flush();
+    match result {
+        Ok(summary) => {
+            eprintln!("{}", inlet::import::describe(&summary));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, e),
+    }
 }
 
 /// A command's outcome: its text on stdout (exit 0) or its error on stderr (exit 1).

@@ -53,6 +53,7 @@ fn consent_title(kind: &str, field: Option<&str>) -> (String, &'static str) {
         ),
         "double_opt_in" => ("Confirmed their address (double opt-in)".into(), "ok"),
         "resubscribe" => ("Subscribed again".into(), "ok"),
+        "import" => ("Imported from a list".into(), "info"),
         "unsubscribe" => ("Unsubscribed".into(), "warn"),
         "bounce" => ("Mail to the address bounced".into(), "bad"),
         other => (format!("Consent record: {other}"), "info"),

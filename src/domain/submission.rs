@@ -51,6 +51,10 @@ pub struct Attribution {
     pub more: BTreeMap<String, String>,
 }
 
+/// The source of imported people (`inlet leads import`): leads, but not any form's
+/// conversions, so reports leave them out.
+pub const IMPORT_SOURCE: &str = "(import)";
+
 /// Longest source or campaign name kept for reports (longer ones are cut).
 pub const DIMENSION_CHARS: usize = 64;
 

@@ -53,6 +53,7 @@ needs! {
     LeadsExport => LeadsExport,
     LeadsWrite => LeadsWrite,
     LeadsErase => LeadsErase,
+    LeadsImport => LeadsImport,
     StatsRead => StatsRead,
 }
 
@@ -480,4 +481,92 @@ pub async fn stats(
     Ok(no_store(serde_json::to_value(report).map_err(|e| {
         ApiError::Internal(anyhow::anyhow!("report: {e}"))
     })?))
+}
+
+/// The largest CSV file `POST /v1/admin/leads/import` takes (about 400,000 typical rows).
+pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportParams {
+    form: String,
+    preset: Option<crate::import::Preset>,
+    /// The consent of rows whose file says nothing: `pending` (the default), `subscribed`,
+    /// `unsubscribed` or `bounced`.
+    consent: Option<crate::store::ImportedState>,
+    /// `FIELD=COLUMN` pairs, comma-separated.
+    map: Option<String>,
+    dry_run: Option<bool>,
+    /// The file's name, for the consent ledger.
+    file: Option<String>,
+}
+
+/// `POST /v1/admin/leads/import`: a CSV body imported into a form (see [`crate::import`]);
+/// answers the summary and a report per row.
+pub async fn import_leads(
+    Admin(params, _): Admin<LeadsImport, web::Query<ImportParams>>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let form = super::known_form(&state, Some(&params.form))?
+        .and_then(|id| state.forms.get(id).cloned())
+        .ok_or_else(|| {
+            ApiError::BadRequest("invalid_query", "form names the form to import into".into())
+        })?;
+    let map = match params.map.as_deref() {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|pair| {
+                pair.split_once('=')
+                    .map(|(f, c)| (f.trim().to_string(), c.trim().to_string()))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(
+                            "invalid_query",
+                            format!("map takes FIELD=COLUMN pairs; '{pair}' is not one"),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let opts = crate::import::ImportOptions {
+        preset: params.preset.unwrap_or(crate::import::Preset::Csv),
+        default_consent: params
+            .consent
+            .unwrap_or(crate::store::ImportedState::Pending),
+        map,
+        label: params
+            .file
+            .as_deref()
+            .and_then(|f| crate::domain::clean_lossy(f, 100))
+            .unwrap_or_else(|| "an upload to the admin API".into()),
+        dry_run: params.dry_run.unwrap_or(false),
+    };
+    let body = super::submissions::read_body(&req, body, MAX_IMPORT_BYTES).await?;
+    let outcome = import_report(&state, &form, &opts, &body).await?;
+    Ok(no_store(outcome))
+}
+
+/// Runs an import and answers `{"summary", "rows"}`; a file that cannot be read is a 400
+/// naming why.
+pub(super) async fn import_report(
+    state: &AppState,
+    form: &crate::forms::Form,
+    opts: &crate::import::ImportOptions,
+    body: &[u8],
+) -> Result<serde_json::Value, ApiError> {
+    let mut rows = Vec::new();
+    let summary =
+        crate::import::import(&state.store, form, opts, body, state.clock.now_ms(), |r| {
+            rows.push(r)
+        })
+        .await
+        .map_err(|e| match e {
+            crate::import::ImportError::File(m) => ApiError::BadRequest("invalid_file", m),
+            crate::import::ImportError::Store(e) => e.into(),
+        })?;
+    tracing::info!(form_id = %form.id, rows = summary.rows, dry_run = opts.dry_run, "leads imported");
+    Ok(json!({ "summary": summary, "text": crate::import::describe(&summary), "rows": rows }))
 }

@@ -43,6 +43,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route("/v1/forms", web::get().to(submissions::list_forms))
     .route("/v1/admin/leads", web::get().to(admin::list_leads))
+    .route(
+        "/v1/admin/leads/import",
+        web::post().to(admin::import_leads),
+    )
     .route("/v1/admin/stats", web::get().to(admin::stats))
     .service(
         web::resource("/v1/admin/leads/{lead_id}")

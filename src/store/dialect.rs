@@ -26,4 +26,9 @@ pub(super) struct Dialect {
     pub seed: [&'static str; 3],
     /// After seeding: fresh planner statistics.
     pub analyze: &'static str,
+    /// During a bulk load (an import): fresh statistics for the tables it grows, so the
+    /// planner keeps probing the idempotency index instead of scanning a form's rows
+    /// (PostgreSQL without autovacuum would otherwise plan for the empty tables it saw);
+    /// empty where the engine plans well without.
+    pub refresh_stats: &'static str,
 }

@@ -99,7 +99,9 @@ fn day_source(from: &str, to: &str) -> String {
         "FROM submissions s LEFT JOIN downloads d ON d.id = s.id \
          LEFT JOIN outbox o ON o.submission_id = s.id AND o.kind = 'follow_up' \
            AND o.status = 'sent' \
-         WHERE s.created_at >= {from} AND s.created_at < {to}"
+         WHERE s.created_at >= {from} AND s.created_at < {to} \
+           AND COALESCE(s.source, '') <> '{}'",
+        crate::domain::IMPORT_SOURCE
     )
 }
 

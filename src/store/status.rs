@@ -70,16 +70,7 @@ impl LeadStore {
             .iter()
             .map(|l| self.suppression_hash(&l.email))
             .collect();
-        let mut reasons: HashMap<String, String> = HashMap::new();
-        for chunk in split(&hashes) {
-            let mut sql = Sql::new(
-                "SELECT email_hash, reason FROM suppressions WHERE email_hash IN (".into(),
-            );
-            sql.bind_list(chunk.iter().map(String::as_str));
-            sql.push(")");
-            let rows: Vec<(String, String)> = self.pools.reader().fetch_all(&sql.once()).await?;
-            reasons.extend(rows);
-        }
+        let reasons = self.suppression_reasons(&hashes).await?;
         let ids: Vec<String> = leads.iter().map(|l| l.id.clone()).collect();
         let mut confirmed: HashSet<String> = HashSet::new();
         for chunk in split(&ids) {

@@ -129,6 +129,24 @@ impl LeadStore {
         Ok(Some(added))
     }
 
+    /// Why each of these address hashes is suppressed (absent: not suppressed).
+    pub async fn suppression_reasons(
+        &self,
+        hashes: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let mut reasons = std::collections::HashMap::new();
+        for chunk in split(hashes) {
+            let mut sql = Sql::new(
+                "SELECT email_hash, reason FROM suppressions WHERE email_hash IN (".into(),
+            );
+            sql.bind_list(chunk.iter().map(String::as_str));
+            sql.push(")");
+            let rows: Vec<(String, String)> = self.pools.reader().fetch_all(&sql.once()).await?;
+            reasons.extend(rows);
+        }
+        Ok(reasons)
+    }
+
     /// The secret unsubscribe links are signed with: derived from the suppression key, so it
     /// never rotates (see [`crate::consent::Signer`]).
     pub fn unsubscribe_link_secret(&self) -> [u8; 32] {

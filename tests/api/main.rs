@@ -14,6 +14,7 @@ mod email;
 mod faults;
 mod hostile;
 mod idempotency;
+mod import;
 mod keys;
 mod operations;
 mod plans;

@@ -48,6 +48,7 @@ impl Engine for PgEngine {
         // Vacuumed too, as autovacuum would have left a database that has been running, so
         // the first minutes of a benchmark do not share the cores with it.
         analyze: "VACUUM (ANALYZE) leads, submissions, outbox",
+        refresh_stats: "ANALYZE leads, submissions",
     };
 
     native_statements!(Postgres, PgRow);

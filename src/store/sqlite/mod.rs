@@ -81,6 +81,8 @@ impl Engine for SqliteEngine {
         new_people_first: false,
         seed: SEED,
         analyze: "ANALYZE",
+        // SQLite probes `UNIQUE (form_id, idempotency_key)` for an `IN` list without statistics.
+        refresh_stats: "",
     };
 
     native_statements!(Sqlite, SqliteRow);
