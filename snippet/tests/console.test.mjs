@@ -137,6 +137,39 @@ test('the console: set up, find a lead, read its timeline, export, erase, sign o
   assert.doesNotMatch(await page.textContent('main'), /jane@visitor\.test/);
   assert.equal((await inlet.leads()).length, 3);
 
+  // API keys (admins): make one with two scopes; it is shown once and opens the admin API.
+  await page.click('nav[aria-label=Console] >> text=API keys');
+  await page.waitForURL(/\/console\/keys$/);
+  await page.fill('#name', 'CRM sync');
+  await page.check('text=leads:read');
+  await page.check('text=stats:read');
+  await page.click('text=Make the key');
+  const key = (await page.textContent('.flash code')).trim();
+  assert.match(key, /^inlet_/);
+  const keyed = await fetch(`${inlet.url}/v1/admin/stats`, { headers: { authorization: `Bearer ${key}` } });
+  assert.equal(keyed.status, 200);
+  assert.deepEqual(await axe(page, 'body'), [], 'the API keys page');
+  await page.screenshot({ path: join(SHOTS, 'console-keys.png'), fullPage: true });
+
+  // Import a Mailchimp export: the result says what happened to each row.
+  await page.goto(inlet.url + '/console/leads');
+  await Promise.all([page.waitForURL(/\/console\/import$/), page.click('text=Import leads')]);
+  assert.deepEqual(await axe(page, 'body'), [], 'the import page');
+  await page.setInputFiles('#file', {
+    name: 'subscribed_members.csv',
+    mimeType: 'text/csv',
+    buffer: Buffer.from('Email Address,First Name,Last Name,OPTIN_TIME\nmia@list.test,Mia,Moss,2024-01-02\nleo@list.test,Leo,Lane,2024-02-03\nnot an address,X,Y,\n'),
+  });
+  await page.selectOption('#form', 'newsletter');
+  await page.selectOption('#preset', 'mailchimp');
+  await Promise.all([page.waitForURL(/\/console\/import$/), page.click('main button[type=submit]')]);
+  assert.match(await page.textContent('.flash'), /Imported\.\s+3 rows: 2 new leads/);
+  assert.match(await page.textContent('table.leads'), /not a valid email address/);
+  assert.deepEqual(await axe(page, 'body'), [], 'the import result');
+  await page.screenshot({ path: join(SHOTS, 'console-import.png'), fullPage: true });
+  assert.equal((await inlet.leads()).length, 5);
+  assert.deepEqual((await inlet.leads()).filter((l) => l.email.endsWith('@list.test')).map((l) => l.status), ['active', 'active']);
+
   // Sign out, then in with the password.
   await Promise.all([page.waitForURL(/\/console\/login$/), page.click('text=Sign out')]);
   assert.deepEqual(await axe(page, 'body'), [], 'the sign-in page');
@@ -151,7 +184,7 @@ test('the console: set up, find a lead, read its timeline, export, erase, sign o
   await page.fill('#password', PASSWORD);
   await Promise.all([page.waitForURL(/\/console\/leads$/), page.click('button[type=submit]')]);
   assert.deepEqual(csp, [], 'no CSP violation on console pages');
-  console.log(`# screenshots: ${SHOTS}/console-{setup,overview,forms,deliveries,people,leads,leads-filtered,lead,erase,login}.png`);
+  console.log(`# screenshots: ${SHOTS}/console-{setup,overview,forms,deliveries,people,keys,import,leads,leads-filtered,lead,erase,login}.png`);
 
   // Without JavaScript: the same console works (no script on any page).
   const nojs = await browser.newContext({ javaScriptEnabled: false });
@@ -161,6 +194,7 @@ test('the console: set up, find a lead, read its timeline, export, erase, sign o
   await p.fill('#password', PASSWORD);
   await Promise.all([p.waitForURL(/\/console\/leads$/), p.click('button[type=submit]')]);
   await p.selectOption('#form', 'newsletter');
+  await p.fill('#source', 'newsletter');
   await Promise.all([p.waitForURL(/form=newsletter/), p.click('text=Apply filters')]);
   assert.deepEqual(await p.$$eval('table.leads tbody tr td:first-child', (tds) => tds.map((td) => td.textContent)), ['cat@letters.test']);
   assert.equal(await p.$$eval('script', (s) => s.length), 0);

@@ -24,6 +24,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("forms.html", include_str!("templates/forms.html")),
     ("people.html", include_str!("templates/people.html")),
     ("keys.html", include_str!("templates/keys.html")),
+    ("import.html", include_str!("templates/import.html")),
 ];
 
 /// A moment as a marketer reads it (UTC, to the minute).

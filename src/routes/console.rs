@@ -85,6 +85,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(create_key)),
             )
             .route("/keys/revoke", web::post().to(revoke_key))
+            .service(
+                web::resource("/import")
+                    .app_data(
+                        actix_multipart::form::MultipartFormConfig::default()
+                            .total_limit(super::admin::MAX_IMPORT_BYTES + 64 * 1024)
+                            .memory_limit(super::admin::MAX_IMPORT_BYTES + 64 * 1024)
+                            .error_handler(|e, _| {
+                                ApiError::BadRequest(
+                                    "invalid_upload",
+                                    format!("the upload could not be read: {e}"),
+                                )
+                                .into()
+                            }),
+                    )
+                    .route(web::get().to(import_page))
+                    .route(web::post().to(import_upload)),
+            )
             .route("/deliveries", web::get().to(deliveries))
             .route("/deliveries/{target}/retry", web::post().to(retry)),
     );
@@ -1676,4 +1693,151 @@ async fn revoke_key(
     };
     tracing::info!(user_id = %user.session.user_id, key = %key.prefix, "console: API key revoked");
     Ok(see_other("/console/keys"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Import
+
+/// The import page, with the outcome of an upload (if any) and the choices it was made with.
+fn import_view(
+    user: &ConsoleUser,
+    state: &AppState,
+    status: StatusCode,
+    outcome: minijinja::Value,
+) -> HttpResponse {
+    let forms: Vec<&str> = state.forms.all().iter().map(|f| f.id.as_str()).collect();
+    page(
+        state,
+        status,
+        "import.html",
+        context! { user => user.view(), section => "leads", forms, ..outcome },
+    )
+}
+
+/// `GET /console/import`: the upload form (marketers and admins).
+async fn import_page(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    user.may_handle_data()?;
+    Ok(import_view(
+        &user,
+        &state,
+        StatusCode::OK,
+        context! { chosen => context! { preset => "csv" } },
+    ))
+}
+
+#[derive(actix_multipart::form::MultipartForm)]
+struct ImportUpload {
+    #[multipart(rename = "_csrf")]
+    csrf: Option<actix_multipart::form::text::Text<String>>,
+    file: actix_multipart::form::bytes::Bytes,
+    form: actix_multipart::form::text::Text<String>,
+    preset: actix_multipart::form::text::Text<crate::import::Preset>,
+    consent: actix_multipart::form::text::Text<crate::store::ImportedState>,
+    dry_run: Option<actix_multipart::form::text::Text<bool>>,
+}
+
+/// The most rows the result page lists (the CLI reports every row).
+const PROBLEMS_SHOWN: usize = 500;
+
+/// `POST /console/import`: imports the uploaded file and shows what happened.
+async fn import_upload(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+    upload: actix_multipart::form::MultipartForm<ImportUpload>,
+) -> Result<HttpResponse, ApiError> {
+    let upload = upload.into_inner();
+    user.check_csrf(upload.csrf.as_ref().map_or("", |t| t.as_str()))?;
+    user.may_handle_data()?;
+    let dry_run = upload.dry_run.is_some_and(|d| *d);
+    let chosen = context! {
+        form => upload.form.as_str(), preset => upload.preset.0, consent => upload.consent.0, dry_run,
+    };
+    let Some(form) = state.forms.get(upload.form.as_str()).cloned() else {
+        let error = format!(
+            "There is no form called \u{201c}{}\u{201d}.",
+            upload.form.as_str()
+        );
+        return Ok(import_view(
+            &user,
+            &state,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            context! { error, chosen },
+        ));
+    };
+    let label = upload
+        .file
+        .file_name
+        .as_deref()
+        .and_then(|f| crate::domain::clean_lossy(f, 100))
+        .unwrap_or_else(|| "an upload to the console".into());
+    let opts = crate::import::ImportOptions {
+        preset: upload.preset.0,
+        default_consent: upload.consent.0,
+        map: Vec::new(),
+        label,
+        dry_run,
+    };
+    let mut problems = Vec::new();
+    let mut more_problems = 0usize;
+    let result = crate::import::import(
+        &state.store,
+        &form,
+        &opts,
+        &upload.file.data[..],
+        state.clock.now_ms(),
+        |r| {
+            if matches!(
+                r.outcome,
+                crate::import::Outcome::Imported | crate::import::Outcome::Unchanged
+            ) {
+                return;
+            }
+            if problems.len() < PROBLEMS_SHOWN {
+                problems.push(r);
+            } else {
+                more_problems += 1;
+            }
+        },
+    )
+    .await;
+    let summary = match result {
+        Ok(s) => s,
+        Err(crate::import::ImportError::File(m)) => {
+            let error = format!("That file cannot be imported: {m}.");
+            return Ok(import_view(
+                &user,
+                &state,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                context! { error, chosen },
+            ));
+        }
+        Err(crate::import::ImportError::Store(e)) => return Err(e.into()),
+    };
+    tracing::info!(user_id = %user.session.user_id, form_id = %form.id, rows = summary.rows, dry_run, "console: leads imported");
+    let counts: Vec<_> = [
+        ("New leads", crate::import::Outcome::Imported, ""),
+        (
+            "Added to existing leads",
+            crate::import::Outcome::Merged,
+            "",
+        ),
+        ("Imported before", crate::import::Outcome::Unchanged, ""),
+        ("Skipped", crate::import::Outcome::Skipped, "warn"),
+        ("Not valid", crate::import::Outcome::Invalid, "bad"),
+    ]
+    .into_iter()
+    .map(|(label, o, tone)| {
+        context! { label, tone, n => summary.counts.get(o.as_str()).copied().unwrap_or(0) }
+    })
+    .collect();
+    let text = crate::import::describe(&summary);
+    Ok(import_view(
+        &user,
+        &state,
+        StatusCode::OK,
+        context! { summary, text, counts, problems, more_problems, chosen },
+    ))
 }

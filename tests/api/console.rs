@@ -78,6 +78,11 @@ impl<'a> Browser<'a> {
         self.answer(req).await
     }
 
+    async fn upload(&mut self, path: &str, form: reqwest::multipart::Form) -> Answer {
+        let req = self.app.client.post(self.app.url(path)).multipart(form);
+        self.answer(req).await
+    }
+
     /// The CSRF token on the page at `path`.
     async fn csrf(&mut self, path: &str) -> String {
         let page = self.get(path).await;
@@ -725,5 +730,55 @@ both_backends! {
         assert_eq!(get("/v1/admin/stats", &key).await.unwrap().status(), 401);
         assert!(admin.get("/console/keys").await.body.contains("revoked"));
         assert_eq!(admin.post("/console/keys/revoke", &[("_csrf", &csrf), ("id", &id)]).await.status, 404);
+    }
+
+    async fn a_marketer_imports_a_list_from_the_console(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut marketer = account(&app, "mo@example.com", "marketer").await;
+        let mut viewer = account(&app, "vi@example.com", "viewer").await;
+        assert_eq!(viewer.get("/console/import").await.status, 403, "a viewer imports nothing");
+        let page = marketer.get("/console/import").await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("enctype=\"multipart/form-data\""));
+        let csrf = hidden(&page.body, "_csrf");
+        let file = "Email Address,First Name,Last Name\nada@example.com,Ada,Lovelace\n<b>bad</b>,Bad,Row\n";
+        let form = |csrf: &str, file: &str, dry: bool| {
+            let mut f = reqwest::multipart::Form::new()
+                .text("_csrf", csrf.to_string())
+                .part("file", reqwest::multipart::Part::text(file.to_string()).file_name("audience.csv"))
+                .text("form", "newsletter")
+                .text("preset", "mailchimp")
+                .text("consent", "pending");
+            if dry {
+                f = f.text("dry_run", "true");
+            }
+            f
+        };
+
+        let checked = marketer.upload("/console/import", form(&csrf, file, true)).await;
+        assert_eq!(checked.status, 200, "{}", checked.body);
+        assert!(checked.body.contains("Checked, nothing written"));
+        assert!(app.leads().await.is_empty());
+
+        let done = marketer.upload("/console/import", form(&csrf, file, false)).await;
+        assert_eq!(done.status, 200, "{}", done.body);
+        assert!(done.body.contains("<span class=\"label\">New leads</span> <span class=\"value\">1</span>"), "{}", done.body);
+        assert!(done.body.contains("<span class=\"label\">Not valid</span> <span class=\"value\">1</span>"));
+        assert!(done.body.contains("is not a valid email address"), "the bad row is listed");
+        assert!(!done.body.contains("<b>bad</b>"), "nothing from the file is markup");
+        let leads = app.leads().await;
+        assert_eq!(leads.len(), 1);
+        assert_eq!(leads[0]["status"], "active", "a Mailchimp member is subscribed");
+        let lead = marketer.get(&format!("/console/leads/{}", leads[0]["id"].as_str().unwrap())).await;
+        assert!(lead.body.contains("Imported from a list") && lead.body.contains("audience.csv"), "the timeline says so");
+
+        // Refused plainly: no CSRF token, a file without an email column, a viewer.
+        assert_eq!(marketer.upload("/console/import", form("", file, false)).await.status, 403);
+        let bad = marketer.upload("/console/import", form(&csrf, "name\nAda\n", false)).await;
+        assert_eq!(bad.status, 422);
+        assert!(bad.body.contains("no email column"), "{}", bad.body);
+        let viewer_csrf = viewer.csrf("/console/leads").await;
+        assert_eq!(viewer.upload("/console/import", form(&viewer_csrf, file, false)).await.status, 403);
+        assert_eq!(app.leads().await.len(), 1);
     }
 }
