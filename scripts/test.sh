@@ -2,7 +2,8 @@
 # The whole test suite: formatting, lints (examples included), licences, unit and integration
 # tests on SQLite and PostgreSQL (PostgreSQL from INLET_TEST_POSTGRES_URL, default
 # postgres://postgres@127.0.0.1:5432/postgres; skipped loudly when unreachable unless
-# INLET_TEST_REQUIRE_POSTGRES=1), then the embed script's tests in headless Chromium
+# INLET_TEST_REQUIRE_POSTGRES=1), a bounded schemathesis run against /v1/openapi.json
+# (scripts/api-fuzz.sh installs it from PyPI), then the embed script's tests in headless Chromium
 # (scripts/browser-tests.sh installs Chromium and the npm packages they need).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,5 +31,7 @@ echo "==> licence check (deny.toml)"
 python3 scripts/check-licenses.py
 echo "==> cargo test"
 cargo test --locked --lib --bins --tests
+echo "==> the OpenAPI document against the running server (schemathesis)"
+./scripts/api-fuzz.sh
 echo "==> browser tests"
 ./scripts/browser-tests.sh

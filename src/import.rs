@@ -23,7 +23,15 @@ const MAX_CELL: usize = 10_000;
 
 /// Where a file came from: which columns mean what, and how a row's consent is told.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
@@ -67,7 +75,9 @@ pub struct ImportOptions {
 }
 
 /// What happened to one row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A new lead.
@@ -103,7 +113,7 @@ impl Outcome {
 }
 
 /// One row's report. `row` is the line the row starts on; the header is line 1.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct RowReport {
     pub row: u64,
     pub outcome: Outcome,
@@ -115,7 +125,7 @@ pub struct RowReport {
 }
 
 /// The whole import.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub rows: u64,
     pub counts: BTreeMap<&'static str, u64>,

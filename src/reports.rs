@@ -15,7 +15,7 @@ use crate::store::{DayFigures, Delivery, GroupBy};
 /// Longest range a report covers (days): bounded work per request.
 pub const MAX_DAYS: i64 = 400;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Granularity {
     Day,
@@ -40,7 +40,7 @@ impl Granularity {
 }
 
 /// Counts, and the ratios derived from them (absent when the denominator is zero).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Figures {
     pub views: i64,
     pub unique_views: i64,
@@ -87,7 +87,7 @@ impl Figures {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Period {
     /// The period's first day (`YYYY-MM-DD`, UTC).
     pub period: String,
@@ -95,14 +95,14 @@ pub struct Period {
     pub figures: Figures,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Group {
     pub group: String,
     #[serde(flatten)]
     pub figures: Figures,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GroupPeriod {
     pub period: String,
     pub group: String,
@@ -111,7 +111,7 @@ pub struct GroupPeriod {
 }
 
 /// The outbox right now (any kind, any day): what needs attention.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Outbox {
     pub waiting: i64,
     /// Failed at least once, retrying.
@@ -122,7 +122,7 @@ pub struct Outbox {
     pub oldest_waiting_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub from: String,
     pub to: String,

@@ -180,8 +180,9 @@ fn token_matches(given: &str, expected: Option<&secrecy::SecretString>) -> bool 
     bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     form: Option<String>,
     /// RFC 3339 time or milliseconds since the epoch.
@@ -273,6 +274,17 @@ fn common(p: &ListParams) -> Result<Common, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/leads",
+    tag = "admin",
+    params(ListParams),
+    security(("bearer" = ["leads:read"])),
+    responses(
+        (status = 200, description = "A page of leads, each with its latest matching submission", body = super::openapi::LeadPage),
+        super::openapi::AdminErrors,
+    )
+)]
 pub async fn list_leads(
     Admin(params, _): Admin<LeadsRead, web::Query<ListParams>>,
     state: web::Data<AppState>,
@@ -312,6 +324,17 @@ pub async fn list_leads(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/submissions",
+    tag = "admin",
+    params(ListParams),
+    security(("bearer" = ["leads:read"])),
+    responses(
+        (status = 200, description = "A page of submissions", body = super::openapi::SubmissionPage),
+        super::openapi::AdminErrors,
+    )
+)]
 pub async fn list_submissions(
     Admin(params, _): Admin<LeadsRead, web::Query<ListParams>>,
     state: web::Data<AppState>,
@@ -340,6 +363,17 @@ pub async fn list_submissions(
 }
 
 /// `GET /v1/admin/leads/{id}`: one lead with every submission and the status of every email.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/leads/{lead_id}",
+    tag = "admin",
+    params(("lead_id" = String, Path, description = "The lead's id")),
+    security(("bearer" = ["leads:read"])),
+    responses(
+        (status = 200, description = "The lead, every submission and every email", body = super::openapi::LeadDetail),
+        super::openapi::AdminErrors,
+    )
+)]
 pub async fn get_lead(
     _admin: Admin<LeadsRead>,
     state: web::Data<AppState>,
@@ -394,6 +428,17 @@ pub async fn get_lead(
 }
 
 /// `GET /v1/admin/leads/{id}/export`: everything held about one person (GDPR access).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/leads/{lead_id}/export",
+    tag = "admin",
+    params(("lead_id" = String, Path, description = "The lead's id")),
+    security(("bearer" = ["leads:export"])),
+    responses(
+        (status = 200, description = "Everything held about the person (GDPR access)", body = super::openapi::PersonRecord),
+        super::openapi::AdminErrors,
+    )
+)]
 pub async fn export_lead(
     _admin: Admin<LeadsExport>,
     state: web::Data<AppState>,
@@ -409,6 +454,17 @@ pub async fn export_lead(
 
 /// `POST /v1/admin/leads/{id}/restore`: takes a quarantined lead out of quarantine (it is
 /// listed and exported from now on; nothing is sent).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/leads/{lead_id}/restore",
+    tag = "admin",
+    params(("lead_id" = String, Path, description = "The lead's id")),
+    security(("bearer" = ["leads:write"])),
+    responses(
+        (status = 200, description = "Out of quarantine (nothing is sent)", body = super::openapi::Restored),
+        super::openapi::AdminErrors,
+    )
+)]
 pub async fn restore_lead(
     _admin: Admin<LeadsWrite>,
     state: web::Data<AppState>,
@@ -427,6 +483,17 @@ pub async fn restore_lead(
 
 /// `DELETE /v1/admin/leads/{id}`: erases a person everywhere (GDPR erasure). The address
 /// stays on the suppression list as a hash, and an anonymous count is kept.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/leads/{lead_id}",
+    tag = "admin",
+    params(("lead_id" = String, Path, description = "The lead's id")),
+    security(("bearer" = ["leads:erase"])),
+    responses(
+        (status = 200, description = "Erased everywhere; the address stays suppressed as a keyed hash", body = super::openapi::Erased),
+        super::openapi::AdminErrors,
+    )
+)]
 pub async fn erase_lead(
     _admin: Admin<LeadsErase>,
     state: web::Data<AppState>,
@@ -443,8 +510,9 @@ pub async fn erase_lead(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StatsParams {
     /// First day, `YYYY-MM-DD` (UTC); default: 29 days before `to`.
     from: Option<String>,
@@ -459,6 +527,17 @@ pub struct StatsParams {
 /// `GET /v1/admin/stats`: views, unique views, valid submissions, spam share, conversion,
 /// confirmation rate, downloads used and follow-up delivery per day or week and per form,
 /// source or campaign (see [`crate::reports`]).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/stats",
+    tag = "admin",
+    params(StatsParams),
+    security(("bearer" = ["stats:read"])),
+    responses(
+        (status = 200, description = "Views, conversions and delivery per period and group", body = crate::reports::Report),
+        super::openapi::AdminErrors,
+    )
+)]
 pub async fn stats(
     Admin(params, _): Admin<StatsRead, web::Query<StatsParams>>,
     state: web::Data<AppState>,
@@ -486,9 +565,12 @@ pub async fn stats(
 /// The largest CSV file `POST /v1/admin/leads/import` takes (about 400,000 typical rows).
 pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ImportParams {
+    /// The form the people join.
+    #[param(example = "newsletter")]
     form: String,
     preset: Option<crate::import::Preset>,
     /// The consent of rows whose file says nothing: `pending` (the default), `subscribed`,
@@ -503,6 +585,25 @@ pub struct ImportParams {
 
 /// `POST /v1/admin/leads/import`: a CSV body imported into a form (see [`crate::import`]);
 /// answers the summary and a report per row.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/leads/import",
+    tag = "admin",
+    params(ImportParams),
+    request_body(content = String, content_type = "text/csv", description = "The CSV file, with a header row (at most 64 MiB)",
+        example = json!("Email Address,First Name,Last Name\nada@example.com,Ada,Lovelace\n")),
+    security(("bearer" = ["leads:import"])),
+    responses(
+        (status = 200, description = "The summary and a report per row", body = super::openapi::ImportAnswer),
+        (status = 400, response = super::openapi::Problem),
+        (status = 401, response = super::openapi::Problem),
+        (status = 403, response = super::openapi::Problem),
+        (status = 408, response = super::openapi::Problem),
+        (status = 413, response = super::openapi::Problem),
+        (status = 429, response = super::openapi::Problem),
+        (status = 503, response = super::openapi::Problem),
+    )
+)]
 pub async fn import_leads(
     Admin(params, _): Admin<LeadsImport, web::Query<ImportParams>>,
     state: web::Data<AppState>,

@@ -123,6 +123,12 @@ pub async fn file(
 
 /// `GET /v1/snippet`: the version, the pinned URLs with their SRI hashes, sizes, and the tags
 /// to paste.
+#[utoipa::path(
+    get,
+    path = "/v1/snippet",
+    tag = "capture",
+    responses((status = 200, description = "The embed tags pinned to this version, with their integrity", body = super::openapi::Snippet))
+)]
 pub async fn describe(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.assets.describe(&state.public_url))
 }

@@ -6,11 +6,26 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is up", body = super::openapi::Health))
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// Ready when the database answers a query.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready: the database answers", body = super::openapi::Health),
+        (status = 503, description = "Not ready", body = super::openapi::Health),
+    )
+)]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let stopped = state.health.stopped();
     if !stopped.is_empty() {
@@ -29,6 +44,17 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 /// Prometheus text. With `admin.metrics_token` set, only for that bearer token. The work per
 /// scrape is bounded: the queue's counts come from the `(status, …)` index over messages still
 /// waiting (or dead), never from the history of sent ones.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security((), ("bearer" = ["metrics"])),
+    responses(
+        (status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
+        (status = 401, response = super::openapi::Problem),
+        (status = 429, response = super::openapi::Problem),
+    )
+)]
 pub async fn metrics(
     req: HttpRequest,
     state: web::Data<AppState>,

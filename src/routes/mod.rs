@@ -6,6 +6,7 @@ mod body;
 mod consent;
 mod console;
 mod health;
+mod openapi;
 mod pages;
 mod submissions;
 mod views;
@@ -42,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::get().to(submissions::pow_challenge),
     )
     .route("/v1/forms", web::get().to(submissions::list_forms))
+    .route("/v1/openapi.json", web::get().to(openapi::openapi_json))
     .route("/v1/admin/leads", web::get().to(admin::list_leads))
     .route(
         "/v1/admin/leads/import",

@@ -156,6 +156,37 @@ pub async fn preflight(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/forms/{form_id}/submissions",
+    tag = "capture",
+    params(
+        ("form_id" = String, Path, description = "The form's id", example = "contact"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and payload answer the first submission again"),
+    ),
+    request_body(
+        description = "The form's fields and attribution. JSON answers JSON; a browser's form post (urlencoded, without `Accept: application/json`) is answered with a redirect or an HTML page.",
+        content(
+            (super::openapi::SubmissionFields = "application/json"),
+            (super::openapi::SubmissionFields = "application/x-www-form-urlencoded"),
+        )
+    ),
+    responses(
+        (status = 201, description = "Stored: the lead is committed", body = super::openapi::SubmissionAccepted,
+         headers(("Idempotent-Replayed" = String, description = "`true` when an earlier submission with this key is answered again"))),
+        (status = 303, description = "A browser's form post: on to the thank-you page or the form's redirect"),
+        (status = 400, response = super::openapi::Problem),
+        (status = 403, response = super::openapi::Problem),
+        (status = 404, response = super::openapi::Problem),
+        (status = 408, response = super::openapi::Problem),
+        (status = 409, response = super::openapi::Problem),
+        (status = 413, response = super::openapi::Problem),
+        (status = 415, response = super::openapi::Problem),
+        (status = 422, response = super::openapi::Problem),
+        (status = 429, response = super::openapi::Problem),
+        (status = 503, response = super::openapi::Problem),
+    )
+)]
 pub async fn submit(
     req: HttpRequest,
     path: web::Path<String>,
@@ -435,6 +466,18 @@ async fn challenge_unverified(
 
 /// `GET /v1/forms/{form_id}/challenge`: a fresh proof-of-work challenge (ALTCHA's format) for a
 /// form that requires one. Signed, not stored: handing them out costs no database work.
+#[utoipa::path(
+    get,
+    path = "/v1/forms/{form_id}/challenge",
+    tag = "capture",
+    params(("form_id" = String, Path, description = "A form with a proof-of-work challenge", example = "contact")),
+    responses(
+        (status = 200, description = "A challenge to solve (ALTCHA's format)", body = super::openapi::PowChallenge),
+        (status = 403, response = super::openapi::Problem),
+        (status = 404, response = super::openapi::Problem),
+        (status = 429, response = super::openapi::Problem),
+    )
+)]
 pub async fn pow_challenge(
     req: HttpRequest,
     path: web::Path<String>,
@@ -491,6 +534,12 @@ pub(super) async fn read_body(
 
 /// `GET /v1/forms`: the public definition of every form (what the embed script and people
 /// building a page need; nothing secret).
+#[utoipa::path(
+    get,
+    path = "/v1/forms",
+    tag = "capture",
+    responses((status = 200, description = "Every form's public definition", body = super::openapi::FormList))
+)]
 pub async fn list_forms(state: web::Data<AppState>) -> HttpResponse {
     let forms: Vec<serde_json::Value> = state
         .forms

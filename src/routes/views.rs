@@ -31,6 +31,23 @@ fn asks_not_to_be_tracked(req: &HttpRequest) -> bool {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/forms/{form_id}/views",
+    tag = "capture",
+    params(("form_id" = String, Path, description = "The form that became visible", example = "contact")),
+    request_body(content = super::openapi::ViewBeacon, content_type = "application/x-www-form-urlencoded",
+        description = "Where the visitor came from (the embed script's beacon)"),
+    responses(
+        (status = 204, description = "Counted (or views are off): nothing about the visitor is stored"),
+        (status = 400, response = super::openapi::Problem),
+        (status = 403, response = super::openapi::Problem),
+        (status = 404, response = super::openapi::Problem),
+        (status = 408, response = super::openapi::Problem),
+        (status = 413, response = super::openapi::Problem),
+        (status = 429, response = super::openapi::Problem),
+    )
+)]
 pub async fn view(
     req: HttpRequest,
     state: web::Data<AppState>,

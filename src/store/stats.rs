@@ -7,7 +7,9 @@ use super::{LeadStore, StoreError};
 pub const DAY_MS: i64 = 86_400_000;
 
 /// What a report is broken down by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupBy {
     Form,

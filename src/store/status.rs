@@ -7,7 +7,9 @@ use super::sql::{split, Sql};
 use super::{LeadRecord, LeadStore, StoreError};
 
 /// A lead's state, from its submissions and the suppression list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LeadStatus {
     /// Signed up on a form without double opt-in, and not suppressed.

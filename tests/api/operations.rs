@@ -195,3 +195,44 @@ async fn panicking_background_tasks_are_restarted_and_a_crash_loop_shows_in_read
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["stopped"], serde_json::json!(["writer"]));
 }
+
+/// The API's description is served, is OpenAPI 3.1, and lists every public and admin
+/// operation with the scope each admin one needs (schemathesis checks it against the running
+/// server in `scripts/api-fuzz.sh`).
+#[tokio::test]
+async fn the_openapi_document_describes_every_operation() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let resp = app.get("/v1/openapi.json").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        header(resp.headers(), "content-type").as_deref(),
+        Some("application/json")
+    );
+    let doc: Value = resp.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method, scope) in [
+        ("/v1/forms/{form_id}/submissions", "post", None),
+        ("/v1/forms/{form_id}/views", "post", None),
+        ("/v1/forms", "get", None),
+        ("/v1/admin/leads", "get", Some("leads:read")),
+        ("/v1/admin/leads/{lead_id}", "delete", Some("leads:erase")),
+        (
+            "/v1/admin/leads/{lead_id}/export",
+            "get",
+            Some("leads:export"),
+        ),
+        ("/v1/admin/leads/import", "post", Some("leads:import")),
+        ("/v1/admin/stats", "get", Some("stats:read")),
+    ] {
+        let op = &paths[path][method];
+        assert!(op.is_object(), "{method} {path} is described");
+        assert_eq!(
+            op["security"][0]["bearer"][0].as_str(),
+            scope,
+            "{method} {path}"
+        );
+    }
+    let error = &doc["components"]["schemas"]["ErrorBody"]["required"];
+    assert_eq!(error, &serde_json::json!(["error", "message"]));
+}
