@@ -13,7 +13,7 @@ pub use email::{EmailAddress, EmailError};
 pub use outbox::{MessageKind, NewOutboxMessage};
 pub use spam::{count_links, SpamSignal, SpamSignals, QUARANTINE_AT};
 pub use submission::{
-    dimension, source_of, Attribution, Confirmation, ConsentGiven, FieldValue, IdempotencyKey,
-    NewSubmission, ATTRIBUTION_KEYS, DIMENSION_CHARS, IMPORT_SOURCE,
+    dimension, search_key, source_of, Attribution, Confirmation, ConsentGiven, FieldValue,
+    IdempotencyKey, NewSubmission, ATTRIBUTION_KEYS, DIMENSION_CHARS, IMPORT_SOURCE,
 };
 pub use text::{clean_lossy, multi_line, redact_addresses, single_line, FieldError};

@@ -58,6 +58,22 @@ pub const IMPORT_SOURCE: &str = "(import)";
 /// Longest source or campaign name kept for reports (longer ones are cut).
 pub const DIMENSION_CHARS: usize = 64;
 
+/// The longest search key kept (a name or company, as searched).
+pub const SEARCH_KEY_CHARS: usize = 200;
+
+/// What a name or company is searched by: trimmed, lower-cased (every letter), at most
+/// [`SEARCH_KEY_CHARS`]; `None` when nothing is left. The same function makes the stored key
+/// and the searched prefix, so they always agree.
+pub fn search_key(v: &str) -> Option<String> {
+    let key: String = v
+        .trim()
+        .chars()
+        .flat_map(char::to_lowercase)
+        .take(SEARCH_KEY_CHARS)
+        .collect();
+    (!key.is_empty()).then_some(key)
+}
+
 /// A report dimension from what a visitor's URL said: trimmed, lower-cased, no control
 /// characters, at most [`DIMENSION_CHARS`]; `None` when nothing is left.
 pub fn dimension(v: Option<&str>) -> Option<String> {

@@ -203,6 +203,11 @@ pub struct ListParams {
     source: Option<String>,
     /// Leads only: `oldest` (the default) or `newest` first.
     order: Option<String>,
+    /// Leads only: with a submission from this campaign (`utm_campaign`).
+    campaign: Option<String>,
+    /// Leads only: the address, or a typed name or company, starts with this
+    /// (case-insensitive).
+    search: Option<String>,
 }
 
 /// A search as the lead list takes it: trimmed, lower-cased (addresses are stored
@@ -218,6 +223,14 @@ pub(super) fn email_prefix(q: Option<&str>) -> Result<Option<String>, ApiError> 
         ));
     }
     Ok(Some(q.to_lowercase()))
+}
+
+/// A search for names and companies as well: its key (see [`crate::domain::search_key`]),
+/// none for a search with an `@` (an address).
+pub(super) fn name_prefix(q: Option<&str>) -> Result<Option<String>, ApiError> {
+    Ok(email_prefix(q)?
+        .filter(|q| !q.contains('@'))
+        .and_then(|q| crate::domain::search_key(&q)))
 }
 
 pub fn parse_time(name: &'static str, v: &str) -> Result<i64, ApiError> {
@@ -297,7 +310,9 @@ pub async fn list_leads(
             since_ms: c.since_ms,
             until_ms: c.until_ms,
             quarantined: params.quarantined.unwrap_or(false),
-            email_prefix: email_prefix(params.q.as_deref())?,
+            email_prefix: email_prefix(params.q.as_deref().or(params.search.as_deref()))?,
+            name_prefix: name_prefix(params.search.as_deref())?,
+            campaign: crate::domain::dimension(params.campaign.as_deref()),
             source: crate::domain::dimension(params.source.as_deref()),
             newest_first: match params.order.as_deref() {
                 None | Some("oldest") => false,

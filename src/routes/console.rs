@@ -954,6 +954,8 @@ struct LeadFilter {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     source: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    campaign: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     show: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     from: String,
@@ -996,6 +998,7 @@ impl LeadFilter {
         !(self.q.is_empty()
             && self.form.is_empty()
             && self.source.is_empty()
+            && self.campaign.is_empty()
             && self.from.is_empty()
             && self.to.is_empty())
             || self.show == "quarantined"
@@ -1016,7 +1019,9 @@ impl LeadFilter {
             until_ms: day_start("until", &self.to)?.map(|t| t + 86_400_000),
             quarantined: self.show == "quarantined",
             email_prefix: super::admin::email_prefix(Some(&self.q))?,
+            name_prefix: super::admin::name_prefix(Some(&self.q))?,
             source: crate::domain::dimension(Some(&self.source)),
+            campaign: crate::domain::dimension(Some(&self.campaign)),
             newest_first: self.order != "oldest",
             after,
             limit,

@@ -303,6 +303,10 @@ impl LeadStore {
             sql.push(" AND COALESCE(s2.source, LOWER(NULLIF(s2.utm_source, '')), 'direct') = ")
                 .bind_text(src);
         }
+        if let Some(c) = &q.campaign {
+            sql.push(" AND COALESCE(s2.campaign, LOWER(NULLIF(s2.utm_campaign, ''))) = ")
+                .bind_text(c);
+        }
         if let Some(t) = q.since_ms {
             sql.push(" AND s2.created_at >= ").bind_int(t);
         }
@@ -312,12 +316,34 @@ impl LeadStore {
         sql.push(&format!(
             " ORDER BY s2.created_at DESC, s2.id DESC LIMIT 1) WHERE l.real_submission_count {leads}"
         ));
-        if let Some(p) = q.email_prefix.as_deref().filter(|p| !p.is_empty()) {
-            // Every address that starts with `p` sorts at or after it and before `p` followed
-            // by the last code point (byte order on both engines).
-            sql.push(" AND l.email >= ").bind_text(p);
-            sql.push(" AND l.email < ")
+        // Every key that starts with `p` sorts at or after it and before `p` followed by the
+        // last code point (byte order on both engines): a range on an index.
+        let range = |sql: &mut Sql, column: &str, p: &str| {
+            sql.push(&format!("{column} >= ")).bind_text(p);
+            sql.push(&format!(" AND {column} < "))
                 .bind_text(&format!("{p}\u{10FFFF}"));
+        };
+        match (
+            q.email_prefix.as_deref().filter(|p| !p.is_empty()),
+            q.name_prefix.as_deref().filter(|p| !p.is_empty()),
+        ) {
+            (Some(e), None) => {
+                sql.push(" AND ");
+                range(&mut sql, "l.email", e);
+            }
+            (e, Some(n)) => {
+                // The people any of the three ranges finds, then in list order.
+                sql.push(" AND l.id IN (SELECT lead_id FROM submissions WHERE ");
+                range(&mut sql, "name_key", n);
+                sql.push(" UNION SELECT lead_id FROM submissions WHERE ");
+                range(&mut sql, "company_key", n);
+                if let Some(e) = e {
+                    sql.push(" UNION SELECT id FROM leads WHERE ");
+                    range(&mut sql, "email", e);
+                }
+                sql.push(")");
+            }
+            (None, None) => {}
         }
         let (cmp, dir) = if q.newest_first {
             ("<", " DESC")
@@ -800,6 +826,8 @@ fn submission_inserts<'a>(
             "payload_hash",
             "source",
             "campaign",
+            "name_key",
+            "company_key",
         ],
         "",
     );
@@ -844,9 +872,19 @@ fn submission_inserts<'a>(
                 .into(),
             a.source().into(),
             a.campaign().into(),
+            search_field(sub, "name").into(),
+            search_field(sub, "company").into(),
         ]);
     }
     insert
+}
+
+/// A text field's search key (see [`crate::domain::search_key`]).
+fn search_field(sub: &NewSubmission, name: &str) -> Option<String> {
+    match sub.fields.get(name) {
+        Some(crate::domain::FieldValue::Text(t)) => crate::domain::search_key(t),
+        _ => None,
+    }
 }
 
 /// A writer connection held across batches. One that is dropped inside a transaction (a

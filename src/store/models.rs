@@ -89,6 +89,11 @@ pub struct LeadQuery {
     pub quarantined: bool,
     /// Only leads whose (normalised) address starts with this (a range on the email index).
     pub email_prefix: Option<String>,
+    /// With `email_prefix`: also leads who typed a name or company starting with this
+    /// ([`crate::domain::search_key`] of it; ranges on the submissions' key indexes).
+    pub name_prefix: Option<String>,
+    /// Only leads with a submission from this campaign (`utm_campaign`, as reports group it).
+    pub campaign: Option<String>,
     /// Only leads with a submission from this source (as reports group it: `utm_source`, else
     /// the referring host, else `direct`).
     pub source: Option<String>,

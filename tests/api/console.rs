@@ -512,9 +512,10 @@ both_backends! {
         submit(&app, "contact", contact("bob@acme.test")).await;
         submit(&app, "contact", contact("cat@other.test")).await;
         let mut b = account(&app, "ann@example.com", "admin").await;
-        let list = b.get("/console/leads?q=ann").await;
-        assert!(list.body.contains("/console/leads/export.csv?q=ann"), "the export keeps the filter");
-        let csv = b.get("/console/leads/export.csv?q=ann").await;
+        // (`ann@`: with an @ the search is the address alone; everyone here is called Ann.)
+        let list = b.get("/console/leads?q=ann%40").await;
+        assert!(list.body.contains("/console/leads/export.csv?q=ann%40"), "the export keeps the filter");
+        let csv = b.get("/console/leads/export.csv?q=ann%40").await;
         assert_eq!(csv.status, 200);
         assert!(header(&csv.headers, "content-type").unwrap().starts_with("text/csv"));
         assert!(header(&csv.headers, "content-disposition").unwrap().contains("inlet-leads-"));
@@ -780,5 +781,54 @@ both_backends! {
         let viewer_csrf = viewer.csrf("/console/leads").await;
         assert_eq!(viewer.upload("/console/import", form(&viewer_csrf, file, false)).await.status, 403);
         assert_eq!(app.leads().await.len(), 1);
+    }
+
+    async fn leads_are_found_by_name_company_and_campaign(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        for (email, name, company, campaign) in [
+            ("ada@one.test", "Ada Lovelace", "Analytical Engines", "spring-launch"),
+            ("grace@two.test", "Grace Hopper", "Ärzte Ohne Grenzen", "spring-launch"),
+            ("alan@three.test", "Alan Turing", "Bletchley", "autumn"),
+        ] {
+            let mut body = contact(email);
+            body["name"] = json!(name);
+            body["company"] = json!(company);
+            body["utm_source"] = json!("linkedin");
+            body["utm_campaign"] = json!(campaign);
+            submit(&app, "contact", body).await;
+        }
+        let mut b = account(&app, "ann@example.com", "marketer").await;
+        let found = |body: &str| -> Vec<String> {
+            ["ada@one.test", "grace@two.test", "alan@three.test"]
+                .iter()
+                .filter(|e| body.contains(&format!("{e}</a>")))
+                .map(|e| e.to_string())
+                .collect()
+        };
+        for (q, expect) in [
+            ("ada", vec!["ada@one.test"]),                      // address and name
+            ("GRACE H", vec!["grace@two.test"]),                // name, any case
+            ("analytical", vec!["ada@one.test"]),               // company
+            ("ärzte", vec!["grace@two.test"]),                  // every letter folds
+            ("a", vec!["ada@one.test", "alan@three.test"]),     // address, name, company
+            ("lovelace", vec![]),                               // a prefix, not a word inside
+            ("grace@", vec!["grace@two.test"]),                 // with an @: the address only
+        ] {
+            let page = b.get(&format!("/console/leads?q={}", urlencode(q))).await;
+            assert_eq!(page.status, 200);
+            assert_eq!(found(&page.body), expect, "q={q}");
+        }
+        let spring = b.get("/console/leads?campaign=Spring-Launch").await;
+        assert_eq!(found(&spring.body), vec!["ada@one.test", "grace@two.test"]);
+        let both = b.get("/console/leads?campaign=spring-launch&q=grace").await;
+        assert_eq!(found(&both.body), vec!["grace@two.test"]);
+        // The CSV export follows the same filter.
+        let csv = b.get("/console/leads/export.csv?campaign=autumn").await;
+        assert!(csv.body.contains("alan@three.test") && !csv.body.contains("ada@one.test"));
+
+        // The admin API: `search` for names and companies, `campaign`.
+        let json = app.admin_get("/v1/admin/leads?search=bletch&campaign=autumn").await;
+        let emails: Vec<&str> = json["leads"].as_array().unwrap().iter().map(|l| l["email"].as_str().unwrap()).collect();
+        assert_eq!(emails, ["alan@three.test"]);
     }
 }

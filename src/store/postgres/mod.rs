@@ -234,7 +234,7 @@ const SEED: [&str; 3] = [
      FROM generate_series($1::bigint, $2::bigint) AS i",
     "INSERT INTO submissions (id, lead_id, form_id, email, fields, extra, \
        idempotency_key, utm_source, utm_medium, utm_campaign, landing_page, user_agent, \
-       attribution, client_ip, created_at, source, campaign) \
+       attribution, client_ip, created_at, source, campaign, name_key, company_key) \
      SELECT format('%s-5eed-7000-8001-%s', $3::text, lpad(to_hex(i), 12, '0')), \
        format('%s-5eed-7000-8000-%s', $3::text, lpad(to_hex(i), 12, '0')), $6::text, \
        format('reader-%s-%s@seed.invalid', $3::text, i), \
@@ -245,7 +245,8 @@ const SEED: [&str; 3] = [
        format('{\"landing_page\":\"https://example.com/landing\",\"utm_campaign\":\
 \"campaign-%s\",\"utm_medium\":\"email\",\"utm_source\":\"newsletter\"}', i % 40), \
        CASE WHEN $4 + i * $5 >= $7 THEN format('192.0.2.%s', i % 250) END, $4 + i * $5, \
-       'newsletter', format('campaign-%s', i % 40) \
+       'newsletter', format('campaign-%s', i % 40), format('reader %s', i), \
+       format('example %s ltd', i % 5000) \
      FROM generate_series($1::bigint, $2::bigint) AS i",
     "INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, \
        attempts, max_attempts, next_attempt_at, created_at, sent_at) \

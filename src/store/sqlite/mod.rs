@@ -182,7 +182,7 @@ const SEED: [&str; 3] = [
     "WITH RECURSIVE seq(i) AS (SELECT $1 UNION ALL SELECT i + 1 FROM seq WHERE i < $2) \
      INSERT INTO submissions (id, lead_id, form_id, email, fields, extra, \
        idempotency_key, utm_source, utm_medium, utm_campaign, landing_page, user_agent, \
-       attribution, client_ip, created_at, source, campaign) \
+       attribution, client_ip, created_at, source, campaign, name_key, company_key) \
      SELECT printf('%s-5eed-7000-8001-%012x', $3, i), \
        printf('%s-5eed-7000-8000-%012x', $3, i), $6, \
        printf('reader-%s-%d@seed.invalid', $3, i), \
@@ -193,7 +193,8 @@ const SEED: [&str; 3] = [
        printf('{\"landing_page\":\"https://example.com/landing\",\"utm_campaign\":\
 \"campaign-%d\",\"utm_medium\":\"email\",\"utm_source\":\"newsletter\"}', i % 40), \
        CASE WHEN $4 + i * $5 >= $7 THEN printf('192.0.2.%d', i % 250) END, $4 + i * $5, \
-       'newsletter', printf('campaign-%d', i % 40) \
+       'newsletter', printf('campaign-%d', i % 40), printf('reader %d', i), \
+       printf('example %d ltd', i % 5000) \
      FROM seq",
     "WITH RECURSIVE seq(i) AS (SELECT $1 UNION ALL SELECT i + 1 FROM seq WHERE i < $2) \
      INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, \
