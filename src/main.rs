@@ -710,7 +710,7 @@ async fn keys(store: &LeadStore, command: KeysCommand) -> ExitCode {
 async fn outbox(store: &LeadStore, command: OutboxCommand) -> ExitCode {
     match command {
         OutboxCommand::List { status, limit } => {
-            match store.list_outbox(status.as_deref(), limit).await {
+            match store.list_outbox(status.as_deref(), None, limit).await {
                 Ok(rows) => {
                     println!(
                         "{:<36}  {:<8}  {:<18}  {:<12}  {:>8}  {:<24}  {:<30}  last_error",

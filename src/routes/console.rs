@@ -63,7 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .route("/overview", web::get().to(overview))
             .route("/leads", web::get().to(leads))
-            .route("/leads/export.csv", web::get().to(export_csv))
+            .route("/leads/export.{format}", web::get().to(export))
             .route("/leads/{id}", web::get().to(lead))
             .route("/leads/{id}/export", web::get().to(export_lead))
             .service(
@@ -955,6 +955,9 @@ struct LeadFilter {
     source: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     campaign: String,
+    /// A lead status (see [`LeadStatus`]); quarantined leads are `show=quarantined`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    status: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     show: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -999,6 +1002,7 @@ impl LeadFilter {
             && self.form.is_empty()
             && self.source.is_empty()
             && self.campaign.is_empty()
+            && self.status.is_empty()
             && self.from.is_empty()
             && self.to.is_empty())
             || self.show == "quarantined"
@@ -1026,6 +1030,24 @@ impl LeadFilter {
             after,
             limit,
         })
+    }
+
+    /// The status asked for, if any (a bad one is a clear 400).
+    fn status(&self) -> Result<Option<LeadStatus>, ApiError> {
+        match self.status.as_str() {
+            "" => Ok(None),
+            s => <LeadStatus as clap::ValueEnum>::from_str(s, true)
+                .ok()
+                .filter(|s| *s != LeadStatus::Quarantined)
+                .map(Some)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "invalid_query",
+                        "status must be active, confirmed, pending, unsubscribed, bounced or erased"
+                            .into(),
+                    )
+                }),
+        }
     }
 
     /// The filters as a query string (no page position), for links that keep them.
@@ -1089,8 +1111,9 @@ async fn leads(
             ))
         }
     };
-    let found = state.store.list_leads(&query).await?;
-    let statuses = state.store.lead_statuses(&found.items).await?;
+    let wanted = filter.status()?;
+    let found = find_leads(&state.store, query, wanted).await?;
+    let statuses = &found.statuses;
     let rows: Vec<LeadRow> = found
         .items
         .iter()
@@ -1123,41 +1146,108 @@ async fn leads(
             query => filter.query_string(), filtered => filter.is_filtered(),
             may_export => user.role.may_handle_data(),
             cursor => filter.cursor.as_str(), next => found.next_cursor,
-            leads => rows, filter,
+            scanned => found.scanned, leads => rows, filter,
         },
     ))
 }
 
-/// `GET /console/leads/export.csv`: the list as filtered, streamed a page at a time.
-async fn export_csv(
+/// Leads the status filter looks through per page at most: statuses come from the
+/// suppression list's keyed hashes, which no index of the leads can join, so a page of a rare
+/// status stops here and says how far it looked (the next page goes on from there).
+const STATUS_SCAN: usize = 2_000;
+
+/// A page of the lead list, each lead with its status.
+struct FoundLeads {
+    items: Vec<crate::store::LeadRecord>,
+    statuses: std::collections::HashMap<String, LeadStatus>,
+    next_cursor: Option<String>,
+    /// With a status filter: how many leads were looked through for this page.
+    scanned: Option<usize>,
+}
+
+async fn find_leads(
+    store: &crate::store::LeadStore,
+    mut query: LeadQuery,
+    wanted: Option<LeadStatus>,
+) -> Result<FoundLeads, ApiError> {
+    let Some(wanted) = wanted else {
+        let found = store.list_leads(&query).await?;
+        let statuses = store.lead_statuses(&found.items).await?;
+        return Ok(FoundLeads {
+            items: found.items,
+            statuses,
+            next_cursor: found.next_cursor,
+            scanned: None,
+        });
+    };
+    let want = query.limit as usize;
+    query.limit = 200;
+    let mut kept = FoundLeads {
+        items: Vec::new(),
+        statuses: std::collections::HashMap::new(),
+        next_cursor: None,
+        scanned: Some(0),
+    };
+    let mut scanned = 0;
+    loop {
+        let found = store.list_leads(&query).await?;
+        let statuses = store.lead_statuses(&found.items).await?;
+        let mut last = None;
+        for l in found.items {
+            scanned += 1;
+            last = Some(Cursor {
+                created_at_ms: l.created_at_ms,
+                id: l.id.clone(),
+            });
+            if statuses.get(&l.id) == Some(&wanted) {
+                kept.statuses.insert(l.id.clone(), wanted);
+                kept.items.push(l);
+                if kept.items.len() == want {
+                    break;
+                }
+            }
+        }
+        let more = found.next_cursor.is_some() || kept.items.len() == want;
+        if kept.items.len() == want || scanned >= STATUS_SCAN || found.next_cursor.is_none() {
+            kept.next_cursor = last.filter(|_| more).map(|c| c.encode());
+            kept.scanned = Some(scanned);
+            return Ok(kept);
+        }
+        query.after = last;
+    }
+}
+
+/// `GET /console/leads/export.csv` and `export.jsonl`: the list as filtered (status too),
+/// streamed a page at a time.
+async fn export(
     user: ConsoleUser,
     state: web::Data<AppState>,
     req: HttpRequest,
+    format: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     user.may_handle_data()?;
+    let (format, content_type) = match format.as_str() {
+        "csv" => (crate::export::ExportFormat::Csv, "text/csv; charset=utf-8"),
+        "jsonl" => (
+            crate::export::ExportFormat::Jsonl,
+            "application/jsonl; charset=utf-8",
+        ),
+        _ => return Err(ApiError::NotFound),
+    };
     let filter = LeadFilter::parse(&req)?;
     let mut query = filter.query(&state, 500)?;
     query.after = None;
     let statuses = if query.quarantined {
         vec![LeadStatus::Quarantined]
     } else {
-        Vec::new()
+        filter.status()?.into_iter().collect()
     };
     query.quarantined = false;
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
     let (store, forms) = (state.store.clone(), state.forms.clone());
     let who = user.session.user_id.clone();
     tokio::spawn(async move {
-        match crate::export::export_leads(
-            &store,
-            &forms,
-            crate::export::ExportFormat::Csv,
-            &query,
-            &statuses,
-            tx,
-        )
-        .await
-        {
+        match crate::export::export_leads(&store, &forms, format, &query, &statuses, tx).await {
             Ok(n) => tracing::info!(user_id = %who, leads = n, "console export"),
             Err(e) => tracing::warn!(user_id = %who, error = %e, "console export stopped"),
         }
@@ -1168,13 +1258,18 @@ async fn export_csv(
             .map(|chunk| (Ok::<_, std::io::Error>(web::Bytes::from(chunk)), rx))
     });
     let name = format!(
-        "inlet-leads-{}.csv",
+        "inlet-leads-{}.{}",
         chrono::DateTime::from_timestamp_millis(state.clock.now_ms())
             .map(|t| t.format("%Y-%m-%d").to_string())
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if format == crate::export::ExportFormat::Csv {
+            "csv"
+        } else {
+            "jsonl"
+        }
     );
     Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "text/csv; charset=utf-8"))
+        .insert_header((header::CONTENT_TYPE, content_type))
         .insert_header((
             header::CONTENT_DISPOSITION,
             format!("attachment; filename=\"{name}\""),
@@ -1299,6 +1394,8 @@ async fn erase_page(
 #[derive(Deserialize)]
 struct DeliveryQuery {
     status: Option<String>,
+    /// The page goes on from messages queued before this one (an id).
+    before: Option<String>,
 }
 
 /// How many messages the deliveries page lists (newest first).
@@ -1326,10 +1423,29 @@ async fn deliveries(
         ));
     }
     let stats = state.store.outbox_stats().await?;
-    let list = state
+    let before = query.before.as_deref().filter(|b| !b.is_empty());
+    if before
+        .is_some_and(|b| b.len() > 64 || !b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
+    {
+        return Err(ApiError::BadRequest(
+            "invalid_query",
+            "the page link is not valid".into(),
+        ));
+    }
+    let mut list = state
         .store
-        .list_outbox((!status.is_empty()).then_some(status), DELIVERIES_SHOWN)
+        .list_outbox(
+            (!status.is_empty()).then_some(status),
+            before,
+            DELIVERIES_SHOWN + 1,
+        )
         .await?;
+    let older = (list.len() > DELIVERIES_SHOWN as usize)
+        .then(|| {
+            list.truncate(DELIVERIES_SHOWN as usize);
+            list.last().map(|m| m.id.clone())
+        })
+        .flatten();
     let messages: Vec<_> = list
         .iter()
         .map(|m| {
@@ -1363,7 +1479,8 @@ async fn deliveries(
         StatusCode::OK,
         "deliveries.html",
         context! {
-            user => user.view(), section => "deliveries", status, statuses, messages,
+            user => user.view(), section => "deliveries", status, statuses, messages, older,
+            paged => before.is_some(),
             may_retry => user.role.may_handle_data(),
             stats => context! { pending => stats.pending, failed => stats.failed, dead => stats.dead },
             oldest => stats.oldest_waiting_ms.map(console::when),

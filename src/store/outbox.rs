@@ -450,25 +450,25 @@ impl LeadStore {
     }
 
     /// Messages, newest first, optionally of one status.
+    ///
+    /// Newest first by id (UUIDv7: the order they were queued in), so the primary key serves
+    /// the list at any size; `before` (an id) pages on.
     pub async fn list_outbox(
         &self,
         status: Option<&str>,
+        before: Option<&str>,
         limit: u32,
     ) -> Result<Vec<OutboxRecord>, StoreError> {
-        let sql = match status {
-            Some(s) => Sql::fixed(format!(
-                "SELECT {RECORD_COLUMNS} FROM outbox WHERE status = $1 \
-                 ORDER BY created_at DESC, id DESC LIMIT $2"
-            ))
-            .arg(s),
-            None => Sql::fixed(format!(
-                "SELECT {RECORD_COLUMNS} FROM outbox ORDER BY created_at DESC, id DESC LIMIT $1"
-            )),
-        };
-        self.pools
-            .reader()
-            .fetch_all(&sql.arg(i64::from(limit)))
-            .await
+        let mut sql = Sql::new(format!("SELECT {RECORD_COLUMNS} FROM outbox WHERE 1 = 1"));
+        if let Some(s) = status {
+            sql.push(" AND status = ").bind_text(s);
+        }
+        if let Some(b) = before {
+            sql.push(" AND id < ").bind_text(b);
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .bind_int(i64::from(limit));
+        self.pools.reader().fetch_all(&sql).await
     }
 
     /// Every message for one lead, oldest first (the admin API's per-lead email status).
