@@ -514,8 +514,8 @@ async fn users(store: &LeadStore, settings: &Settings, command: UsersCommand) ->
                 Ok(Some(user)) => link(user.id).await.map(|url| {
                     format!(
                         "added {email} ({role}). Send them this one-time sign-in link \
-                         (it works once, for {} minutes):\n{url}",
-                        settings.console.link_minutes
+                         (it works once, for {}):\n{url}",
+                        inlet::console::minutes_in_words(settings.console.link_minutes)
                     )
                 }),
                 Ok(None) => {

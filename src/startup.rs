@@ -236,6 +236,8 @@ impl Application {
             settings: settings.outbox.clone(),
             metrics: metrics.clone(),
             wake: outbox_wake.clone(),
+            console: settings.console.clone(),
+            public_url: public_url.clone(),
             send_deadline: Duration::from_secs(settings.mail.timeout_secs.saturating_mul(3).max(1)),
             clock: clock.clone(),
         });

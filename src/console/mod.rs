@@ -115,6 +115,16 @@ pub fn verify_password(hash: Option<&str>, typed: &str) -> bool {
     }
 }
 
+/// A link's lifetime in words: "24 hours", "1 hour", "90 minutes".
+pub fn minutes_in_words(minutes: u64) -> String {
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    if minutes >= 60 && minutes % 60 == 0 {
+        plural(minutes / 60, "hour")
+    } else {
+        plural(minutes, "minute")
+    }
+}
+
 /// Makes a one-time link for `user_id` (`None`: the set-up link that creates the first admin)
 /// and returns its address under `public_url`. Only the token's hash is stored.
 pub async fn issue_link(
@@ -144,6 +154,14 @@ pub async fn issue_link(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lifetimes_read_as_words() {
+        assert_eq!(minutes_in_words(1440), "24 hours");
+        assert_eq!(minutes_in_words(60), "1 hour");
+        assert_eq!(minutes_in_words(90), "90 minutes");
+        assert_eq!(minutes_in_words(1), "1 minute");
+    }
 
     #[test]
     fn passwords_hash_and_verify() {

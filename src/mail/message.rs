@@ -296,6 +296,41 @@ impl Composer {
         }
         Ok(message)
     }
+
+    /// A sign-in link for a console account, asked for by email: plain text, from the default
+    /// sender, DKIM-signed like every other message. `id` makes the Message-ID.
+    pub fn sign_in_link(
+        &self,
+        id: &str,
+        to: &str,
+        link: &str,
+        minutes: u64,
+    ) -> Result<Message, ComposeError> {
+        let to: Mailbox = to
+            .parse()
+            .map_err(|e: lettre::address::AddressError| ComposeError::Address(e.to_string()))?;
+        let domain = self.default_from.email.domain().to_string();
+        let text = format!(
+            "Someone (we hope you) asked to sign in to Inlet with this address.\n\n\
+             Open this link and press the button on the page to sign in. It works once, \
+             for {}:\n\n{link}\n\n\
+             If you did not ask for it, ignore this message: nobody can use it without opening \
+             your mail.\n",
+            crate::console::minutes_in_words(minutes)
+        );
+        let mut message = Message::builder()
+            .from(self.default_from.clone())
+            .to(to)
+            .subject("Your sign-in link for Inlet")
+            .date_now()
+            .message_id(Some(format!("<{id}@{domain}>")))
+            .header(ContentType::TEXT_PLAIN)
+            .body(text)?;
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        Ok(message)
+    }
 }
 
 /// `List-Unsubscribe: <https://…>, <mailto:…>` (RFC 2369). The value is built from our own

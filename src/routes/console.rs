@@ -40,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("", web::get().to(home))
             .route("/", web::get().to(home))
             .route("/console.css", web::get().to(stylesheet))
+            .service(web::resource("/login/link").route(web::post().to(email_link)))
             .service(
                 web::resource("/login")
                     .route(web::get().to(login_page))
@@ -377,12 +378,18 @@ fn login_form(
     error: Option<String>,
     next: &str,
 ) -> HttpResponse {
+    login_page_with(state, status, context! { email, error, next })
+}
+
+/// The sign-in page with `says` (the address typed, an error or a notice, `next`), and a
+/// fresh double-submit token in a cookie and in the forms.
+fn login_page_with(state: &AppState, status: StatusCode, says: minijinja::Value) -> HttpResponse {
     let token = tokens::new_token();
     let mut resp = page(
         state,
         status,
         "login.html",
-        context! { login_token => token.as_str(), email, error, next },
+        context! { login_token => token.as_str(), link_for => console::minutes_in_words(state.settings.console.link_minutes), ..says },
     );
     let cookie = Cookie::build(LOGIN_COOKIE, token)
         .path("/console/login")
@@ -403,6 +410,96 @@ struct LoginForm {
     next: Option<String>,
 }
 
+/// Whether the form's double-submit token matches its cookie (another site cannot sign a
+/// browser in, or ask for mail in its name).
+fn login_token_ok(req: &HttpRequest, token: &str) -> bool {
+    req.cookie(LOGIN_COOKIE).is_some_and(|c| {
+        !token.is_empty() && bool::from(c.value().as_bytes().ct_eq(token.as_bytes()))
+    })
+}
+
+/// What every sign-in attempt (a password, or asking for a link) passes first: the form's
+/// double-submit token, then the throttle per account and per client IP (counted right or
+/// wrong). Refused: the sign-in page saying why (403, or 429 with `Retry-After`).
+fn sign_in_refused(
+    req: &HttpRequest,
+    state: &AppState,
+    token: &str,
+    email: &str,
+    next: &str,
+) -> Option<HttpResponse> {
+    if !login_token_ok(req, token) {
+        return Some(login_form(
+            state,
+            StatusCode::FORBIDDEN,
+            email,
+            Some("The sign-in form expired. Please try again.".into()),
+            next,
+        ));
+    }
+    state
+        .sign_in
+        .attempt(email, super::client_addr(req, state))
+        .err()
+        .map(|wait| {
+            let mut resp = login_form(
+                state,
+                StatusCode::TOO_MANY_REQUESTS,
+                email,
+                Some(format!(
+                    "Too many sign-in attempts. Try again in {} minutes.",
+                    wait.as_secs().div_ceil(60).max(1)
+                )),
+                next,
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        })
+}
+
+#[derive(Deserialize)]
+struct LinkRequest {
+    #[serde(default)]
+    email: String,
+    #[serde(rename = "_login", default)]
+    login: String,
+    next: Option<String>,
+}
+
+/// `POST /console/login/link`: emails a one-time sign-in link to the account with this
+/// address (queued, sent by the worker). The answer is the same whether there is an account
+/// or not, and requests count against the same throttle as passwords.
+async fn email_link(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<LinkRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let next = safe_next(form.next.as_deref());
+    let email = form.email.trim().to_lowercase();
+    if let Some(page) = sign_in_refused(&req, &state, &form.login, &email, &next) {
+        return Ok(page);
+    }
+    if let Some(user) = state.store.user_by_email(&email).await? {
+        state
+            .store
+            .queue_sign_in_mail(&user.id, state.clock.now_ms())
+            .await?;
+        state.outbox_wake.notify_one();
+        tracing::info!(user_id = %user.id, "console: sign-in link asked for by email");
+    }
+    let notice = format!(
+        "If {email} has an account, a sign-in link is on its way. It works once, for {}.",
+        console::minutes_in_words(state.settings.console.link_minutes)
+    );
+    Ok(login_page_with(
+        &state,
+        StatusCode::OK,
+        context! { email, next, notice },
+    ))
+}
+
 async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -410,37 +507,8 @@ async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let next = safe_next(form.next.as_deref());
     let email = form.email.trim().to_lowercase();
-    let cookie = req.cookie(LOGIN_COOKIE).map(|c| c.value().to_string());
-    let same = cookie.is_some_and(|c| {
-        !form.login.is_empty() && bool::from(c.as_bytes().ct_eq(form.login.as_bytes()))
-    });
-    if !same {
-        return Ok(login_form(
-            &state,
-            StatusCode::FORBIDDEN,
-            &email,
-            Some("The sign-in form expired. Please try again.".into()),
-            &next,
-        ));
-    }
-    if let Err(wait) = state
-        .sign_in
-        .attempt(&email, super::client_addr(&req, &state))
-    {
-        let mut resp = login_form(
-            &state,
-            StatusCode::TOO_MANY_REQUESTS,
-            &email,
-            Some(format!(
-                "Too many sign-in attempts. Try again in {} minutes.",
-                wait.as_secs().div_ceil(60).max(1)
-            )),
-            &next,
-        );
-        if let Ok(v) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return Ok(resp);
+    if let Some(page) = sign_in_refused(&req, &state, &form.login, &email, &next) {
+        return Ok(page);
     }
     let user = state.store.user_by_email(&email).await?;
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
@@ -1607,7 +1675,7 @@ async fn people_page(
         "people.html",
         context! {
             user => user.view(), section => "people", people,
-            link_minutes => state.settings.console.link_minutes, ..outcome
+            link_for => console::minutes_in_words(state.settings.console.link_minutes), ..outcome
         },
     ))
 }

@@ -16,6 +16,10 @@ use crate::domain::{Confirmation, NewOutboxMessage, NewSubmission};
 use std::collections::hash_map::{Entry, HashMap};
 use std::collections::HashSet;
 
+/// Below this many matching index entries a search collects the people first (see
+/// `search_is_narrow`).
+const NARROW_SEARCH: i64 = 2_000;
+
 /// The columns of a submission, as [`SubmissionRow`] reads them (by name).
 const SUBMISSION_COLUMNS: &str = "s.id, s.lead_id, s.form_id, s.email, s.fields, s.extra, \
      s.spam_reason, s.spam_score, s.spam_signals, s.restored_at, s.attribution, s.client_ip, \
@@ -331,8 +335,8 @@ impl LeadStore {
                 sql.push(" AND ");
                 range(&mut sql, "l.email", e);
             }
-            (e, Some(n)) => {
-                // The people any of the three ranges finds, then in list order.
+            (e, Some(n)) if self.search_is_narrow(e, n).await? => {
+                // Few people match: the ones any of the three ranges finds, then in list order.
                 sql.push(" AND l.id IN (SELECT lead_id FROM submissions WHERE ");
                 range(&mut sql, "name_key", n);
                 sql.push(" UNION SELECT lead_id FROM submissions WHERE ");
@@ -342,6 +346,20 @@ impl LeadStore {
                     range(&mut sql, "email", e);
                 }
                 sql.push(")");
+            }
+            (e, Some(n)) => {
+                // Many match (a prefix such as "a"): walk the list in order and keep the
+                // people who match, which finds a page after a few hundred leads.
+                sql.push(" AND (");
+                if let Some(e) = e {
+                    range(&mut sql, "l.email", e);
+                    sql.push(" OR ");
+                }
+                sql.push("EXISTS (SELECT 1 FROM submissions sx WHERE sx.lead_id = l.id AND ((");
+                range(&mut sql, "sx.name_key", n);
+                sql.push(") OR (");
+                range(&mut sql, "sx.company_key", n);
+                sql.push("))))");
             }
             (None, None) => {}
         }
@@ -379,6 +397,34 @@ impl LeadStore {
             created_at_ms: l.created_at_ms,
             id: l.id.clone(),
         }))
+    }
+
+    /// Whether a search matches few enough index entries (names, companies and addresses
+    /// together, counted up to [`NARROW_SEARCH`]) to collect the people first and sort them;
+    /// a broad one is cheaper as a walk down the list.
+    async fn search_is_narrow(&self, email: Option<&str>, name: &str) -> Result<bool, StoreError> {
+        let mut total = 0;
+        for (table, column, p) in [
+            ("submissions", "name_key", Some(name)),
+            ("submissions", "company_key", Some(name)),
+            ("leads", "email", email),
+        ] {
+            let Some(p) = p else { continue };
+            let mut sql = Sql::new(format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE {column} >= "
+            ));
+            sql.bind_text(p);
+            sql.push(&format!(" AND {column} < "))
+                .bind_text(&format!("{p}\u{10FFFF}"));
+            sql.push(" LIMIT ").bind_int(NARROW_SEARCH);
+            sql.push(") AS found");
+            let (n,): (i64,) = self.pools.reader().fetch_one(&sql).await?;
+            total += n;
+            if total >= NARROW_SEARCH {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// One lead's own row: `(email, created_at, updated_at, submission_count)`.

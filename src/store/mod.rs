@@ -10,6 +10,7 @@
 
 mod batch;
 mod challenges;
+mod console_mail;
 mod dialect;
 mod double_opt_in;
 mod downloads;
@@ -38,6 +39,7 @@ mod views;
 pub mod writer;
 
 pub use crate::config::Engine as Backend;
+pub use console_mail::{ConsoleMail, ConsoleMailOutcome};
 pub use double_opt_in::{ConfirmOutcome, PendingSubmission};
 pub use downloads::{DownloadRecord, ResendOutcome};
 pub use gdpr::{ConsentEntry, DownloadEntry, LeadHistory, LeadSummary, SuppressionEntry};

@@ -105,12 +105,28 @@ pub(super) fn claim_due_sql(
     owner: &str,
     limit: u32,
 ) -> Sql {
+    claim_sql(
+        dialect,
+        "outbox",
+        "('pending', 'failed')",
+        (now_ms, lease_ms, owner, limit),
+    )
+}
+
+/// Leases up to `limit` due rows of a mail queue (`outbox`, `console_mail`) in `statuses`
+/// to `owner` for `lease_ms` (the database's clock), counting an attempt; answers their ids.
+pub(super) fn claim_sql(
+    dialect: &Dialect,
+    table: &str,
+    statuses: &str,
+    (now_ms, lease_ms, owner, limit): (i64, i64, &str, u32),
+) -> Sql {
     let (lock, db_now) = (dialect.claim_lock, dialect.now_ms);
     Sql::with_binds(
         format!(
-            "UPDATE outbox SET lease_until = {db_now} + $1, lease_owner = $2, \
+            "UPDATE {table} SET lease_until = {db_now} + $1, lease_owner = $2, \
                attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'failed') \
+             WHERE id IN (SELECT id FROM {table} WHERE status IN {statuses} \
                AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < {db_now}) \
                ORDER BY next_attempt_at, id LIMIT $4{lock}) \
              RETURNING id"

@@ -97,7 +97,7 @@ impl LeadStore {
         let Some((id,)): Option<(String,)> = tx.exec().fetch_optional(&sql).await? else {
             return Ok(false);
         };
-        for table in ["console_sessions", "sign_in_links"] {
+        for table in ["console_sessions", "sign_in_links", "console_mail"] {
             let sql = Sql::fixed(format!("DELETE FROM {table} WHERE user_id = $1")).arg(&id);
             tx.exec().execute(&sql).await?;
         }

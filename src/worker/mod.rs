@@ -18,7 +18,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::config::OutboxSettings;
 use crate::mail::{Composer, Mailer};
-use crate::store::{ClaimedMessage, LeadStore, StoreError};
+use crate::store::{ClaimedMessage, ConsoleMailOutcome, LeadStore, StoreError};
 use crate::telemetry::Metrics;
 
 /// What one round did.
@@ -46,6 +46,9 @@ pub struct WorkerParts {
     pub send_deadline: Duration,
     /// Schedules retries and decides what is due.
     pub clock: crate::clock::Clock,
+    /// Sign-in links asked for by email: how long they work, and the address they point at.
+    pub console: crate::config::ConsoleSettings,
+    pub public_url: String,
 }
 
 struct Inner {
@@ -136,6 +139,83 @@ impl OutboxWorker {
     /// One round: claim what is due at `now_ms`, send concurrently, mark each. Public so tests
     /// can drive the worker deterministically.
     pub async fn run_once(&self, now_ms: i64) -> Result<RoundReport, StoreError> {
+        let mut report = self.run_outbox(now_ms).await?;
+        let console = self.run_console_mail(now_ms).await?;
+        report.claimed += console.claimed;
+        report.sent += console.sent;
+        report.failed += console.failed;
+        report.dead += console.dead;
+        Ok(report)
+    }
+
+    /// One round of mail to the console's people (see `store::console_mail`): each claimed
+    /// message gets a fresh one-time link (only its hash is stored) and is sent, retried with
+    /// the outbox's backoff, or given up after its attempts.
+    async fn run_console_mail(&self, now_ms: i64) -> Result<RoundReport, StoreError> {
+        let p = &self.inner.parts;
+        let owner = &self.inner.owner;
+        let claimed = p
+            .store
+            .claim_console_mail(now_ms, self.lease_ms(), owner, p.settings.batch_size)
+            .await?;
+        let mut report = RoundReport {
+            claimed: claimed.len(),
+            ..RoundReport::default()
+        };
+        for m in claimed {
+            let outcome = match &m.email {
+                None => ConsoleMailOutcome::Skipped,
+                Some(email) => {
+                    let sent = async {
+                        let link = crate::console::issue_link(
+                            &p.store,
+                            Some(&m.user_id),
+                            now_ms,
+                            &p.console,
+                            &p.public_url,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                        let message = p
+                            .composer
+                            .sign_in_link(&m.id, email, &link, p.console.link_minutes)
+                            .map_err(|e| e.to_string())?;
+                        tokio::time::timeout(p.send_deadline, p.mailer.send(message))
+                            .await
+                            .map_err(|_| "the mail server did not answer in time".to_string())?
+                            .map_err(|e| e.to_string())
+                    };
+                    match sent.await {
+                        Ok(_) => {
+                            report.sent += 1;
+                            ConsoleMailOutcome::Sent
+                        }
+                        Err(error) if m.attempts >= i64::from(p.settings.max_attempts) => {
+                            report.dead += 1;
+                            tracing::warn!(user_id = %m.user_id, error = %crate::domain::redact_addresses(&error), "console mail given up");
+                            ConsoleMailOutcome::Dead {
+                                error: crate::domain::redact_addresses(&error).into_owned(),
+                            }
+                        }
+                        Err(error) => {
+                            report.failed += 1;
+                            ConsoleMailOutcome::Retry {
+                                at_ms: now_ms.saturating_add(backoff_ms(&p.settings, m.attempts)),
+                                error: crate::domain::redact_addresses(&error).into_owned(),
+                            }
+                        }
+                    }
+                }
+            };
+            p.store
+                .finish_console_mail(&m.id, owner, &outcome, now_ms)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// One round of the outbox proper.
+    async fn run_outbox(&self, now_ms: i64) -> Result<RoundReport, StoreError> {
         let s = &self.inner.parts.settings;
         let lease = self.lease_ms();
         let claimed = self

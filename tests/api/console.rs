@@ -166,6 +166,17 @@ async fn account<'a>(app: &'a TestApp, email: &str, role: &str) -> Browser<'a> {
     b
 }
 
+/// Asks for a sign-in link by email, through the sign-in page's form.
+async fn ask_link(b: &mut Browser<'_>, email: &str) -> Answer {
+    let form = b.get("/console/login").await;
+    let token = hidden(&form.body, "_login");
+    b.post(
+        "/console/login/link",
+        &[("email", email), ("_login", &token)],
+    )
+    .await
+}
+
 async fn submit(app: &TestApp, form: &str, body: serde_json::Value) -> String {
     let resp = app.post_json(form, &body).await;
     assert_eq!(resp.status(), 201);
@@ -839,9 +850,9 @@ both_backends! {
         let lead = app.admin_get("/v1/admin/leads?q=bounced").await["leads"][0]["id"].as_str().unwrap().to_string();
         app.state.store.record_bounce(&lead, app.clock.now_ms()).await.unwrap();
         submit(&app, "contact", contact("active@example.com")).await;
-        let mut csv = String::from("email\n");
+        let mut csv = String::from("email,name\n");
         for i in 0..2_100 {
-            csv.push_str(&format!("p{i}@list.test\n"));
+            csv.push_str(&format!("p{i}@list.test,Pat {i}\n"));
         }
         let resp = app.client.post(app.url("/v1/admin/leads/import?form=newsletter")).bearer_auth(crate::helpers::ADMIN_TOKEN).body(csv).send().await.unwrap();
         assert_eq!(resp.status(), 200);
@@ -862,6 +873,14 @@ both_backends! {
         let second = b.get(&format!("/console/leads?status=bounced&cursor={next}")).await;
         assert!(second.body.contains("bounced@example.com</a>"), "{}", second.body);
         assert_eq!(b.get("/console/leads?status=sleepy").await.status, 400);
+
+        // A broad search (thousands of names start with "pat") walks the list instead of
+        // collecting every match first: the same page either way.
+        let broad = b.get("/console/leads?q=pat").await;
+        assert_eq!(broad.body.matches("@list.test</a>").count(), 50, "{}", broad.body);
+        assert!(broad.body.contains("p2099@list.test</a>"), "newest first");
+        let narrow = b.get("/console/leads?q=pat%20209").await;
+        assert_eq!(narrow.body.matches("@list.test</a>").count(), 11, "209 and 2090-2099");
         assert_eq!(b.get("/console/leads?status=quarantined").await.status, 400, "that is show=quarantined");
 
         // Exports follow the status filter, as CSV or JSON lines.
@@ -895,5 +914,65 @@ both_backends! {
         assert!(page.body.contains("m000@example.com") && page.body.contains(">Newest</a>"));
         assert!(!page.body.contains("Older messages"));
         assert_eq!(b.get("/console/deliveries?before=%27%20OR%201%3D1").await.status, 400);
+    }
+
+    async fn a_sign_in_link_comes_by_email_through_a_real_smtp_server(backend: Backend) {
+        let smtp = crate::smtp::SmtpServer::start();
+        let app = TestApp::spawn_with(backend, |s| crate::consent::with_smtp(s, &smtp)).await;
+        app.state.store.create_user("mo@example.com", "marketer", app.clock.now_ms()).await.unwrap();
+        let mut b = Browser::new(&app);
+        // Known or not, the same answer; only the account gets mail.
+        let known = ask_link(&mut b, "Mo@Example.com").await;
+        let unknown = ask_link(&mut b, "nobody@example.com").await;
+        assert_eq!((known.status, unknown.status), (200, 200));
+        assert!(known.body.contains("If mo@example.com has an account, a sign-in link is on its way"), "{}", known.body);
+        assert_eq!(known.body.replace("mo@example.com", "X"), unknown.body.replace("nobody@example.com", "X").replace(&hidden(&unknown.body, "_login"), &hidden(&known.body, "_login")));
+        let report = app.dispatch().await;
+        assert_eq!(report.sent, 1, "{report:?}");
+        let mail = smtp.received();
+        assert_eq!(mail.len(), 1);
+        assert_eq!(mail[0].to, ["mo@example.com"]);
+        let text = mail[0].parsed().body_text(0).unwrap().to_string();
+        let start = text.find(&format!("{}/console/link/", app.address)).expect("the link is in the mail");
+        let link = text[start..].split_whitespace().next().unwrap().to_string();
+        assert!(!crate::helpers::raw(&app.db).await.strings("SELECT token_hash FROM sign_in_links").await.iter().any(|h| link.contains(h.as_str())), "only a hash is stored");
+
+        // The link signs in once (after a click), then is used up.
+        let mut mo = Browser::new(&app);
+        assert_eq!(mo.get(&path_of(&link)).await.status, 200);
+        assert_eq!(mo.post(&path_of(&link), &[]).await.status, 303);
+        assert_eq!(mo.get("/console/leads").await.status, 200);
+        assert_ne!(Browser::new(&app).post(&path_of(&link), &[]).await.status, 303, "used up");
+
+        // Without the form's token, nothing is queued; a script asking again and again is throttled.
+        let forged = b.post("/console/login/link", &[("email", "mo@example.com"), ("_login", "x")]).await;
+        assert_eq!(forged.status, 403);
+        let mut last = 0;
+        for _ in 0..12 {
+            last = ask_link(&mut b, "mo@example.com").await.status;
+        }
+        assert_eq!(last, 429);
+        app.dispatch().await;
+        assert!(smtp.received().len() <= 11, "at most the throttle's quota of mails");
+    }
+
+    async fn a_sign_in_mail_that_fails_is_retried_and_one_for_a_removed_account_is_dropped(backend: Backend) {
+        let smtp = crate::smtp::SmtpServer::start();
+        let app = TestApp::spawn_with(backend, |s| crate::consent::with_smtp(s, &smtp)).await;
+        let now = app.clock.now_ms();
+        let mo = app.state.store.create_user("mo@example.com", "marketer", now).await.unwrap().unwrap();
+        let vi = app.state.store.create_user("vi@example.com", "viewer", now).await.unwrap().unwrap();
+        app.state.store.queue_sign_in_mail(&mo.id, now).await.unwrap();
+        app.state.store.queue_sign_in_mail(&vi.id, now).await.unwrap();
+        assert!(app.state.store.remove_user("vi@example.com").await.unwrap());
+        smtp.set_mode(crate::smtp::Mode::TempFail(1));
+        let first = app.dispatch().await;
+        assert_eq!((first.sent, first.failed), (0, 1), "{first:?}");
+        assert!(smtp.received().is_empty());
+        let later = app.dispatch_after(10 * 60_000).await;
+        assert_eq!(later.sent, 1, "{later:?}");
+        let mail = smtp.received();
+        assert_eq!(mail.len(), 1);
+        assert_eq!(mail[0].to, ["mo@example.com"], "nothing for the removed account");
     }
 }
