@@ -4,8 +4,9 @@ BENCH_PRELOAD (1,000,000) leads with a submission and a sent follow-up each, spr
 past year (examples/seed.rs):
 
 - leads: the console's lead list (newest first), an address search, a name search (narrow), a
-  company search (broad: a fifth of all leads match), a campaign filter, a form filter and the
-  next page, as a signed-in browser asks for them: p95 < 100 ms;
+  company search (broad: a fifth of all leads match), a campaign filter, a status filter, a
+  form filter, the next page, and the deliveries page (all, and sent), as a signed-in browser
+  asks for them: p95 < 100 ms;
 - reports: GET /v1/admin/stats for 90 days (by form, by source, by campaign per week) and the
   console's 90-day overview: p95 < 150 ms;
 - the view beacon (POST /v1/forms/contact/views as the embed script sends it, 100,000 client
@@ -110,6 +111,9 @@ def run_engine(label, db_url, tmp):
             ("leads", "/console/leads?q=reader%204217", page),
             ("leads", "/console/leads?q=example%201", page),
             ("leads", "/console/leads?campaign=campaign-7", page),
+            ("leads", "/console/leads?status=active", page),
+            ("leads", "/console/deliveries", page),
+            ("leads", "/console/deliveries?status=sent", page),
             ("leads", "/console/leads?form=contact&order=oldest", page),
             ("leads", f"/console/leads?cursor={cursor}", page),
             ("reports", f"/v1/admin/stats?from={start}&to={today}", api),
