@@ -14,7 +14,7 @@ const CHUNK_MS: i64 = 86_400_000;
 
 impl LeadStore {
     /// Indexes the next settled stretch of submissions (at most a day of them) and moves the
-    /// progress mark past it; true when more settled stretches wait (a catch-up).
+    /// progress mark past it; false when it was caught up already.
     pub async fn index_search_keys(&self, now_ms: i64) -> Result<bool, StoreError> {
         let mut tx = self.pools.begin().await?;
         let (mark,): (i64,) = tx
@@ -40,16 +40,7 @@ impl LeadStore {
         // (`from..to` may be empty: then only the mark moves, past a stretch with nothing in it.)
         tx.exec().execute(&sql).await?;
         tx.commit().await?;
-        Ok(to < settled)
-    }
-
-    /// Moves the progress mark to `to` unless it is past it already.
-    pub(super) async fn mark_search_indexed(&self, to: i64) -> Result<(), StoreError> {
-        let sql = Sql::fixed(
-            "UPDATE search_progress SET indexed_to = $1 WHERE id = 1 AND indexed_to < $1",
-        )
-        .arg(to);
-        self.pools.writer().execute(&sql).await.map(drop)
+        Ok(true)
     }
 
     /// Indexes the submissions created in `[from, to)` whatever the progress mark says (a
