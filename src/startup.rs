@@ -77,9 +77,6 @@ pub struct AppState {
     pub http: reqwest::Client,
 }
 
-/// How often settled submissions are copied into the search index.
-const SEARCH_INDEX_EVERY: Duration = Duration::from_secs(15);
-
 /// When the report rollup job first runs after startup, and how often after that.
 const ROLLUP_DELAY: Duration = Duration::from_secs(60);
 const ROLLUP_EVERY: Duration = Duration::from_secs(300);
@@ -384,26 +381,6 @@ impl Application {
                 }
             }
         });
-        let search_state = state.clone();
-        let search = tokio::spawn(async move {
-            // Copies settled submissions' name and company keys into the search index, off the
-            // request path (see `store::search`); a catch-up goes a day at a time, paced.
-            let mut tick = tokio::time::interval(SEARCH_INDEX_EVERY);
-            loop {
-                tick.tick().await;
-                loop {
-                    let now = search_state.clock.now_ms();
-                    match search_state.store.index_search_keys(now).await {
-                        Ok(false) => break,
-                        Ok(true) => tokio::time::sleep(Duration::from_millis(20)).await,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "search index not updated yet; will retry");
-                            break;
-                        }
-                    }
-                }
-            }
-        });
         let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
         let worker_task = state.settings.outbox.worker_enabled.then(|| {
             let (worker, faults) = (worker.clone(), state.faults.clone());
@@ -429,7 +406,7 @@ impl Application {
             worker,
             worker_task,
             stop_worker,
-            background: vec![evictor, retention, views, rollups, search],
+            background: vec![evictor, retention, views, rollups],
         })
     }
 

@@ -336,18 +336,11 @@ impl LeadStore {
                 range(&mut sql, "l.email", e);
             }
             (e, Some(n)) if self.search_is_narrow(e, n).await? => {
-                // Few people match: the ones the key index finds, those among submissions too
-                // new to be indexed yet, and the addresses; then in list order.
-                sql.push(" AND l.id IN (SELECT lead_id FROM search_keys WHERE ");
-                range(&mut sql, "key", n);
-                sql.push(
-                    " UNION SELECT lead_id FROM submissions WHERE created_at >= \
-                     (SELECT indexed_to FROM search_progress WHERE id = 1) AND ((",
-                );
+                // Few people match: the ones any of the three ranges finds, then in list order.
+                sql.push(" AND l.id IN (SELECT lead_id FROM submissions WHERE ");
                 range(&mut sql, "name_key", n);
-                sql.push(") OR (");
+                sql.push(" UNION SELECT lead_id FROM submissions WHERE ");
                 range(&mut sql, "company_key", n);
-                sql.push("))");
                 if let Some(e) = e {
                     sql.push(" UNION SELECT id FROM leads WHERE ");
                     range(&mut sql, "email", e);
@@ -406,13 +399,14 @@ impl LeadStore {
         }))
     }
 
-    /// Whether a search matches few enough index entries (names and companies indexed so far,
-    /// and addresses, together, counted up to [`NARROW_SEARCH`]) to collect the people first and sort them;
+    /// Whether a search matches few enough index entries (names, companies and addresses
+    /// together, counted up to [`NARROW_SEARCH`]) to collect the people first and sort them;
     /// a broad one is cheaper as a walk down the list.
     async fn search_is_narrow(&self, email: Option<&str>, name: &str) -> Result<bool, StoreError> {
         let mut total = 0;
         for (table, column, p) in [
-            ("search_keys", "key", Some(name)),
+            ("submissions", "name_key", Some(name)),
+            ("submissions", "company_key", Some(name)),
             ("leads", "email", email),
         ] {
             let Some(p) = p else { continue };

@@ -27,7 +27,6 @@ mod pools;
 mod postgres;
 mod quarantine;
 mod retention;
-mod search;
 mod seed;
 mod signing_keys;
 mod sql;
@@ -54,7 +53,6 @@ pub use models::{
 pub use outbox::{ClaimedMessage, OutboxRecord, OutboxStats, RetryTarget};
 pub use plans::QueryPlan;
 pub use retention::RetentionReport;
-pub use search::SEARCH_SETTLE_MS;
 pub use stats::{first_live_day, DayFigures, Delivery, GroupBy, DAY_MS};
 pub use status::LeadStatus;
 pub use users::{LinkUse, SessionRecord, UserRecord};

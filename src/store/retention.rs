@@ -204,7 +204,6 @@ pub(super) async fn delete_submissions(
         ("consents", "submission_id"),
         ("downloads", "id"),
         ("outbox", "submission_id"),
-        ("search_keys", "submission_id"),
     ] {
         let mut sql = Sql::for_dialect(
             dialect,

@@ -56,13 +56,6 @@ impl LeadStore {
             done += n;
             progress(done);
         }
-        // The search index, as the background job would have built it over the year.
-        let mut from = start;
-        while from <= now_ms {
-            let to = (from + 30 * 86_400_000).min(now_ms + 1);
-            self.index_search_range(from, to).await?;
-            from = to;
-        }
         self.pools.writer().raw(self.dialect().analyze).await?;
         Ok(())
     }
