@@ -74,6 +74,14 @@ pub struct ImportOptions {
     pub dry_run: bool,
 }
 
+/// One `FIELD=COLUMN` mapping, as `--map` and the API's `map` take it.
+pub fn map_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(f, c)| (f.trim().to_string(), c.trim().to_string()))
+        .filter(|(f, c)| !f.is_empty() && !c.is_empty())
+        .ok_or_else(|| format!("'{s}' is not FIELD=COLUMN"))
+}
+
 /// What happened to one row.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, utoipa::ToSchema,

@@ -172,19 +172,12 @@ enum LeadsCommand {
         #[arg(long, value_enum, default_value = "pending")]
         consent: inlet::store::ImportedState,
         /// FIELD=COLUMN: read a form field from a column the preset does not know (repeat).
-        #[arg(long = "map", value_parser = field_column)]
+        #[arg(long = "map", value_parser = inlet::import::map_pair)]
         map: Vec<(String, String)>,
         /// Check every row and report, writing nothing.
         #[arg(long)]
         dry_run: bool,
     },
-}
-
-fn field_column(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(f, c)| (f.trim().to_string(), c.trim().to_string()))
-        .filter(|(f, c)| !f.is_empty() && !c.is_empty())
-        .ok_or_else(|| format!("'{s}' is not FIELD=COLUMN"))
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {

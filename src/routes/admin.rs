@@ -636,14 +636,12 @@ pub async fn import_leads(
             .split(',')
             .filter(|p| !p.trim().is_empty())
             .map(|pair| {
-                pair.split_once('=')
-                    .map(|(f, c)| (f.trim().to_string(), c.trim().to_string()))
-                    .ok_or_else(|| {
-                        ApiError::BadRequest(
-                            "invalid_query",
-                            format!("map takes FIELD=COLUMN pairs; '{pair}' is not one"),
-                        )
-                    })
+                crate::import::map_pair(pair).map_err(|m| {
+                    ApiError::BadRequest(
+                        "invalid_query",
+                        format!("map takes FIELD=COLUMN pairs: {m}"),
+                    )
+                })
             })
             .collect::<Result<_, _>>()?,
     };
