@@ -11,6 +11,7 @@ pub mod import;
 pub mod keys;
 pub mod mail;
 pub mod rate_limit;
+pub mod scoring;
 pub mod reports;
 pub mod routes;
 pub mod snippet;

@@ -1,7 +1,15 @@
 //! The three demo forms that exist out of the box, so anyone can try Inlet with curl in a
 //! minute. Their ids (`newsletter`, `contact`, `whitepaper`) are part of the public contract.
+//! With them come scoring rules, stage rules and one sales owner, so the demo shows a scored,
+//! qualified, handed-off lead too.
 
-use super::{EmailTemplateConfig, ExtraFields, FieldConfig, FieldType, FormConfig, FormKind};
+use std::collections::BTreeMap;
+
+use super::{
+    ActivityKind, EmailDomainKind, EmailTemplateConfig, ExtraFields, FieldConfig, FieldType,
+    FormConfig, FormKind, HandoffSettings, OwnerConfig, ScoreRuleConfig, ScoringSettings,
+    StageSettings,
+};
 
 fn field(name: &str, kind: FieldType, required: bool, label: &str) -> FieldConfig {
     FieldConfig {
@@ -88,4 +96,95 @@ pub fn demo_forms() -> Vec<FormConfig> {
         ),
         whitepaper,
     ]
+}
+
+/// A rule with nothing set but its id and points.
+fn rule(id: &str, points: i64) -> ScoreRuleConfig {
+    ScoreRuleConfig {
+        id: id.into(),
+        points,
+        group: None,
+        email: None,
+        field: None,
+        equals: Vec::new(),
+        contains: Vec::new(),
+        at_least: None,
+        at_most: None,
+        event: None,
+        form: None,
+        max_times: None,
+        decay: None,
+    }
+}
+
+/// The demo's scoring: a company address and a senior title are a fit; downloading the
+/// whitepaper, writing through the contact form, confirming the newsletter and coming back
+/// are engagement.
+pub fn demo_scoring() -> ScoringSettings {
+    let email = |id: &str, points, kind| ScoreRuleConfig {
+        email: Some(kind),
+        ..rule(id, points)
+    };
+    let event = |id: &str, points, kind, form: Option<&str>| ScoreRuleConfig {
+        event: Some(kind),
+        form: form.map(String::from),
+        ..rule(id, points)
+    };
+    ScoringSettings {
+        rules: vec![
+            email("company-address", 15, EmailDomainKind::Company),
+            email("free-mail-address", -10, EmailDomainKind::Free),
+            ScoreRuleConfig {
+                field: Some("company".into()),
+                ..rule("names-a-company", 5)
+            },
+            ScoreRuleConfig {
+                field: Some("job_title".into()),
+                contains: [
+                    "ceo", "cto", "cmo", "founder", "owner", "chief", "vp", "head", "director",
+                ]
+                .map(String::from)
+                .to_vec(),
+                group: Some("title".into()),
+                ..rule("senior-title", 15)
+            },
+            event(
+                "downloaded-whitepaper",
+                20,
+                ActivityKind::Downloaded,
+                Some("whitepaper"),
+            ),
+            event("wrote-to-us", 15, ActivityKind::Submitted, Some("contact")),
+            event("confirmed-newsletter", 10, ActivityKind::Confirmed, None),
+            ScoreRuleConfig {
+                max_times: Some(3),
+                ..event("came-back", 5, ActivityKind::Returned, None)
+            },
+        ],
+        caps: BTreeMap::from([("title".to_string(), 15)]),
+        ..ScoringSettings::default()
+    }
+}
+
+/// The demo's MQL rule: a good fit who engaged twice over.
+pub fn demo_stages() -> StageSettings {
+    StageSettings {
+        mql_when: Some("fit >= 20 and engagement >= 30".into()),
+        hand_raisers: Vec::new(),
+    }
+}
+
+/// One demo owner who takes every MQL.
+pub fn demo_handoff() -> HandoffSettings {
+    HandoffSettings {
+        owners: vec![OwnerConfig {
+            id: "sam".into(),
+            name: "Sam Seller".into(),
+            email: "sales@example.com".into(),
+            pool: true,
+            max_open: None,
+            away: Vec::new(),
+        }],
+        ..HandoffSettings::default()
+    }
 }

@@ -4,7 +4,8 @@
 //! `__` between sections, e.g. `writer.max_batch` is `INLET_WRITER__MAX_BATCH` and
 //! `mail.dkim.selector` is `INLET_MAIL__DKIM__SELECTOR`. The shorter names that worked before
 //! ([`LEGACY`], e.g. `INLET_BIND`, `DATABASE_URL`) keep working; where both are set, the
-//! nested name wins. Forms come from the config file only.
+//! nested name wins. Forms, scoring rules, owners, routes and webhook endpoints (lists of
+//! tables) come from the config file only.
 //!
 //! Values are handed over as text and converted by the setting's type (figment's lossy
 //! extraction), so a numeric admin token stays a string. A list setting takes a
@@ -72,6 +73,16 @@ pub const LEGACY: &[(&str, &str)] = &[
     ("INLET_LOG_LEVEL", "log.level"),
 ];
 
+/// Settings that are lists of tables: set in the config file only.
+const TABLE_LISTS: &[&str] = &[
+    "forms",
+    "scoring.rules",
+    "scoring.caps",
+    "handoff.owners",
+    "handoff.routes",
+    "webhooks.endpoints",
+];
+
 /// Read by the CLI itself, not a setting.
 pub const CONFIG_FILE_VAR: &str = "INLET_CONFIG";
 
@@ -101,7 +112,12 @@ impl Catalog {
         if let Ok(v) = Value::serialize(dkim) {
             flatten("mail.dkim", &v, &mut leaves);
         }
-        leaves.retain(|path, _| path != "forms" && !path.starts_with("forms."));
+        // Lists of tables come from the config file only.
+        leaves.retain(|path, _| {
+            !TABLE_LISTS
+                .iter()
+                .any(|t| path == t || path.starts_with(&format!("{t}.")))
+        });
         Catalog { leaves }
     }
 

@@ -8,8 +8,13 @@
 
 mod demo;
 pub mod env;
+mod qualification;
 
-pub use demo::demo_forms;
+pub use demo::{demo_forms, demo_handoff, demo_scoring, demo_stages};
+pub use qualification::{
+    ActivityKind, AwayConfig, EmailDomainKind, HandoffSettings, OwnerConfig, RouteConfig,
+    ScoreRuleConfig, ScoringSettings, StageSettings, WebhookEndpointConfig, WebhookSettings,
+};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -65,6 +70,14 @@ pub struct Settings {
     pub console: ConsoleSettings,
     pub views: ViewSettings,
     pub log: LogSettings,
+    /// Lead scoring (absent with the demo forms: the demo's rules).
+    pub scoring: ScoringSettings,
+    /// Lifecycle stage rules (absent with the demo forms: the demo's).
+    pub stages: StageSettings,
+    /// Sales owners, routing and the hand-off's clock (absent with the demo forms: one demo
+    /// owner).
+    pub handoff: HandoffSettings,
+    pub webhooks: WebhookSettings,
     /// The forms this instance serves. Absent: the three demo forms.
     #[serde(default = "demo_forms")]
     pub forms: Vec<FormConfig>,
@@ -680,21 +693,43 @@ impl Settings {
             })?;
             figment = figment.merge(Toml::string(&text));
         }
+        // The demo's qualification comes with the demo's forms: rules written for `contact`
+        // and `whitepaper` mean nothing to anyone else's forms.
+        let demo = !["forms", "scoring", "stages", "handoff"]
+            .iter()
+            .any(|k| figment.contains(k));
         let environment = env::Environment::new(vars, &env::Catalog::of_settings());
-        let settings: Settings = figment
+        let mut settings: Settings = figment
             .merge(&environment)
             .extract_lossy()
             .map_err(|e| config_error(e, file, &environment))?;
+        if demo {
+            settings.with_demo_qualification();
+        }
         settings.validate_scalars()?;
         Ok(settings)
     }
 
     /// The defaults: what `cargo run` with nothing configured serves.
     pub fn default_with_demo_forms() -> Settings {
-        Settings {
+        let mut s = Settings {
             forms: demo_forms(),
             ..Settings::default()
-        }
+        };
+        s.with_demo_qualification();
+        s
+    }
+
+    /// The demo's scoring rules, stage rules and owner (kept: scalars already set, e.g. by
+    /// the environment).
+    fn with_demo_qualification(&mut self) {
+        let scoring = demo_scoring();
+        self.scoring.rules = scoring.rules;
+        self.scoring.caps = scoring.caps;
+        self.stages = demo_stages();
+        let handoff = demo_handoff();
+        self.handoff.owners = handoff.owners;
+        self.handoff.routes = handoff.routes;
     }
 
     /// Checks every plain setting (addresses, URLs, limits, modes) without building anything
