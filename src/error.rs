@@ -57,6 +57,9 @@ pub enum ApiError {
     Forbidden(&'static str, String),
     #[error("not found")]
     NotFound,
+    /// The thing changed state since the caller looked (a hand-off already answered).
+    #[error("{1}")]
+    Conflict(&'static str, String),
     #[error("the database is unavailable; retry shortly")]
     Unavailable(#[source] StoreError),
     #[error("the server is busy; retry shortly")]
@@ -115,6 +118,7 @@ impl ApiError {
             ApiError::SignInRequired => "sign_in_required",
             ApiError::Forbidden(code, _) => code,
             ApiError::NotFound => "not_found",
+            ApiError::Conflict(code, _) => code,
             ApiError::Unavailable(_) => "database_unavailable",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::Internal(_) => "internal_error",
@@ -168,6 +172,7 @@ impl ResponseError for ApiError {
             ApiError::MalformedBody(_) | ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnknownForm(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict(..) => StatusCode::CONFLICT,
             ApiError::OriginNotAllowed(_) | ApiError::Forbidden(..) => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -20,16 +20,19 @@ pub enum Scope {
     LeadsImport,
     /// Views, conversions and delivery figures.
     StatsRead,
+    /// The webhook delivery log, replays, and turning endpoints back on.
+    WebhooksManage,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::LeadsRead,
         Scope::LeadsExport,
         Scope::LeadsWrite,
         Scope::LeadsErase,
         Scope::LeadsImport,
         Scope::StatsRead,
+        Scope::WebhooksManage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +43,7 @@ impl Scope {
             Scope::LeadsErase => "leads:erase",
             Scope::LeadsImport => "leads:import",
             Scope::StatsRead => "stats:read",
+            Scope::WebhooksManage => "webhooks:manage",
         }
     }
 
@@ -52,6 +56,7 @@ impl Scope {
             Scope::LeadsErase => "erase people",
             Scope::LeadsImport => "import leads from CSV",
             Scope::StatsRead => "read views, conversions and delivery figures",
+            Scope::WebhooksManage => "read the webhook delivery log, replay, re-enable endpoints",
         }
     }
 

@@ -72,6 +72,8 @@ pub struct AppState {
     pub faults: crate::supervisor::Faults,
     /// Signs and checks forms' proof-of-work challenges.
     pub pow: crate::challenge::PowKey,
+    /// Scoring, stages, hand-offs and webhooks (rules built once).
+    pub qualifier: Arc<crate::qualify::Qualifier>,
     /// Asks CAPTCHA providers whether a token passed (the one outbound call a request
     /// makes, bounded by `CAPTCHA_TIMEOUT`).
     pub http: reqwest::Client,
@@ -110,6 +112,8 @@ pub struct Components {
     pub downloads: crate::consent::ResolvedAssets,
     pub default_from: lettre::message::Mailbox,
     pub dkim: Option<Arc<lettre::message::dkim::DkimConfig>>,
+    /// Scoring rules, stage rules, owners and routes, webhook endpoints.
+    pub qualifier: Arc<crate::qualify::Qualifier>,
 }
 
 impl Components {
@@ -130,7 +134,9 @@ impl Components {
             .as_ref()
             .map(crate::mail::load_dkim)
             .transpose()?;
+        let qualifier = Arc::new(crate::qualify::Qualifier::build(settings)?);
         Ok(Components {
+            qualifier,
             forms,
             templates,
             pages,
@@ -156,6 +162,7 @@ pub struct Application {
     state: web::Data<AppState>,
     worker: OutboxWorker,
     worker_task: Option<tokio::task::JoinHandle<()>>,
+    qualifier_task: Option<tokio::task::JoinHandle<()>>,
     stop_worker: tokio::sync::watch::Sender<bool>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -190,6 +197,7 @@ impl Application {
             downloads,
             default_from,
             dkim,
+            qualifier,
         } = Components::build(&settings, &public_url)?;
         let limits = RateLimits::new(
             &settings.rate_limit,
@@ -223,6 +231,15 @@ impl Application {
         ));
         let metrics = Arc::new(Metrics::new());
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
+        let store = store.with_events(qualifier.events_needed());
+        let deliverer = if qualifier.webhooks.is_empty() {
+            None
+        } else {
+            Some(
+                crate::webhooks::Deliverer::new(store.clone(), qualifier.webhooks.clone())
+                    .map_err(|e| StartupError::Server(std::io::Error::other(e)))?,
+            )
+        };
         let worker = OutboxWorker::new(crate::worker::WorkerParts {
             store: store.clone(),
             mailer,
@@ -238,6 +255,9 @@ impl Application {
             wake: outbox_wake.clone(),
             console: settings.console.clone(),
             public_url: public_url.clone(),
+            qualifier: qualifier.clone(),
+            deliverer,
+            links: links.clone(),
             send_deadline: Duration::from_secs(settings.mail.timeout_secs.saturating_mul(3).max(1)),
             clock: clock.clone(),
         });
@@ -272,6 +292,7 @@ impl Application {
                 .map_err(|e| StartupError::Server(std::io::Error::other(e)))?,
             assets,
             links,
+            qualifier,
             downloads,
             public_url,
             settings: Arc::new(settings),
@@ -383,7 +404,7 @@ impl Application {
         });
         let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
         let worker_task = state.settings.outbox.worker_enabled.then(|| {
-            let (worker, faults) = (worker.clone(), state.faults.clone());
+            let (worker, faults, stop_rx) = (worker.clone(), state.faults.clone(), stop_rx.clone());
             crate::supervisor::supervise(
                 "outbox_worker",
                 &state.health,
@@ -399,12 +420,34 @@ impl Application {
                 async {},
             )
         });
+        let qualifier_task = (state.settings.outbox.worker_enabled
+            && (state.store.events_enabled()
+                || !state.qualifier.handoff.owners.is_empty()
+                || !state.qualifier.webhooks.is_empty()))
+        .then(|| {
+            let (worker, faults, stop_rx) = (worker.clone(), state.faults.clone(), stop_rx.clone());
+            crate::supervisor::supervise(
+                "qualifier",
+                &state.health,
+                state.metrics.clone(),
+                move || {
+                    let (worker, faults, stop_rx) =
+                        (worker.clone(), faults.clone(), stop_rx.clone());
+                    async move {
+                        faults.check("qualifier");
+                        worker.run_qualifier(stop_rx).await;
+                    }
+                },
+                async {},
+            )
+        });
         Ok(Application {
             addr,
             server,
             state,
             worker,
             worker_task,
+            qualifier_task,
             stop_worker,
             background: vec![evictor, retention, views, rollups],
         })
@@ -458,10 +501,18 @@ impl Application {
         // In-flight requests have their answers; commit anything still queued, then stop.
         self.state.writer.shutdown().await;
         let _ = self.stop_worker.send(true);
-        if let Some(task) = self.worker_task {
-            let grace = Duration::from_millis(self.state.settings.outbox.lease_ms.min(30_000));
-            if tokio::time::timeout(grace, task).await.is_err() {
-                tracing::warn!("outbox worker did not finish in time; leases will expire");
+        let grace = Duration::from_millis(self.state.settings.outbox.lease_ms.min(30_000));
+        for (task, name) in [
+            (self.worker_task, "outbox worker"),
+            (self.qualifier_task, "qualification worker"),
+        ] {
+            if let Some(task) = task {
+                if tokio::time::timeout(grace, task).await.is_err() {
+                    tracing::warn!(
+                        worker = name,
+                        "worker did not finish in time; leases will expire"
+                    );
+                }
             }
         }
         for task in &self.background {

@@ -30,6 +30,8 @@ pub enum LinkKind {
     Download,
     /// Unsubscribes a person (id: the lead).
     Unsubscribe,
+    /// Lets a sales owner accept or reject a hand-off (id: the hand-off).
+    Handoff,
 }
 
 impl LinkKind {
@@ -38,6 +40,7 @@ impl LinkKind {
             LinkKind::Confirm => "c",
             LinkKind::Download => "d",
             LinkKind::Unsubscribe => "u",
+            LinkKind::Handoff => "h",
         }
     }
 }
@@ -260,6 +263,15 @@ impl Links {
 
     pub fn verify(&self, kind: LinkKind, token: &str) -> Result<Link, LinkError> {
         self.signer.verify(kind, token, self.clock.now_secs())
+    }
+
+    /// The page where a sales owner accepts or rejects a hand-off (`action` preselects one),
+    /// working until `expires_at_ms`.
+    pub fn handoff_url(&self, handoff_id: &str, expires_at_ms: i64, action: &str) -> String {
+        let token = self
+            .signer
+            .sign(LinkKind::Handoff, handoff_id, Self::secs(expires_at_ms));
+        format!("{}/v1/handoffs/{token}?action={action}", self.public_url)
     }
 
     /// A signature for the page a no-JavaScript post came from, so the thank-you page can link

@@ -306,10 +306,6 @@ impl Composer {
         link: &str,
         minutes: u64,
     ) -> Result<Message, ComposeError> {
-        let to: Mailbox = to
-            .parse()
-            .map_err(|e: lettre::address::AddressError| ComposeError::Address(e.to_string()))?;
-        let domain = self.default_from.email.domain().to_string();
         let text = format!(
             "Someone (we hope you) asked to sign in to Inlet with this address.\n\n\
              Open this link and press the button on the page to sign in. It works once, \
@@ -318,10 +314,26 @@ impl Composer {
              your mail.\n",
             crate::console::minutes_in_words(minutes)
         );
+        self.staff(id, to, ("Your sign-in link for Inlet".into(), text))
+    }
+}
+
+impl Composer {
+    /// A plain-text message to a member of staff (hand-offs, escalations, endpoint notices).
+    pub fn staff(
+        &self,
+        id: &str,
+        to: &str,
+        (subject, text): (String, String),
+    ) -> Result<Message, ComposeError> {
+        let to: Mailbox = to
+            .parse()
+            .map_err(|e: lettre::address::AddressError| ComposeError::Address(e.to_string()))?;
+        let domain = self.default_from.email.domain().to_string();
         let mut message = Message::builder()
             .from(self.default_from.clone())
             .to(to)
-            .subject("Your sign-in link for Inlet")
+            .subject(one_line(&subject))
             .date_now()
             .message_id(Some(format!("<{id}@{domain}>")))
             .header(ContentType::TEXT_PLAIN)
@@ -374,7 +386,7 @@ impl lettre::message::header::Header for ListUnsubscribePost {
 }
 
 /// Whatever a template produced, a header gets one line with no control characters.
-fn one_line(s: &str) -> String {
+pub(super) fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect::<String>()

@@ -1,6 +1,7 @@
 //! Email: templates, message building, and the transports (SMTP or `.eml` files).
 
 mod message;
+pub mod staff;
 mod templates;
 mod transport;
 

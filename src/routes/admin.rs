@@ -55,6 +55,7 @@ needs! {
     LeadsErase => LeadsErase,
     LeadsImport => LeadsImport,
     StatsRead => StatsRead,
+    WebhooksManage => WebhooksManage,
 }
 
 impl<S: Need, T> FromRequest for Admin<S, T>

@@ -8,6 +8,7 @@ mod console;
 mod health;
 mod openapi;
 mod pages;
+mod qualification;
 mod submissions;
 mod views;
 
@@ -66,6 +67,52 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/v1/admin/submissions",
         web::get().to(admin::list_submissions),
+    )
+    .route(
+        "/v1/admin/leads/{lead_id}/score",
+        web::get().to(qualification::lead_score),
+    )
+    .route(
+        "/v1/admin/leads/{lead_id}/stages",
+        web::get().to(qualification::lead_stages),
+    )
+    .route(
+        "/v1/admin/leads/{lead_id}/stage",
+        web::post().to(qualification::set_stage),
+    )
+    .route(
+        "/v1/admin/handoffs",
+        web::get().to(qualification::list_handoffs),
+    )
+    .service(
+        web::resource("/v1/admin/handoffs/{handoff_id}")
+            .route(web::get().to(qualification::get_handoff))
+            .route(web::post().to(qualification::move_handoff)),
+    )
+    .route(
+        "/v1/admin/webhooks",
+        web::get().to(qualification::list_endpoints),
+    )
+    .route(
+        "/v1/admin/webhooks/deliveries",
+        web::get().to(qualification::list_deliveries),
+    )
+    .route(
+        "/v1/admin/webhooks/deliveries/{delivery_id}",
+        web::get().to(qualification::get_delivery),
+    )
+    .route(
+        "/v1/admin/webhooks/replay",
+        web::post().to(qualification::replay),
+    )
+    .route(
+        "/v1/admin/webhooks/{endpoint_id}/enable",
+        web::post().to(qualification::enable_endpoint),
+    )
+    .service(
+        web::resource("/v1/handoffs/{token}")
+            .route(web::get().to(qualification::handoff_page))
+            .route(web::post().to(qualification::handoff_submit)),
     )
     .service(get_or_head("/inlet.js").to(assets::script))
     .service(get_or_head("/inlet.css").to(assets::style))

@@ -75,6 +75,25 @@ impl utoipa::IntoResponses for AdminErrors {
     }
 }
 
+/// The errors an admin operation that changes something may answer: those of
+/// [`AdminErrors`], 409 when the thing moved on meanwhile (a hand-off already answered), and
+/// 413 for a body over 16 KiB.
+pub struct WriteErrors;
+
+impl utoipa::IntoResponses for WriteErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        [400, 401, 403, 404, 409, 413, 429, 503]
+            .into_iter()
+            .map(|code| {
+                (
+                    code.to_string(),
+                    RefOr::Ref(Ref::from_response_name("Problem")),
+                )
+            })
+            .collect()
+    }
+}
+
 /// A submission's fields as the form declares them (`email` and the rest), plus attribution
 /// (`utm_*`, `referrer`, `landing_page`, click ids) and Inlet's own `_idem`, `_elapsed_ms`,
 /// `_loaded_at`; anything else is kept under `extra` or refused, as the form says.
@@ -350,6 +369,17 @@ impl Modify for BearerAuth {
         super::admin::list_submissions,
         super::admin::stats,
         super::admin::import_leads,
+        super::qualification::lead_score,
+        super::qualification::lead_stages,
+        super::qualification::set_stage,
+        super::qualification::list_handoffs,
+        super::qualification::get_handoff,
+        super::qualification::move_handoff,
+        super::qualification::list_endpoints,
+        super::qualification::list_deliveries,
+        super::qualification::get_delivery,
+        super::qualification::replay,
+        super::qualification::enable_endpoint,
         openapi_json,
     ),
     components(
@@ -367,6 +397,8 @@ impl Modify for BearerAuth {
     tags(
         (name = "capture", description = "What landing pages call"),
         (name = "admin", description = "Leads, reports and imports, behind a bearer credential"),
+        (name = "qualification", description = "Scores with their factors, lifecycle stages, hand-offs to sales"),
+        (name = "webhooks", description = "The webhook delivery log, replays, endpoint health"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]

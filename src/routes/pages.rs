@@ -57,6 +57,31 @@ const ERROR: &str = r#"{% extends "layout.html" %}{% block title %}Please check 
 {% if back %}<p><a href="{{ back }}">Go back and try again</a></p>
 {% else %}<p>Use your browser's back button to correct the form.</p>{% endif %}{% endblock %}"#;
 
+const HANDOFF: &str = r#"{% extends "layout.html" %}{% block title %}{{ title }}{% endblock %}
+{% block body %}<main><h1>{{ title }}</h1>
+{% if message %}<p role="status">{{ message }}</p>{% endif %}
+<dl>
+<dt>Email</dt><dd>{{ lead.email }}</dd>
+{% if lead.name %}<dt>Name</dt><dd>{{ lead.name }}</dd>{% endif %}
+{% if lead.company %}<dt>Company</dt><dd>{{ lead.company }}</dd>{% endif %}
+{% if lead.job_title %}<dt>Job title</dt><dd>{{ lead.job_title }}</dd>{% endif %}
+<dt>Status</dt><dd>{{ status }}</dd>
+</dl>
+<h2>Score {{ score.score }}: fit {{ score.fit }}, engagement {{ score.engagement }}</h2>
+<table><caption>Why this lead scores {{ score.score }}</caption>
+<thead><tr><th scope="col">Points</th><th scope="col">Because</th><th scope="col">Rule</th></tr></thead>
+<tbody>{% for f in factors %}<tr><td>{{ f.points }}</td><td>{{ f.detail }}</td><td>{{ f.rule }}</td></tr>
+{% else %}<tr><td colspan="3">No rule applies.</td></tr>{% endfor %}</tbody></table>
+<p>Why you: {{ route }}.</p>
+{% if open %}
+<form method="post" action="{{ action }}"><input type="hidden" name="action" value="accept">
+<button type="submit"{% if preselect == "accept" %} autofocus{% endif %}>Accept this lead</button></form>
+<form method="post" action="{{ action }}"><input type="hidden" name="action" value="reject">
+<label for="reason">Why it is not for sales (required to pass it back)</label>
+<textarea id="reason" name="reason" required maxlength="500" rows="3"{% if preselect == "reject" %} autofocus{% endif %}></textarea>
+<button type="submit">Pass it back to marketing</button></form>
+{% endif %}</main>{% endblock %}"#;
+
 /// The compiled page templates.
 #[derive(Clone)]
 pub struct Pages {
@@ -70,6 +95,7 @@ impl Pages {
         env.add_template("thanks.html", THANKS)?;
         env.add_template("error.html", ERROR)?;
         env.add_template("notice.html", NOTICE)?;
+        env.add_template("handoff.html", HANDOFF)?;
         env.add_template("index.html", crate::snippet::DEMO_PAGE)?;
         Ok(Pages { env: Arc::new(env) })
     }
@@ -130,6 +156,15 @@ impl Pages {
         let mut resp = html(status);
         err.decorate(&mut resp);
         resp.body(body)
+    }
+
+    /// A hand-off as its owner sees it from the email: the lead, the score's "why", and the
+    /// Accept / Reject buttons while it is new.
+    pub fn handoff(&self, status: StatusCode, ctx: minijinja::Value) -> HttpResponse {
+        html(status)
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header(("referrer-policy", "no-referrer"))
+            .body(self.render("handoff.html", ctx))
     }
 
     pub fn notice(&self, status: StatusCode, notice: &Notice<'_>) -> HttpResponse {

@@ -89,32 +89,41 @@ impl LeadStore {
         outcome: &ConsoleMailOutcome,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let sql = match outcome {
-            ConsoleMailOutcome::Sent => Sql::fixed(
-                "UPDATE console_mail SET status = 'sent', sent_at = $1, last_error = NULL, \
-                   lease_until = NULL WHERE id = $2 AND lease_owner = $3",
-            )
-            .arg(now_ms),
-            ConsoleMailOutcome::Retry { at_ms, error } => Sql::fixed(
-                "UPDATE console_mail SET next_attempt_at = $1, last_error = $2, \
-                   lease_until = NULL WHERE id = $3 AND lease_owner = $4",
-            )
-            .arg(*at_ms)
-            .arg(error.as_str()),
-            ConsoleMailOutcome::Dead { error } => Sql::fixed(
-                "UPDATE console_mail SET status = 'dead', last_error = $1, lease_until = NULL \
-                 WHERE id = $2 AND lease_owner = $3",
-            )
-            .arg(error.as_str()),
-            ConsoleMailOutcome::Skipped => Sql::fixed(
-                "UPDATE console_mail SET status = 'skipped', lease_until = NULL \
-                 WHERE id = $1 AND lease_owner = $2",
-            ),
-        };
-        self.pools
-            .writer()
-            .execute(&sql.arg(id).arg(owner))
-            .await
-            .map(drop)
+        let sql = finish_sql("console_mail", id, owner, outcome, now_ms);
+        self.pools.writer().execute(&sql).await.map(drop)
     }
+}
+
+/// Records what became of a message of a mail queue (`console_mail`, `staff_mail`) that
+/// `owner` holds.
+pub(super) fn finish_sql(
+    table: &str,
+    id: &str,
+    owner: &str,
+    outcome: &ConsoleMailOutcome,
+    now_ms: i64,
+) -> Sql {
+    let sql = match outcome {
+        ConsoleMailOutcome::Sent => Sql::fixed(format!(
+            "UPDATE {table} SET status = 'sent', sent_at = $1, last_error = NULL, \
+               lease_until = NULL WHERE id = $2 AND lease_owner = $3"
+        ))
+        .arg(now_ms),
+        ConsoleMailOutcome::Retry { at_ms, error } => Sql::fixed(format!(
+            "UPDATE {table} SET next_attempt_at = $1, last_error = $2, \
+               lease_until = NULL WHERE id = $3 AND lease_owner = $4"
+        ))
+        .arg(*at_ms)
+        .arg(error.as_str()),
+        ConsoleMailOutcome::Dead { error } => Sql::fixed(format!(
+            "UPDATE {table} SET status = 'dead', last_error = $1, lease_until = NULL \
+             WHERE id = $2 AND lease_owner = $3"
+        ))
+        .arg(error.as_str()),
+        ConsoleMailOutcome::Skipped => Sql::fixed(format!(
+            "UPDATE {table} SET status = 'skipped', lease_until = NULL \
+             WHERE id = $1 AND lease_owner = $2"
+        )),
+    };
+    sql.arg(id).arg(owner)
 }

@@ -130,6 +130,12 @@ impl LeadStore {
                 Frame::Plain,
             )
             .await?;
+        let event = super::NewEvent {
+            kind: "lead.confirmed",
+            lead_id: lead_id.clone(),
+            data: serde_json::json!({ "submission_id": submission_id, "form_id": form_id }),
+        };
+        super::qualification::record_event(self, tx.exec(), event, now_ms).await?;
         tx.commit().await?;
         Ok(ConfirmOutcome::Confirmed)
     }

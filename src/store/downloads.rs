@@ -42,15 +42,26 @@ impl LeadStore {
         self.pools.reader().fetch_optional(&sql).await
     }
 
-    /// Counts one download of `id`.
+    /// Counts one download of `id` (its first use is activity: an integration event).
     pub async fn record_download(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        let mut tx = self.pools.begin().await?;
         let sql = Sql::fixed(
-            "UPDATE downloads SET download_count = download_count + 1, last_download_at = $1 \
-             WHERE id = $2",
+            "UPDATE downloads SET download_count = download_count + 1, last_download_at = $1, \
+               first_download_at = COALESCE(first_download_at, $1) \
+             WHERE id = $2 RETURNING lead_id, form_id, download_count",
         )
         .arg(now_ms)
         .arg(id);
-        self.pools.writer().execute(&sql).await?;
+        let row: Option<(String, String, i64)> = tx.exec().fetch_optional(&sql).await?;
+        if let Some((lead_id, form_id, 1)) = row {
+            let event = super::NewEvent {
+                kind: "download.used",
+                lead_id,
+                data: serde_json::json!({ "submission_id": id, "form_id": form_id }),
+            };
+            super::qualification::record_event(self, tx.exec(), event, now_ms).await?;
+        }
+        tx.commit().await?;
         // A download used for the first time changes its day's report.
         self.pools
             .writer()

@@ -169,6 +169,13 @@ impl LeadStore {
         let (removed, _) =
             delete_submissions(&mut tx, self.dialect(), &Doomed::Lead(lead_id.into())).await?;
         suppress(tx.exec(), &self.suppression, &email, "erased", now_ms).await?;
+        // Receivers (a CRM) hear of it so they can erase too; the event names the id only.
+        let event = super::NewEvent {
+            kind: "lead.erased",
+            lead_id: lead_id.to_string(),
+            data: serde_json::json!({}),
+        };
+        super::qualification::record_event(self, tx.exec(), event, now_ms).await?;
         let sql = Sql::fixed(
             "INSERT INTO erasures (id, erased_at, submissions, forms) VALUES ($1, $2, $3, $4)",
         )

@@ -204,7 +204,7 @@ impl LeadStore {
             .filter(|&i| follower_of[i].is_none() && results[i].is_none())
             .collect();
         let fresh_written = if self.dialect().new_people_first && !writes.is_empty() {
-            let fresh = write_fresh(&mut conn.conn, items, &writes).await;
+            let fresh = write_fresh(&mut conn.conn, items, &writes, self.events).await;
             let fresh = conn.check_store(fresh)?;
             let any = !fresh.is_empty();
             for (i, recorded) in fresh {
@@ -217,7 +217,8 @@ impl LeadStore {
         };
         if !writes.is_empty() {
             conn.open = true;
-            let mut outcome = write_new(&mut conn.conn, items, &writes, probe.as_ref()).await;
+            let mut outcome =
+                write_new(&mut conn.conn, items, &writes, probe.as_ref(), self.events).await;
             if let Ok(NewWrites::Replayed(found)) = &outcome {
                 // Rolled back: answer the repeats, write the rest without the probe.
                 conn.open = false;
@@ -227,7 +228,7 @@ impl LeadStore {
                     Ok(NewWrites::Written(Vec::new()))
                 } else {
                     conn.open = true;
-                    write_new(&mut conn.conn, items, &writes, None).await
+                    write_new(&mut conn.conn, items, &writes, None, self.events).await
                 };
             }
             let outcome = outcome.and_then(|o| match o {
@@ -439,6 +440,16 @@ impl LeadStore {
         self.pools.reader().fetch_optional(&sql).await
     }
 
+    /// One submission by id.
+    pub async fn get_submission(&self, id: &str) -> Result<Option<SubmissionRecord>, StoreError> {
+        let sql = Sql::fixed(format!(
+            "SELECT {SUBMISSION_COLUMNS} FROM submissions s WHERE s.id = $1"
+        ))
+        .arg(id);
+        let row: Option<SubmissionRow> = self.pools.reader().fetch_optional(&sql).await?;
+        row.map(SubmissionRecord::try_from).transpose()
+    }
+
     /// Submissions, oldest first, including spam when asked.
     pub async fn list_submissions(
         &self,
@@ -493,6 +504,7 @@ async fn write_fresh(
     conn: &mut Pooled,
     items: &[BatchItem<'_>],
     writes: &[usize],
+    events: bool,
 ) -> Result<Vec<(usize, Recorded)>, StoreError> {
     let (leads, proposed) = lead_upserts(
         items,
@@ -510,7 +522,8 @@ async fn write_fresh(
             (Uuid::now_v7().to_string(), lead)
         })
         .collect();
-    let rest = dependent_inserts(conn.exec(), items, writes, &rows, &HashSet::new()).await?;
+    let rest =
+        dependent_inserts(conn.exec(), items, writes, &rows, &HashSet::new(), events).await?;
     let Conn::Postgres(pg) = conn.conn() else {
         return Err(StoreError::Corrupt(
             "new people are written this way on PostgreSQL only".into(),
@@ -545,6 +558,7 @@ async fn write_new(
     items: &[BatchItem<'_>],
     writes: &[usize],
     probe: Option<&Sql>,
+    events: bool,
 ) -> Result<NewWrites, StoreError> {
     let (leads, proposed) = lead_upserts(
         items,
@@ -603,7 +617,7 @@ async fn write_new(
             .ok_or_else(|| StoreError::Corrupt("lead upsert returned no id".into()))?;
         rows.push((Uuid::now_v7().to_string(), lead_id));
     }
-    let inserts = dependent_inserts(conn.exec(), items, writes, &rows, &existing).await?;
+    let inserts = dependent_inserts(conn.exec(), items, writes, &rows, &existing, events).await?;
     conn.conn()
         .write(None, &inserts, Frame::Commit)
         .await
@@ -809,17 +823,24 @@ fn lead_upserts<'a>(
 }
 
 /// Everything a batch writes after its leads: submissions, outbox messages (the follow-up
-/// window looked up for `existing` leads only), consent ledger entries and download links.
+/// window looked up for `existing` leads only), consent ledger entries, download links and,
+/// when `events` are on, each submission's integration event.
 async fn dependent_inserts<'a>(
     exec: Exec<'_>,
     items: &[BatchItem<'a>],
     writes: &[usize],
     rows: &'a [(String, String)],
     existing: &HashSet<&str>,
+    events: bool,
 ) -> Result<Vec<Insert<'a>>, StoreError> {
     let mut inserts = vec![submission_inserts(items, writes, rows)];
     inserts.push(super::outbox::batch_messages(exec, items, writes, rows, existing).await?);
     inserts.extend(super::ledger::batch_extras(items, writes, rows));
+    if events {
+        inserts.push(super::qualification::batch_events(
+            items, writes, rows, existing,
+        ));
+    }
     Ok(inserts)
 }
 

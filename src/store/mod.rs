@@ -25,6 +25,7 @@ mod outbox;
 mod plans;
 mod pools;
 mod postgres;
+mod qualification;
 mod quarantine;
 mod retention;
 mod seed;
@@ -36,6 +37,7 @@ mod status;
 mod suppression;
 mod users;
 mod views;
+mod webhooks;
 pub mod writer;
 
 pub use crate::config::Engine as Backend;
@@ -52,10 +54,19 @@ pub use models::{
 };
 pub use outbox::{ClaimedMessage, OutboxRecord, OutboxStats, RetryTarget};
 pub use plans::QueryPlan;
+pub use qualification::{
+    Applied, ClaimedEvent, HandoffChange, HandoffMove, HandoffRecord, LeadActivity, NewDelivery,
+    NewEvent, NewHandoff, NewStaffMail, Qualification, ScoreCache, StaffMail, StageChange,
+    StageMove, StageRecord, OPEN_HANDOFF,
+};
 pub use retention::RetentionReport;
 pub use stats::{first_live_day, DayFigures, Delivery, GroupBy, DAY_MS};
 pub use status::LeadStatus;
 pub use users::{LinkUse, SessionRecord, UserRecord};
+pub use webhooks::{
+    Attempt, AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryRecord, EndpointState,
+    ReplayTarget, MAX_REPLAY,
+};
 
 use crate::config::DatabaseSettings;
 use pools::Pools;
@@ -152,6 +163,9 @@ pub struct LeadStore {
     pools: Pools,
     /// Keys the suppression list (resolved once, at connect).
     suppression: crate::consent::SuppressionKey,
+    /// Facts write integration events (see [`qualification`]): on when anything consumes
+    /// them (scoring, stage rules, webhooks).
+    events: bool,
 }
 
 impl LeadStore {
@@ -176,7 +190,11 @@ impl LeadStore {
             pools.migrate().await?;
         }
         let suppression = suppression::resolve_key(&pools, suppression_key).await?;
-        Ok(LeadStore { pools, suppression })
+        Ok(LeadStore {
+            pools,
+            suppression,
+            events: false,
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -140,6 +140,26 @@ pub(super) fn claim_sql(
     )
 }
 
+impl LeadStore {
+    /// Leases due rows of a queue (see [`claim_sql`]) and reads `columns` of each, in the
+    /// order they fell due.
+    pub(super) async fn claim_rows<T: super::engine::Record>(
+        &self,
+        (table, statuses, columns): (&str, &str, &str),
+        lease: (i64, i64, &str, u32),
+    ) -> Result<Vec<T>, StoreError> {
+        let claim = claim_sql(self.dialect(), table, statuses, lease);
+        let ids: Vec<(String,)> = self.pools.writer().fetch_all(&claim).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new(format!("SELECT {columns} FROM {table} WHERE id IN ("));
+        sql.bind_list(ids.iter().map(|(id,)| id.as_str()));
+        sql.push(") ORDER BY next_attempt_at, id");
+        self.pools.writer().fetch_all(&sql.once()).await
+    }
+}
+
 /// Whether `owner` still holds the lease on message `id` for at least `margin_ms` more, by
 /// the database's clock.
 pub(super) fn lease_held_sql(dialect: &Dialect, id: &str, owner: &str, margin_ms: i64) -> Sql {

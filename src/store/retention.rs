@@ -229,6 +229,15 @@ pub(super) async fn delete_submissions(
         sql.bind_list(chunk.iter().map(String::as_str));
         sql.push(")");
         tx.exec().execute(&sql.once()).await?;
+        let leaving = format!(
+            "(SELECT id FROM leads WHERE submission_count = 0 AND id IN ({}))",
+            (1..=chunk.len())
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let binds: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        super::qualification::forget(tx, &leaving, &binds).await?;
         for table in ["consents", "outbox", "downloads"] {
             let mut sql = Sql::for_dialect(
                 dialect,

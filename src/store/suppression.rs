@@ -124,6 +124,12 @@ impl LeadStore {
             tx.conn()
                 .write(None, &[consent_insert(&[row])], Frame::Plain)
                 .await?;
+            let event = super::NewEvent {
+                kind: "lead.unsubscribed",
+                lead_id: lead_id.to_string(),
+                data: serde_json::json!({ "reason": reason }),
+            };
+            super::qualification::record_event(self, tx.exec(), event, now_ms).await?;
         }
         tx.commit().await?;
         Ok(Some(added))

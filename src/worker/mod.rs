@@ -9,6 +9,8 @@
 //! each send first checks that its lease still holds for the send's whole deadline (so a worker
 //! that stalled past its lease leaves the message to the worker that took it over).
 
+mod qualification;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +33,11 @@ pub struct RoundReport {
     /// Claimed, then not sent because the lease had run out (or nearly) by the time its turn
     /// came: another worker may hold it now.
     pub lease_lost: usize,
+    /// Events, webhooks, escalations and staff mail (counted in `claimed` too).
+    pub qualification: QualificationRound,
 }
+
+pub use qualification::QualificationRound;
 
 /// What a worker is built from (once, at startup).
 pub struct WorkerParts {
@@ -49,6 +55,12 @@ pub struct WorkerParts {
     /// Sign-in links asked for by email: how long they work, and the address they point at.
     pub console: crate::config::ConsoleSettings,
     pub public_url: String,
+    /// Scoring, stages, hand-offs and webhooks.
+    pub qualifier: Arc<crate::qualify::Qualifier>,
+    /// Sends webhook deliveries (none: no endpoints).
+    pub deliverer: Option<crate::webhooks::Deliverer>,
+    /// Signs the Accept / Reject links in hand-off mail.
+    pub links: Arc<crate::consent::Links>,
 }
 
 struct Inner {
@@ -105,7 +117,7 @@ impl OutboxWorker {
             if *stop.borrow() {
                 break;
             }
-            let busy = match self.run_once(self.inner.parts.clock.now_ms()).await {
+            let busy = match self.run_mail(self.inner.parts.clock.now_ms()).await {
                 Ok(report) => report.claimed > 0,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox worker cannot reach the database; will retry");
@@ -139,6 +151,15 @@ impl OutboxWorker {
     /// One round: claim what is due at `now_ms`, send concurrently, mark each. Public so tests
     /// can drive the worker deterministically.
     pub async fn run_once(&self, now_ms: i64) -> Result<RoundReport, StoreError> {
+        let mut report = self.run_mail(now_ms).await?;
+        let q = self.run_qualification(now_ms).await?;
+        report.claimed += q.claimed();
+        report.qualification = q;
+        Ok(report)
+    }
+
+    /// One round of mail to leads and to the console's people.
+    async fn run_mail(&self, now_ms: i64) -> Result<RoundReport, StoreError> {
         let mut report = self.run_outbox(now_ms).await?;
         let console = self.run_console_mail(now_ms).await?;
         report.claimed += console.claimed;
@@ -146,6 +167,36 @@ impl OutboxWorker {
         report.failed += console.failed;
         report.dead += console.dead;
         Ok(report)
+    }
+
+    /// Runs qualification rounds (events, webhooks, escalations, staff mail) until `stop`
+    /// turns true: a loop of its own, so a burst of events never holds up mail to leads.
+    pub async fn run_qualifier(self, mut stop: watch::Receiver<bool>) {
+        let poll = Duration::from_millis(self.inner.parts.settings.poll_interval_ms.max(10));
+        tracing::info!("qualification worker started");
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let busy = match self
+                .run_qualification(self.inner.parts.clock.now_ms())
+                .await
+            {
+                Ok(round) => round.claimed() > 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "qualification worker cannot reach the database; will retry");
+                    false
+                }
+            };
+            if busy {
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        tracing::info!("qualification worker stopped");
     }
 
     /// One round of mail to the console's people (see `store::console_mail`): each claimed
@@ -336,6 +387,7 @@ impl OutboxWorker {
             total.failed += r.failed;
             total.dead += r.dead;
             total.lease_lost += r.lease_lost;
+            total.qualification.add(&r.qualification);
         }
     }
 

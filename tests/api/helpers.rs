@@ -248,7 +248,24 @@ pub fn test_settings(db: &TestDb, dir: &std::path::Path) -> Settings {
     s.outbox.worker_enabled = false;
     // Tests send many submissions from 127.0.0.1 in a row; the burst signal has its own tests.
     s.spam.burst = 0;
+    // Scoring, stages and hand-offs have their own tests (which turn the demo's on): mail to
+    // sales would change what every other test counts.
+    without_qualification(&mut s);
     s
+}
+
+/// Turns the demo's scoring, stage rules and owner off.
+pub fn without_qualification(s: &mut Settings) {
+    s.scoring = inlet::config::ScoringSettings::default();
+    s.stages = inlet::config::StageSettings::default();
+    s.handoff = inlet::config::HandoffSettings::default();
+}
+
+/// Turns the demo's scoring, stage rules and owner on.
+pub fn with_demo_qualification(s: &mut Settings) {
+    s.scoring = inlet::config::demo_scoring();
+    s.stages = inlet::config::demo_stages();
+    s.handoff = inlet::config::demo_handoff();
 }
 
 impl TestApp {

@@ -103,6 +103,7 @@ const INT_COLUMNS: &[&str] = &[
     "confirmed_at",
     "created_at",
     "download_count",
+    "event_at",
     "expires_at",
     "last_download_at",
     "lease_until",
