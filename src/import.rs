@@ -399,6 +399,10 @@ pub async fn import<R: Read>(
     now_ms: i64,
     mut report: impl FnMut(RowReport),
 ) -> Result<Summary, ImportError> {
+    // An import brings in people another system already has: it sends nothing, so it tells
+    // no webhook either, and it does not move stages (their next activity will).
+    let quiet = store.clone().with_events(false);
+    let store = &quiet;
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
     let headers: Vec<String> = reader
         .byte_headers()

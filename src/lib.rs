@@ -1,4 +1,5 @@
 pub mod challenge;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod consent;

@@ -80,6 +80,65 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Lead scoring: see what a rule change would do before it does it.
+    Scoring {
+        #[command(subcommand)]
+        command: ScoringCommand,
+    },
+    /// Webhooks: make a secret, read the delivery log, send messages again.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScoringCommand {
+    /// Compare every lead's stored stage and score with what the rules in --config give now:
+    /// how many leads change stage, and a sample with their factors. Changes nothing unless
+    /// --apply.
+    Plan {
+        /// How many changed leads to show with their factors.
+        #[arg(long, default_value_t = 5)]
+        sample: usize,
+        /// Record the stage moves (cause cli) and the fresh scores.
+        #[arg(long)]
+        apply: bool,
+        /// With --apply: leads that become MQLs get hand-offs (not by default: a rule change
+        /// alone should not flood sales).
+        #[arg(long, requires = "apply")]
+        handoffs: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Print a fresh endpoint secret (whsec_…) for the configuration and the receiver.
+    Secret,
+    /// The delivery log, newest first.
+    Deliveries {
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[arg(long, value_parser = ["pending", "failed", "delivered", "dead", "cancelled"])]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Send messages again (same webhook-id): one delivery, or an endpoint's deliveries of
+    /// events in a time range.
+    Replay {
+        /// A delivery id (see `inlet webhooks deliveries`).
+        #[arg(conflicts_with_all = ["endpoint", "since", "until"], required_unless_present = "endpoint")]
+        delivery: Option<String>,
+        #[arg(long, requires = "since")]
+        endpoint: Option<String>,
+        /// RFC 3339, e.g. 2026-12-07T00:00:00Z.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 (default: now).
+        #[arg(long)]
+        until: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -178,6 +237,22 @@ enum LeadsCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Set a lead's lifecycle stage (subscriber, lead, mql, sql, opportunity, customer,
+    /// disqualified); recorded in the stage ledger with cause cli.
+    Stage {
+        lead_id: String,
+        stage: String,
+        /// Required to move a lead back, or to disqualify it.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who is doing it (default: cli).
+        #[arg(long)]
+        actor: Option<String>,
+    },
+}
+
+fn now_ms() -> i64 {
+    inlet::clock::Clock::system().now_ms()
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
@@ -295,6 +370,104 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
         }
         Command::Keys { command } => {
             on_store(&settings, async |store| keys(store, command).await).await
+        }
+        Command::Scoring {
+            command:
+                ScoringCommand::Plan {
+                    sample,
+                    apply,
+                    handoffs,
+                },
+        } => {
+            let q = match inlet::qualify::Qualifier::build(&settings) {
+                Ok(q) => q,
+                Err(e) => return fail(2, e),
+            };
+            let opts = inlet::cli::scoring::PlanOptions {
+                sample,
+                apply,
+                handoffs,
+            };
+            on_store(&settings, async |store| {
+                report(inlet::cli::scoring::plan(store, &q, opts, now_ms()).await)
+            })
+            .await
+        }
+        Command::Leads {
+            command:
+                LeadsCommand::Stage {
+                    lead_id,
+                    stage,
+                    reason,
+                    actor,
+                },
+        } => {
+            let q = match inlet::qualify::Qualifier::build(&settings) {
+                Ok(q) => q,
+                Err(e) => return fail(2, e),
+            };
+            on_store(&settings, async |store| {
+                report(
+                    inlet::cli::scoring::set_stage(
+                        store,
+                        &q,
+                        &lead_id,
+                        &stage,
+                        (reason.as_deref(), actor.as_deref()),
+                        now_ms(),
+                    )
+                    .await,
+                )
+            })
+            .await
+        }
+        Command::Webhooks {
+            command: WebhooksCommand::Secret,
+        } => report(Ok::<_, String>(inlet::webhooks::new_secret())),
+        Command::Webhooks {
+            command:
+                WebhooksCommand::Deliveries {
+                    endpoint,
+                    status,
+                    limit,
+                },
+        } => {
+            on_store(&settings, async |store| {
+                report(
+                    inlet::cli::webhooks::deliveries(
+                        store,
+                        endpoint.as_deref(),
+                        status.as_deref(),
+                        limit,
+                    )
+                    .await,
+                )
+            })
+            .await
+        }
+        Command::Webhooks {
+            command:
+                WebhooksCommand::Replay {
+                    delivery,
+                    endpoint,
+                    since,
+                    until,
+                },
+        } => {
+            let q = match inlet::qualify::Qualifier::build(&settings) {
+                Ok(q) => q,
+                Err(e) => return fail(2, e),
+            };
+            let r = inlet::cli::webhooks::Replay {
+                delivery,
+                endpoint,
+                since,
+                until,
+            };
+            on_store(&settings, async |store| {
+                report(inlet::cli::webhooks::replay(store, &q, &r, now_ms()).await)
+            })
+            .await
         }
         Command::Retention => {
             let store =
@@ -473,12 +646,13 @@ async fn person(store: &LeadStore, command: LeadsCommand) -> ExitCode {
                  exported from now on (nothing was sent)"
             ),
         }),
-        LeadsCommand::Unsubscribe { .. }
-        | LeadsCommand::Export { .. }
-        | LeadsCommand::Import { .. } => store
+        LeadsCommand::Unsubscribe { .. } => store
             .unsubscribe(&lead, now, &inlet::store::Actor::default())
             .await
             .map(|_| format!("lead {lead} is unsubscribed (suppressed)")),
+        LeadsCommand::Export { .. } | LeadsCommand::Import { .. } | LeadsCommand::Stage { .. } => {
+            return fail(2, "not a command about one person")
+        }
     };
     report(result)
 }
@@ -624,6 +798,9 @@ async fn on_store(settings: &Settings, run: impl AsyncFnOnce(&LeadStore) -> Exit
         Ok(s) => s,
         Err(e) => return fail(2, StartupError::Database(e)),
     };
+    // What the CLI changes (an erasure, an unsubscribe) reaches scoring and webhooks too.
+    let events = inlet::qualify::Qualifier::build(settings).is_ok_and(|q| q.events_needed());
+    let store = store.with_events(events);
     let code = run(&store).await;
     store.close().await;
     code

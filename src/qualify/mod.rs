@@ -192,15 +192,8 @@ impl Qualifier {
                 if let Some((to, why)) = self.stages.next(view.as_ref(), &activity.activity, &score)
                 {
                     let from = view.map(|v| v.stage);
-                    self.plan_move(
-                        store,
-                        &mut q,
-                        (from, to),
-                        &score,
-                        ("rule", "inlet"),
-                        Some(why),
-                    )
-                    .await?;
+                    self.plan_move(&mut q, (from, to), &score, ("rule", "inlet"), Some(why));
+                    self.plan_handoff_for_mql(store, &mut q, to).await?;
                 }
                 let changed = stored.as_ref().is_some_and(|r| {
                     (r.score, r.fit, r.engagement, r.ruleset.as_str())
@@ -221,15 +214,14 @@ impl Qualifier {
     }
 
     /// Adds a stage move to `q` with its events, and, for a new MQL, the hand-off.
-    async fn plan_move(
+    fn plan_move(
         &self,
-        store: &LeadStore,
         q: &mut Qualification,
         (from, to): (Option<Stage>, Stage),
         score: &Score,
         (cause, actor): (&'static str, &str),
         reason: Option<String>,
-    ) -> Result<(), StoreError> {
+    ) {
         let recycle = from.is_some_and(|f| f.rank() > to.rank() && to.rank().is_some());
         q.events.push(NewEvent {
             kind: "lead.stage_changed",
@@ -267,17 +259,58 @@ impl Qualifier {
                     "factors": score.factors,
                 }),
             });
-            if self.handoff.on_mql
-                && !self.handoff.owners.is_empty()
-                && !store.has_open_handoff(&q.lead_id).await?
-            {
-                self.plan_handoff(store, q).await?;
-            }
         }
         if q.score.is_none() {
             q.score = Some(cache(score));
         }
+    }
+
+    /// A lead that became an MQL gets a hand-off (when owners exist and it has no open one).
+    async fn plan_handoff_for_mql(
+        &self,
+        store: &LeadStore,
+        q: &mut Qualification,
+        to: Stage,
+    ) -> Result<(), StoreError> {
+        if to == Stage::Mql
+            && self.handoff.on_mql
+            && !self.handoff.owners.is_empty()
+            && !store.has_open_handoff(&q.lead_id).await?
+        {
+            self.plan_handoff(store, q).await?;
+        }
         Ok(())
+    }
+
+    /// What `inlet scoring plan --apply` writes for one lead: its stage move under the rules
+    /// (cause `cli`), and its fresh score. A new MQL gets a hand-off only with `handoffs`.
+    pub async fn plan_rule_change(
+        &self,
+        store: &LeadStore,
+        lead_id: &str,
+        (from, to): (Option<Stage>, Option<(Stage, String)>),
+        score: &Score,
+        (handoffs, now_ms): (bool, i64),
+    ) -> Result<Qualification, StoreError> {
+        let mut q = Qualification {
+            lead_id: lead_id.to_string(),
+            now_ms,
+            score: Some(cache(score)),
+            ..Qualification::default()
+        };
+        if let Some((to, why)) = to {
+            self.plan_move(
+                &mut q,
+                (from, to),
+                score,
+                ("cli", "scoring plan"),
+                Some(why),
+            );
+            if handoffs {
+                self.plan_handoff_for_mql(store, &mut q, to).await?;
+            }
+        }
+        Ok(q)
     }
 
     /// Routes a new hand-off and queues its mail and event.
@@ -364,14 +397,12 @@ impl Qualifier {
             ..Qualification::default()
         };
         self.plan_move(
-            store,
             &mut q,
             (from, to),
             &now.score,
             (cause.as_str(), actor),
             reason,
-        )
-        .await?;
+        );
         if let Some(m) = &mut q.stage {
             m.recycle = current.needs_reason(to) && to != Stage::Disqualified;
         }
@@ -463,15 +494,7 @@ impl Qualifier {
                 if from != Some(stage) && !forward_only {
                     let why = why.or_else(|| Some(format!("hand-off {to}")));
                     let actor = format!("{actor} (hand-off)");
-                    self.plan_move(
-                        store,
-                        &mut q,
-                        (from, stage),
-                        &now.score,
-                        ("handoff", &actor),
-                        why,
-                    )
-                    .await?;
+                    self.plan_move(&mut q, (from, stage), &now.score, ("handoff", &actor), why);
                     if let Some(m) = &mut q.stage {
                         m.recycle = action == HandoffAction::Reject;
                     }

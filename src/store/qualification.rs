@@ -493,18 +493,21 @@ impl LeadStore {
         self.pools.reader().fetch_all(&sql).await
     }
 
-    /// Leads with a stored stage (for `inlet scoring plan`), after `after` by id.
-    pub async fn staged_leads(
+    /// Leads with at least one real submission, by id after `after` (`inlet scoring plan`
+    /// walks them all in pages, on the primary key).
+    pub async fn lead_ids_after(
         &self,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         let sql = Sql::fixed(
-            "SELECT lead_id, stage FROM lead_stages WHERE lead_id > $1 ORDER BY lead_id LIMIT $2",
+            "SELECT id FROM leads WHERE id > $1 AND real_submission_count > 0 \
+             ORDER BY id LIMIT $2",
         )
         .arg(after.unwrap_or(""))
         .arg(i64::from(limit));
-        self.pools.reader().fetch_all(&sql).await
+        let rows: Vec<(String,)> = self.pools.reader().fetch_all(&sql).await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
     pub async fn handoff(&self, id: &str) -> Result<Option<HandoffRecord>, StoreError> {

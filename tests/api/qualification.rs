@@ -344,4 +344,58 @@ both_backends! {
         let resp = app.client.get(app.url(&format!("/v1/admin/leads/{lead}/score"))).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
         assert_eq!(resp.status(), 404);
     }
+    async fn a_scoring_plan_shows_what_a_rule_change_would_do_and_applies_it_without_handoffs(backend: Backend) {
+        let (smtp, receiver) = (SmtpServer::start(), Receiver::start());
+        let app = spawn(backend, &smtp, &receiver, |_| {}).await;
+        let ada = download_whitepaper(&app, &smtp).await;
+        let created: Value = app.post_json("contact", &json!({"email": "bob@gmail.com", "name": "Bob", "_elapsed_ms": 5000})).await.json().await.unwrap();
+        let bob = app.lead_of(&created).await;
+        app.dispatch().await;
+        assert_eq!(app.admin_get(&format!("/v1/admin/leads/{ada}/score")).await["stage"], "lead");
+
+        let rules = app.dir.path().join("new.toml");
+        std::fs::write(&rules, r#"
+[scoring]
+version = "2026-12-b"
+[[scoring.rules]]
+id = "downloaded-whitepaper"
+event = "downloaded"
+form = "whitepaper"
+points = 40
+
+[stages]
+mql_when = "engagement >= 30"
+"#).unwrap();
+        let config = rules.to_str().unwrap();
+        let dry = crate::helpers::cli(&["--config", config, "scoring", "plan"], &app.db.url());
+        let out = String::from_utf8_lossy(&dry.stdout).to_string();
+        assert!(dry.status.success(), "{out}{}", String::from_utf8_lossy(&dry.stderr));
+        assert!(out.starts_with("rule set 2026-12-b against the stored scores of r-"), "{out}");
+        assert!(out.contains("leads: 2; scores up: 0, down: 2"), "{out}");
+        assert!(out.contains("stage changes:\n  lead -> mql: 1\n"), "{out}");
+        assert!(out.contains(&format!("  {ada}: lead -> mql, score 55 -> 40 (fit 0 + engagement 40)")), "{out}");
+        assert!(out.contains("+40  downloaded from form 'whitepaper' 1 time"), "{out}");
+        assert!(out.ends_with("nothing was changed: --apply records these moves (no hand-offs unless --handoffs)\n"), "{out}");
+        assert_eq!(app.admin_get(&format!("/v1/admin/leads/{ada}/score")).await["stage"], "lead", "a plan changes nothing");
+
+        let applied = crate::helpers::cli(&["--config", config, "scoring", "plan", "--apply"], &app.db.url());
+        let out = String::from_utf8_lossy(&applied.stdout).to_string();
+        assert!(applied.status.success(), "{out}");
+        assert!(out.contains("applied: 2 leads updated") && out.contains("no hand-offs created"), "{out}");
+        let stages = app.admin_get(&format!("/v1/admin/leads/{ada}/stages")).await;
+        let last = stages["changes"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!((last["to"].clone(), last["cause"].clone(), last["actor"].clone(), last["ruleset"].clone()), (json!("mql"), json!("cli"), json!("scoring plan"), json!("2026-12-b")));
+        assert!(app.admin_get("/v1/admin/handoffs").await["handoffs"].as_array().unwrap().is_empty(), "no hand-off unless asked");
+
+        // A stage by hand from the command line; going back needs a reason.
+        let refused = crate::helpers::cli(&["leads", "stage", &bob, "disqualified"], &app.db.url());
+        assert_eq!(refused.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("needs --reason"));
+        let done = crate::helpers::cli(&["leads", "stage", &bob, "disqualified", "--reason", "a student"], &app.db.url());
+        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+        assert_eq!(app.admin_get(&format!("/v1/admin/leads/{bob}/score")).await["stage"], "disqualified");
+        let secret = crate::helpers::cli(&["webhooks", "secret"], &app.db.url());
+        let secret = String::from_utf8_lossy(&secret.stdout).trim().to_string();
+        assert!(standardwebhooks::Webhook::new(&secret).is_ok() && secret.starts_with("whsec_"), "{secret}");
+    }
 }
