@@ -28,6 +28,9 @@ pub enum Role {
     Marketer,
     /// Sees everything; changes nothing and exports nothing.
     Viewer,
+    /// A sales owner (an owner in `[handoff]` with the same address): sees the hand-offs
+    /// routed to them and those leads, and answers them; nothing else.
+    Sales,
 }
 
 impl Role {
@@ -36,6 +39,7 @@ impl Role {
             Role::Admin => "admin",
             Role::Marketer => "marketer",
             Role::Viewer => "viewer",
+            Role::Sales => "sales",
         }
     }
 
@@ -60,7 +64,10 @@ impl FromStr for Role {
             "admin" => Ok(Role::Admin),
             "marketer" => Ok(Role::Marketer),
             "viewer" => Ok(Role::Viewer),
-            other => Err(format!("unknown role '{other}': admin, marketer or viewer")),
+            "sales" => Ok(Role::Sales),
+            other => Err(format!(
+                "unknown role '{other}': admin, marketer, viewer or sales"
+            )),
         }
     }
 }

@@ -25,6 +25,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("people.html", include_str!("templates/people.html")),
     ("keys.html", include_str!("templates/keys.html")),
     ("import.html", include_str!("templates/import.html")),
+    ("handoffs.html", include_str!("templates/handoffs.html")),
 ];
 
 /// A moment as a marketer reads it (UTC, to the minute).

@@ -67,6 +67,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/leads/export.{format}", web::get().to(export))
             .route("/leads/{id}", web::get().to(lead))
             .route("/leads/{id}/export", web::get().to(export_lead))
+            .route(
+                "/leads/{id}/stage",
+                web::post().to(super::console_qualification::set_stage),
+            )
+            .route(
+                "/handoffs",
+                web::get().to(super::console_qualification::queue),
+            )
+            .route(
+                "/handoffs/{id}",
+                web::post().to(super::console_qualification::answer),
+            )
             .service(
                 web::resource("/leads/{id}/{action}")
                     .guard(actix_web::guard::Post())
@@ -140,7 +152,12 @@ async fn error_pages(
 // Responses
 
 /// A console page with the headers every one carries.
-fn page(state: &AppState, status: StatusCode, name: &str, ctx: minijinja::Value) -> HttpResponse {
+pub(super) fn page(
+    state: &AppState,
+    status: StatusCode,
+    name: &str,
+    ctx: minijinja::Value,
+) -> HttpResponse {
     let (status, body) = match state.console.render(name, ctx) {
         Ok(html) => (status, html),
         Err(apology) => (StatusCode::INTERNAL_SERVER_ERROR, apology),
@@ -153,7 +170,7 @@ fn page(state: &AppState, status: StatusCode, name: &str, ctx: minijinja::Value)
         .body(body)
 }
 
-fn see_other(location: &str) -> HttpResponse {
+pub(super) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -223,7 +240,7 @@ pub struct ConsoleUser {
 
 /// What a page shows of the person signed in (kept in the request, so error pages show it).
 #[derive(Debug, Clone, Serialize)]
-struct UserView {
+pub(super) struct UserView {
     email: String,
     role: &'static str,
     csrf: String,
@@ -231,7 +248,12 @@ struct UserView {
 }
 
 impl ConsoleUser {
-    fn view(&self) -> UserView {
+    /// The address the person signs in with.
+    pub(super) fn email(&self) -> &str {
+        &self.session.email
+    }
+
+    pub(super) fn view(&self) -> UserView {
         UserView {
             email: self.session.email.clone(),
             role: self.role.as_str(),
@@ -241,7 +263,7 @@ impl ConsoleUser {
     }
 
     /// A state-changing form must carry the session's CSRF token.
-    fn check_csrf(&self, given: &str) -> Result<(), ApiError> {
+    pub(super) fn check_csrf(&self, given: &str) -> Result<(), ApiError> {
         if bool::from(given.as_bytes().ct_eq(self.session.csrf.as_bytes())) {
             Ok(())
         } else {
@@ -266,7 +288,7 @@ impl ConsoleUser {
         }
     }
 
-    fn may_handle_data(&self) -> Result<(), ApiError> {
+    pub(super) fn may_handle_data(&self) -> Result<(), ApiError> {
         if self.role.may_handle_data() {
             Ok(())
         } else {
@@ -307,7 +329,28 @@ async fn current(req: &HttpRequest, state: &AppState) -> Result<ConsoleUser, Api
         .role
         .parse::<Role>()
         .map_err(|m| ApiError::Internal(anyhow::anyhow!(m)))?;
+    if role == Role::Sales && !sales_may_visit(req.path()) {
+        return Err(ApiError::Forbidden(
+            "role_not_allowed",
+            "a sales account sees its hand-off queue and those leads only".into(),
+        ));
+    }
     Ok(ConsoleUser { session, role })
+}
+
+/// Where a `sales` account may go: its queue, its leads' pages (each checked to be one of
+/// its hand-offs), its password and sign-out; the overview and the lead list send it to the
+/// queue. Everything else is refused whatever is added later: deny by default.
+fn sales_may_visit(path: &str) -> bool {
+    let rest = path.strip_prefix("/console/").unwrap_or_default();
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        ["handoffs"] | ["handoffs", _] | ["password"] | ["logout"] | ["overview"] | ["leads"] => {
+            true
+        }
+        ["leads", id] => !id.starts_with("export."),
+        _ => false,
+    }
 }
 
 impl FromRequest for ConsoleUser {
@@ -831,6 +874,9 @@ async fn overview(
     state: web::Data<AppState>,
     query: web::Query<OverviewQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    if user.role == Role::Sales {
+        return Ok(see_other("/console/handoffs"));
+    }
     use crate::console::charts::{over_time, ranking, Point};
     use crate::reports::Granularity;
     use crate::store::GroupBy;
@@ -1156,6 +1202,9 @@ async fn leads(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    if user.role == Role::Sales {
+        return Ok(see_other("/console/handoffs"));
+    }
     let filter = LeadFilter::parse(&req)?;
     let forms: Vec<&str> = state.forms.all().iter().map(|f| f.id.as_str()).collect();
     let flash = if filter.saved == "password" {
@@ -1351,12 +1400,14 @@ async fn lead(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    super::console_qualification::sales_may_see(&state, &user, &id).await?;
     let history = state
         .store
         .lead_history(&id)
         .await?
         .ok_or(ApiError::NotFound)?;
     let status = history.status().unwrap_or(LeadStatus::Active);
+    let qualification = super::console_qualification::lead_context(&state, &user, &id).await?;
     let events: Vec<_> = console::timeline(&history, &state.forms)
         .into_iter()
         .map(|e| {
@@ -1378,7 +1429,7 @@ async fn lead(
             quarantined => status == LeadStatus::Quarantined,
             suppressed => history.suppressed,
             may_change => user.role.may_handle_data(),
-            events,
+            events, q => qualification,
         },
     ))
 }
@@ -1716,7 +1767,7 @@ async fn add_person(
         Err(e) => return again(format!("That email address is not valid: {e}.")).await,
     };
     let Ok(role) = form.role.parse::<Role>() else {
-        return again("Choose a role: viewer, marketer or admin.".into()).await;
+        return again("Choose a role: viewer, marketer, admin or sales.".into()).await;
     };
     let now = state.clock.now_ms();
     let Some(added) = state

@@ -5,6 +5,7 @@ mod assets;
 mod body;
 mod consent;
 mod console;
+mod console_qualification;
 mod health;
 mod openapi;
 mod pages;

@@ -74,6 +74,15 @@ impl Condition {
         }
     }
 
+    /// The condition as written, without parentheses around the whole.
+    pub fn plain(&self) -> String {
+        let text = self.to_string();
+        match self {
+            Condition::And(..) | Condition::Or(..) => text[1..text.len() - 1].to_string(),
+            _ => text,
+        }
+    }
+
     pub fn holds(&self, f: Figures) -> bool {
         match self {
             Condition::Compare(var, op, n) => {

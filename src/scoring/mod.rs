@@ -371,7 +371,11 @@ impl Ruleset {
             ActivityKind::Returned => "came back to",
         };
         let on = form.map_or_else(|| "any form".to_string(), |f| format!("form '{f}'"));
-        let age = (now_ms - newest).max(0) / DAY_MS;
+        let age = match (now_ms - newest).max(0) / DAY_MS {
+            0 => "today".to_string(),
+            1 => "yesterday".to_string(),
+            n => format!("{n} days ago"),
+        };
         let faded = if decay && self.half_life_days > 0.0 && points != rule.points * i64::from(n) {
             format!(", faded from {}", rule.points * i64::from(n))
         } else {
@@ -382,9 +386,8 @@ impl Ruleset {
             axis: "engagement".into(),
             points,
             detail: format!(
-                "{what} {on} {n} time{} (newest {age} day{} ago{faded})",
+                "{what} {on} {n} time{} (newest {age}{faded})",
                 if n == 1 { "" } else { "s" },
-                if age == 1 { "" } else { "s" },
             ),
             group: rule.group.clone(),
             events: Some(n),

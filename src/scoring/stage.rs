@@ -232,8 +232,10 @@ impl StageRules {
                     (
                         Stage::Mql,
                         format!(
-                            "fit {} and engagement {} meet `{c}`",
-                            score.fit, score.engagement
+                            "fit {} and engagement {} meet the MQL rule ({})",
+                            score.fit,
+                            score.engagement,
+                            c.plain()
                         ),
                     )
                 })

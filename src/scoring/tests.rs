@@ -248,7 +248,7 @@ fn the_mql_condition_reads_the_score() {
     assert_eq!(stage, Stage::Mql);
     assert_eq!(
         why,
-        "fit 20 and engagement 35 meet `(fit >= 20 and engagement >= 30)`"
+        "fit 20 and engagement 35 meet the MQL rule (fit >= 20 and engagement >= 30)"
     );
 }
 

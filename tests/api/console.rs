@@ -11,15 +11,15 @@ use crate::both_backends;
 use crate::helpers::{cli, contact, header, Backend, TestApp};
 
 /// A browser's view of the console: its cookies, the last page, the CSRF token on it.
-struct Browser<'a> {
+pub struct Browser<'a> {
     app: &'a TestApp,
     cookies: BTreeMap<String, String>,
 }
 
-struct Answer {
-    status: u16,
-    location: Option<String>,
-    body: String,
+pub struct Answer {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: String,
     headers: reqwest::header::HeaderMap,
 }
 
@@ -68,12 +68,12 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Answer {
+    pub async fn get(&mut self, path: &str) -> Answer {
         let req = self.app.client.get(self.app.url(path));
         self.answer(req).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
         let req = self.app.client.post(self.app.url(path)).form(form);
         self.answer(req).await
     }
@@ -84,7 +84,7 @@ impl<'a> Browser<'a> {
     }
 
     /// The CSRF token on the page at `path`.
-    async fn csrf(&mut self, path: &str) -> String {
+    pub async fn csrf(&mut self, path: &str) -> String {
         let page = self.get(path).await;
         assert_eq!(page.status, 200, "{path}: {}", page.body);
         hidden(&page.body, "_csrf")
@@ -103,7 +103,7 @@ impl<'a> Browser<'a> {
 }
 
 /// A hidden input's value on a page.
-fn hidden(html: &str, name: &str) -> String {
+pub fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html
         .find(&marker)
@@ -133,7 +133,7 @@ fn path_of(url: &str) -> String {
 const PASSWORD: &str = "correct horse battery staple";
 
 /// A console account with a password, made as an operator would (CLI link, then a password).
-async fn account<'a>(app: &'a TestApp, email: &str, role: &str) -> Browser<'a> {
+pub async fn account<'a>(app: &'a TestApp, email: &str, role: &str) -> Browser<'a> {
     let out = cli(&["users", "add", email, "--role", role], &app.db.url());
     assert!(
         out.status.success(),

@@ -139,7 +139,7 @@ both_backends! {
         assert_eq!(parsed.subject().unwrap(), format!("New sales-ready lead: Ada Lovelace (Analytical Engines) (score {})", score["score"]));
         let text = parsed.body_text(0).unwrap().to_string();
         assert!(text.starts_with("Hello Sam Seller,"), "{text}");
-        assert!(text.contains("+20  downloaded from form 'whitepaper' 1 time (newest 0 days ago) (downloaded-whitepaper)"), "{text}");
+        assert!(text.contains("+20  downloaded from form 'whitepaper' 1 time (newest today) (downloaded-whitepaper)"), "{text}");
         let accept = link(notice, &format!("{}/v1/handoffs/", app.address));
         assert!(accept.ends_with("?action=accept"));
 
@@ -397,5 +397,74 @@ mql_when = "engagement >= 30"
         let secret = crate::helpers::cli(&["webhooks", "secret"], &app.db.url());
         let secret = String::from_utf8_lossy(&secret.stdout).trim().to_string();
         assert!(standardwebhooks::Webhook::new(&secret).is_ok() && secret.starts_with("whsec_"), "{secret}");
+    }
+    async fn a_sales_account_sees_only_its_own_handoffs_and_answers_them_in_the_console(backend: Backend) {
+        let (smtp, receiver) = (SmtpServer::start(), Receiver::start());
+        let app = spawn(backend, &smtp, &receiver, |s| {
+            let mut kim = s.handoff.owners[0].clone();
+            kim.id = "kim".into();
+            kim.name = "Kim Closer".into();
+            kim.email = "kim@example.com".into();
+            s.handoff.owners.push(kim);
+        }).await;
+        let mut leads = Vec::new();
+        for email in ["one@firm.example", "two@firm.example", "three@firm.example"] {
+            let created: Value = app.post_json("demo", &json!({"email": email, "name": "Pat", "company": "Firm", "_elapsed_ms": 5000})).await.json().await.unwrap();
+            leads.push(app.lead_of(&created).await);
+            app.dispatch().await;
+        }
+        let kims_list = app.admin_get("/v1/admin/handoffs?owner=kim").await;
+        assert!(kims_list["handoffs"].as_array().unwrap().iter().any(|h| h["lead_id"] == leads[1].as_str()), "the second goes to the less-loaded Kim");
+        let (sams, kims) = (&leads[0], &leads[1]);
+
+        let mut sam = crate::console::account(&app, "sales@example.com", "sales").await;
+        let queue = sam.get("/console/handoffs").await;
+        assert_eq!(queue.status, 200);
+        assert!(queue.body.contains("Your hand-offs") && queue.body.contains("one@firm.example") && queue.body.contains("three@firm.example"), "{}", queue.body);
+        assert!(!queue.body.contains("two@firm.example"), "not Kim's");
+        assert!(!queue.body.contains("href=\"/console/leads\""), "no lead list in a sales account's menu");
+        for (path, status) in [("/console/leads", 303), ("/console/overview", 303), ("/console/forms", 403), ("/console/deliveries", 403), ("/console/leads/export.csv", 403), ("/console/people", 403)] {
+            assert_eq!(sam.get(path).await.status, status, "{path}");
+        }
+        assert_eq!(sam.get(&format!("/console/leads/{kims}")).await.status, 404, "Kim's lead is not Sam's to see");
+        let page = sam.get(&format!("/console/leads/{sams}")).await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("Why ") && page.body.contains("a company address (@firm.example)"), "{}", page.body);
+        assert!(page.body.contains("Hand-off to Sam Seller: waiting to be accepted"), "{}", page.body);
+        assert!(!page.body.contains("Set the stage"), "sales does not set stages");
+        let csrf = crate::console::hidden(&page.body, "_csrf");
+        let kim_handoff = app.admin_get("/v1/admin/handoffs?owner=kim").await["handoffs"][0]["id"].as_str().unwrap().to_string();
+        assert_eq!(sam.post(&format!("/console/handoffs/{kim_handoff}"), &[("_csrf", &csrf), ("action", "accept")]).await.status, 404);
+        let sam_handoff = app.admin_get(&format!("/v1/admin/leads/{sams}/stages")).await;
+        assert_eq!(sam_handoff["stage"], "mql");
+        let mine = app.admin_get("/v1/admin/handoffs?owner=sam&status=new").await["handoffs"].as_array().unwrap().iter().find(|h| h["lead_id"] == sams.as_str()).unwrap()["id"].as_str().unwrap().to_string();
+        let accepted = sam.post(&format!("/console/handoffs/{mine}"), &[("_csrf", &csrf), ("action", "accept")]).await;
+        assert_eq!(accepted.status, 303);
+        let page = sam.get(&format!("/console/leads/{sams}")).await;
+        assert!(page.body.contains("accepted: reaching out"), "{}", page.body);
+        let no_reason = sam.post(&format!("/console/handoffs/{mine}"), &[("_csrf", &csrf), ("action", "disqualified")]).await;
+        assert_eq!(no_reason.status, 400);
+        let forged = sam.post(&format!("/console/handoffs/{mine}"), &[("_csrf", "forged"), ("action", "qualified")]).await;
+        assert_eq!(forged.status, 403);
+        assert_eq!(sam.post(&format!("/console/handoffs/{mine}"), &[("_csrf", &csrf), ("action", "qualified")]).await.status, 303);
+        assert_eq!(app.admin_get(&format!("/v1/admin/leads/{sams}/score")).await["stage"], "sql", "qualified by sales: sales-qualified");
+
+        // A viewer sees every hand-off and answers none; a marketer sets stages.
+        let mut viewer = crate::console::account(&app, "vi@example.com", "viewer").await;
+        let all = viewer.get("/console/handoffs?status=all").await;
+        assert!(all.body.contains("two@firm.example") && all.body.contains("one@firm.example"));
+        let page = viewer.get(&format!("/console/leads/{kims}")).await;
+        assert!(!page.body.contains(">Accept</button>"));
+        let csrf = crate::console::hidden(&page.body, "_csrf");
+        assert_eq!(viewer.post(&format!("/console/handoffs/{kim_handoff}"), &[("_csrf", &csrf), ("action", "accept")]).await.status, 403);
+        let mut marketer = crate::console::account(&app, "ma@example.com", "marketer").await;
+        let page = marketer.get(&format!("/console/leads/{kims}")).await;
+        assert!(page.body.contains("Set the stage"));
+        let csrf = crate::console::hidden(&page.body, "_csrf");
+        assert_eq!(marketer.post(&format!("/console/leads/{kims}/stage"), &[("_csrf", &csrf), ("stage", "lead"), ("reason", "")]).await.status, 400);
+        assert_eq!(marketer.post(&format!("/console/leads/{kims}/stage"), &[("_csrf", &csrf), ("stage", "customer"), ("reason", "")]).await.status, 303);
+        let page = marketer.get(&format!("/console/leads/{kims}")).await;
+        assert!(page.body.contains("<strong>Customer</strong> (score") && page.body.contains("console by ma@example.com"), "{}", page.body);
+        assert_eq!(marketer.get("/console/handoffs?status=lost").await.status, 400);
     }
 }
