@@ -4,6 +4,7 @@ pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod console;
+pub mod crm;
 pub mod domain;
 pub mod error;
 pub mod export;

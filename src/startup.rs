@@ -232,12 +232,17 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
         let store = store.with_events(qualifier.events_needed());
-        let deliverer = if qualifier.webhooks.is_empty() {
+        let deliverer = if qualifier.webhooks.is_empty() && qualifier.crms.is_empty() {
             None
         } else {
             Some(
-                crate::webhooks::Deliverer::new(store.clone(), qualifier.webhooks.clone())
-                    .map_err(|e| StartupError::Server(std::io::Error::other(e)))?,
+                crate::webhooks::Deliverer::new(
+                    store.clone(),
+                    qualifier.webhooks.clone(),
+                    qualifier.crms.clone(),
+                    qualifier.handoff.owners.clone(),
+                )
+                .map_err(|e| StartupError::Server(std::io::Error::other(e)))?,
             )
         };
         let worker = OutboxWorker::new(crate::worker::WorkerParts {
@@ -423,7 +428,8 @@ impl Application {
         let qualifier_task = (state.settings.outbox.worker_enabled
             && (state.store.events_enabled()
                 || !state.qualifier.handoff.owners.is_empty()
-                || !state.qualifier.webhooks.is_empty()))
+                || !state.qualifier.webhooks.is_empty()
+                || !state.qualifier.crms.is_empty()))
         .then(|| {
             let (worker, faults, stop_rx) = (worker.clone(), state.faults.clone(), stop_rx.clone());
             crate::supervisor::supervise(

@@ -184,6 +184,7 @@ pub fn demo_handoff() -> HandoffSettings {
             pool: true,
             max_open: None,
             away: Vec::new(),
+            crm_ids: BTreeMap::new(),
         }],
         ..HandoffSettings::default()
     }

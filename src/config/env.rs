@@ -81,6 +81,7 @@ const TABLE_LISTS: &[&str] = &[
     "handoff.owners",
     "handoff.routes",
     "webhooks.endpoints",
+    "crm",
 ];
 
 /// Read by the CLI itself, not a setting.

@@ -12,8 +12,9 @@ mod qualification;
 
 pub use demo::{demo_forms, demo_handoff, demo_scoring, demo_stages};
 pub use qualification::{
-    ActivityKind, AwayConfig, EmailDomainKind, HandoffSettings, OwnerConfig, RouteConfig,
-    ScoreRuleConfig, ScoringSettings, StageSettings, WebhookEndpointConfig, WebhookSettings,
+    ActivityKind, AwayConfig, CrmConfig, CrmSettings, EmailDomainKind, HandoffSettings,
+    OwnerConfig, RouteConfig, ScoreRuleConfig, ScoringSettings, StageSettings,
+    WebhookEndpointConfig, WebhookSettings,
 };
 
 use std::net::SocketAddr;
@@ -78,6 +79,8 @@ pub struct Settings {
     /// owner).
     pub handoff: HandoffSettings,
     pub webhooks: WebhookSettings,
+    /// CRM adapters (HubSpot, Salesforce, Pipedrive).
+    pub crm: CrmSettings,
     /// The forms this instance serves. Absent: the three demo forms.
     #[serde(default = "demo_forms")]
     pub forms: Vec<FormConfig>,
@@ -474,7 +477,7 @@ impl Default for ConsoleSettings {
     }
 }
 
-fn redact<S: Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn redact<S: Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("[redacted]")
 }
 

@@ -168,6 +168,10 @@ pub struct OwnerConfig {
     /// Days off (`YYYY-MM-DD`, inclusive, UTC): passed over by routes and the pool.
     #[serde(default)]
     pub away: Vec<AwayConfig>,
+    /// This owner's user id in each CRM (`hubspot`, `salesforce`, `pipedrive`), so leads
+    /// pushed there are assigned to them.
+    #[serde(default)]
+    pub crm_ids: BTreeMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -240,6 +244,44 @@ pub struct WebhookEndpointConfig {
     #[serde(default)]
     pub events: Vec<String>,
     /// Told by email when the endpoint is disabled.
+    #[serde(default)]
+    pub contact: Option<String>,
+}
+
+/// CRM adapters: leads pushed to the CRM sales already uses, through the same delivery queue
+/// as webhooks (retries, log, replay). Each is off unless configured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrmSettings {
+    pub hubspot: Option<CrmConfig>,
+    pub salesforce: Option<CrmConfig>,
+    pub pipedrive: Option<CrmConfig>,
+}
+
+/// One CRM's connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrmConfig {
+    /// The API's base: HubSpot `https://api.hubapi.com`, Salesforce your instance
+    /// (`https://example.my.salesforce.com`), Pipedrive `https://api.pipedrive.com` or your
+    /// company domain.
+    pub url: String,
+    /// HubSpot: a private app's access token; Salesforce: an OAuth access token; Pipedrive:
+    /// an API token.
+    #[serde(serialize_with = "super::redact")]
+    pub token: SecretString,
+    /// Events that push the lead (default: `lead.mql`, `lead.stage_changed`,
+    /// `handoff.created`, `lead.erased`).
+    #[serde(default)]
+    pub on: Vec<String>,
+    /// Salesforce: the REST API version (default `v60.0`).
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// Salesforce: let the org's lead assignment rules pick the owner (default true; false:
+    /// the hand-off's owner, by `crm_ids.salesforce`).
+    #[serde(default)]
+    pub assignment_rules: Option<bool>,
+    /// Told by email when the CRM keeps refusing pushes and is disabled.
     #[serde(default)]
     pub contact: Option<String>,
 }

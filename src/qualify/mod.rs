@@ -32,6 +32,8 @@ pub struct Qualifier {
     pub stages: StageRules,
     pub handoff: HandoffSettings,
     pub webhooks: Arc<Webhooks>,
+    /// CRM adapters (pushes go through the webhook delivery queue).
+    pub crms: Arc<crate::crm::Crms>,
     /// Stage rules or scoring rules exist.
     active: bool,
 }
@@ -116,6 +118,7 @@ impl Qualifier {
             .map_err(|m| ConfigError::invalid("stages", m))?;
         routing::check(&settings.handoff, &forms)?;
         let webhooks = Arc::new(Webhooks::build(&settings.webhooks)?);
+        let crms = Arc::new(crate::crm::Crms::build(&settings.crm)?);
         let active = !ruleset.is_empty()
             || settings.stages.mql_when.is_some()
             || !settings.stages.hand_raisers.is_empty();
@@ -124,13 +127,14 @@ impl Qualifier {
             stages,
             handoff: settings.handoff.clone(),
             webhooks,
+            crms,
             active,
         })
     }
 
     /// Whether facts need to record events (anything consumes them).
     pub fn events_needed(&self) -> bool {
-        self.active || !self.webhooks.is_empty()
+        self.active || !self.webhooks.is_empty() || !self.crms.is_empty()
     }
 
     pub fn active(&self) -> bool {
@@ -522,7 +526,7 @@ impl Qualifier {
         store: &LeadStore,
         event: &ClaimedEvent,
     ) -> Result<Vec<NewDelivery>, StoreError> {
-        if self.webhooks.is_empty() {
+        if self.webhooks.is_empty() && self.crms.is_empty() {
             return Ok(Vec::new());
         }
         let mut kinds = vec![event.kind.as_str()];
@@ -542,11 +546,30 @@ impl Qualifier {
                     .map(move |e| (e, *k))
             })
             .collect();
+        let base = format!("msg_{}", event.id.replace('-', ""));
+        let mut out: Vec<NewDelivery> = self
+            .crms
+            .all()
+            .iter()
+            .filter(|c| c.wants(&event.kind))
+            .filter(|c| {
+                states
+                    .get(&c.endpoint_id())
+                    .is_none_or(|s| s.disabled_at_ms.is_none())
+            })
+            .map(|c| NewDelivery {
+                message_id: base.clone(),
+                endpoint_id: c.endpoint_id(),
+                kind: event.kind.clone(),
+                lead_id: Some(event.lead_id.clone()),
+                payload: crate::crm::push_payload(&event.kind, &event.lead_id, &stored),
+                event_at_ms: event.created_at,
+            })
+            .collect();
         if wanted.is_empty() {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let email = store.get_lead(&event.lead_id).await?.map(|l| l.0);
-        let mut out = Vec::new();
         for (endpoint, kind) in wanted {
             let Some(data) = self
                 .data(store, event, kind, &stored, email.as_deref())

@@ -182,6 +182,7 @@ mod tests {
             pool: true,
             max_open: max,
             away: Vec::new(),
+            crm_ids: BTreeMap::new(),
         }
     }
 

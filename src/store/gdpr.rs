@@ -166,6 +166,14 @@ impl LeadStore {
         .arg(lead_id);
         let forms: Vec<(String,)> = tx.exec().fetch_all(&sql).await?;
         let forms: Vec<String> = forms.into_iter().map(|(f,)| f).collect();
+        // The lead's CRM records, so the CRMs can erase them too (the links go with the rest).
+        let sql =
+            Sql::fixed("SELECT crm, remote_id FROM crm_links WHERE lead_id = $1").arg(lead_id);
+        let crm: Vec<(String, String)> = tx.exec().fetch_all(&sql).await?;
+        let crm: serde_json::Map<String, Value> = crm
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
         let (removed, _) =
             delete_submissions(&mut tx, self.dialect(), &Doomed::Lead(lead_id.into())).await?;
         suppress(tx.exec(), &self.suppression, &email, "erased", now_ms).await?;
@@ -173,7 +181,7 @@ impl LeadStore {
         let event = super::NewEvent {
             kind: "lead.erased",
             lead_id: lead_id.to_string(),
-            data: serde_json::json!({}),
+            data: serde_json::json!({ "crm": crm }),
         };
         super::qualification::record_event(self, tx.exec(), event, now_ms).await?;
         let sql = Sql::fixed(

@@ -324,6 +324,7 @@ pub(super) async fn forget(tx: &mut Tx, gone: &str, binds: &[&str]) -> Result<()
             "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE lead_id IN {gone})"
         ),
         format!("DELETE FROM webhook_deliveries WHERE lead_id IN {gone}"),
+        format!("DELETE FROM crm_links WHERE lead_id IN {gone}"),
     ];
     for text in statements {
         let sql = binds
@@ -646,6 +647,33 @@ impl LeadStore {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The lead's record in each CRM (`crm` -> remote id).
+    pub async fn crm_links(&self, lead_id: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let sql =
+            Sql::fixed("SELECT crm, remote_id FROM crm_links WHERE lead_id = $1").arg(lead_id);
+        let rows: Vec<(String, String)> = self.pools.reader().fetch_all(&sql).await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Remembers the lead's record in a CRM.
+    pub async fn link_crm(
+        &self,
+        crm: &str,
+        lead_id: &str,
+        remote_id: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let sql = Sql::fixed(
+            "INSERT INTO crm_links (crm, lead_id, remote_id, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (crm, lead_id) DO UPDATE SET remote_id = $3, updated_at = $4",
+        )
+        .arg(crm)
+        .arg(lead_id)
+        .arg(remote_id)
+        .arg(now_ms);
+        self.pools.writer().execute(&sql).await.map(drop)
     }
 
     /// Claims up to `limit` due staff messages for `owner` for `lease_ms`.

@@ -21,6 +21,7 @@ pub struct ClaimedDelivery {
     pub payload: String,
     pub attempts: i64,
     pub created_at: i64,
+    pub lead_id: Option<String>,
 }
 
 /// A delivery as the log shows it.
@@ -134,7 +135,7 @@ impl LeadStore {
             (
                 "webhook_deliveries",
                 "('pending', 'failed')",
-                "id, message_id, endpoint_id, type, payload, attempts, created_at",
+                "id, message_id, endpoint_id, type, payload, attempts, created_at, lead_id",
             ),
             (now_ms, lease_ms, owner, limit),
         )

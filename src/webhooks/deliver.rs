@@ -3,6 +3,7 @@
 //! 4xx, 5xx, timeouts, connection errors; a `Retry-After` is honoured); given up; or, on a 410
 //! or after days of nothing but failures, the endpoint is disabled and its contact told.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,6 +11,8 @@ use futures::StreamExt;
 use rand::Rng;
 
 use super::Webhooks;
+use crate::config::OwnerConfig;
+use crate::crm::{Crms, Exchange};
 use crate::store::{
     Attempt, AttemptOutcome, ClaimedDelivery, EndpointState, LeadStore, NewStaffMail, StoreError,
 };
@@ -41,6 +44,8 @@ pub struct DeliveryRound {
 pub struct Deliverer {
     store: LeadStore,
     webhooks: Arc<Webhooks>,
+    crms: Arc<Crms>,
+    owners: Vec<OwnerConfig>,
     client: reqwest::Client,
     owner: String,
 }
@@ -63,11 +68,20 @@ fn retry_after_ms(value: &str, now_ms: i64) -> Option<i64> {
 }
 
 impl Deliverer {
-    pub fn new(store: LeadStore, webhooks: Arc<Webhooks>) -> Result<Deliverer, reqwest::Error> {
+    /// `crms` and the sales `owners` (whose CRM ids assign pushed leads) besides the
+    /// endpoints.
+    pub fn new(
+        store: LeadStore,
+        webhooks: Arc<Webhooks>,
+        crms: Arc<Crms>,
+        owners: Vec<OwnerConfig>,
+    ) -> Result<Deliverer, reqwest::Error> {
         Ok(Deliverer {
             client: webhooks.client()?,
             store,
             webhooks,
+            crms,
+            owners,
             owner: uuid::Uuid::new_v4().to_string(),
         })
     }
@@ -92,29 +106,128 @@ impl Deliverer {
             return Ok(round);
         }
         let states = self.store.endpoint_states().await?;
-        let mut done = futures::stream::iter(claimed)
-            .map(|d| {
+        // A CRM's pushes for one lead go one after another, in the order they fell due: the
+        // first creates the record that the next ones update. Everything else in parallel.
+        let mut groups: Vec<Vec<ClaimedDelivery>> = Vec::new();
+        let mut by_lead: HashMap<(String, String), usize> = HashMap::new();
+        for d in claimed {
+            match d
+                .endpoint_id
+                .starts_with("crm:")
+                .then(|| (d.endpoint_id.clone(), d.lead_id.clone().unwrap_or_default()))
+            {
+                Some(key) => match by_lead.get(&key) {
+                    Some(&i) => groups[i].push(d),
+                    None => {
+                        by_lead.insert(key, groups.len());
+                        groups.push(vec![d]);
+                    }
+                },
+                None => groups.push(vec![d]),
+            }
+        }
+        let mut done = futures::stream::iter(groups)
+            .map(|group| {
                 let states = &states;
                 async move {
-                    let attempt = self.attempt(&d, states.get(&d.endpoint_id), now_ms).await;
-                    let saved = self
-                        .store
-                        .finish_delivery(&d, &self.owner, &attempt, now_ms)
-                        .await;
-                    (attempt.outcome, saved)
+                    let mut outcomes = Vec::with_capacity(group.len());
+                    for d in group {
+                        let attempt = self.attempt(&d, states.get(&d.endpoint_id), now_ms).await;
+                        self.store
+                            .finish_delivery(&d, &self.owner, &attempt, now_ms)
+                            .await?;
+                        outcomes.push(attempt.outcome);
+                    }
+                    Ok::<_, StoreError>(outcomes)
                 }
             })
             .buffer_unordered(CONCURRENCY);
-        while let Some((outcome, saved)) = done.next().await {
-            saved?;
-            match outcome {
-                AttemptOutcome::Delivered => round.delivered += 1,
-                AttemptOutcome::Retry { .. } => round.failed += 1,
-                AttemptOutcome::Dead => round.dead += 1,
-                AttemptOutcome::Cancelled => round.cancelled += 1,
+        while let Some(outcomes) = done.next().await {
+            for outcome in outcomes? {
+                match outcome {
+                    AttemptOutcome::Delivered => round.delivered += 1,
+                    AttemptOutcome::Retry { .. } => round.failed += 1,
+                    AttemptOutcome::Dead => round.dead += 1,
+                    AttemptOutcome::Cancelled => round.cancelled += 1,
+                }
             }
         }
         Ok(round)
+    }
+
+    /// Sends a webhook (signed POST) to the endpoint, or a CRM push, and returns what came
+    /// back; `None` with a reason when it is not sent at all.
+    async fn exchange(
+        &self,
+        d: &ClaimedDelivery,
+        now_ms: i64,
+    ) -> Result<(Exchange, Option<String>), String> {
+        if let Some(crm) = self.crms.by_endpoint(&d.endpoint_id) {
+            if !self.webhooks.literal_allowed(crm.base()) {
+                return Err("the CRM's address is private and not allow-listed".into());
+            }
+            let x = crm
+                .push(&self.client, &self.store, &self.owners, &d.payload, now_ms)
+                .await
+                .unwrap_or_else(|e| Exchange {
+                    error: Some(format!("cannot read the lead to push: {e}")),
+                    ..Exchange::default()
+                });
+            return Ok((x, crm.contact.clone()));
+        }
+        let Some(endpoint) = self.webhooks.endpoint(&d.endpoint_id) else {
+            return Err("the endpoint is no longer configured".into());
+        };
+        if !self.webhooks.literal_allowed(&endpoint.url) {
+            return Err("the endpoint's address is private and not allow-listed".into());
+        }
+        let timestamp = now_ms.div_euclid(1000);
+        let sent = self
+            .client
+            .post(endpoint.url.clone())
+            .header("content-type", "application/json")
+            .header("webhook-id", &d.message_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header(
+                "webhook-signature",
+                endpoint.signature(&d.message_id, timestamp, &d.payload),
+            )
+            .body(d.payload.clone())
+            .send()
+            .await;
+        let x = match sent {
+            Ok(mut resp) => {
+                let status = resp.status();
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from);
+                let mut body: Vec<u8> = Vec::new();
+                while body.len() < RESPONSE_CHARS * 4 {
+                    match resp.chunk().await {
+                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                        _ => break,
+                    }
+                }
+                let text: String = String::from_utf8_lossy(&body)
+                    .chars()
+                    .filter(|c| !c.is_control() || *c == '\n')
+                    .take(RESPONSE_CHARS)
+                    .collect();
+                Exchange {
+                    status: Some(status),
+                    retry_after,
+                    response: Some(text),
+                    error: None,
+                }
+            }
+            Err(e) => Exchange {
+                error: Some(describe(&e, self.webhooks.settings.timeout_ms)),
+                ..Exchange::default()
+            },
+        };
+        Ok((x, endpoint.contact.clone()))
     }
 
     async fn attempt(
@@ -131,88 +244,48 @@ impl Deliverer {
             outcome: AttemptOutcome::Cancelled,
             disable: None,
         };
-        let Some(endpoint) = self.webhooks.endpoint(&d.endpoint_id) else {
-            return cancelled("the endpoint is no longer configured");
-        };
         if let Some(reason) = state.and_then(|s| s.disabled_reason.as_deref()) {
             return cancelled(&format!("not sent: the endpoint is disabled ({reason})"));
         }
-        if !self.webhooks.literal_allowed(&endpoint.url) {
-            return cancelled("the endpoint's address is private and not allow-listed");
-        }
-        let timestamp = now_ms.div_euclid(1000);
         let started = Instant::now();
-        let sent = self
-            .client
-            .post(endpoint.url.clone())
-            .header("content-type", "application/json")
-            .header("webhook-id", &d.message_id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header(
-                "webhook-signature",
-                endpoint.signature(&d.message_id, timestamp, &d.payload),
-            )
-            .body(d.payload.clone())
-            .send()
-            .await;
-        let (status, retry_after, response, error) = match sent {
-            Ok(mut resp) => {
-                let status = resp.status();
-                let retry_after = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| retry_after_ms(v, now_ms));
-                let mut body: Vec<u8> = Vec::new();
-                while body.len() < RESPONSE_CHARS * 4 {
-                    match resp.chunk().await {
-                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                        _ => break,
-                    }
-                }
-                let text: String = String::from_utf8_lossy(&body)
-                    .chars()
-                    .filter(|c| !c.is_control() || *c == '\n')
-                    .take(RESPONSE_CHARS)
-                    .collect();
-                (Some(status), retry_after, Some(text), None)
-            }
-            Err(e) => (
-                None,
-                None,
-                None,
-                Some(describe(&e, self.webhooks.settings.timeout_ms)),
-            ),
+        let (x, contact) = match self.exchange(d, now_ms).await {
+            Ok(sent) => sent,
+            Err(why) => return cancelled(&why),
         };
+        let status = x.status;
+        let retry_after = x
+            .retry_after
+            .as_deref()
+            .and_then(|v| retry_after_ms(v, now_ms));
         let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let code = status.map(|s| i64::from(s.as_u16()));
         let mut attempt = Attempt {
             status_code: code,
             latency_ms,
-            response,
-            error,
+            response: x.response,
+            error: x.error,
             outcome: AttemptOutcome::Delivered,
             disable: None,
         };
         let tell = |reason: &str| -> (String, Vec<NewStaffMail>) {
-            let mail = endpoint
-                .contact
+            let mail = contact
                 .iter()
                 .map(|c| NewStaffMail {
                     kind: "endpoint_disabled",
                     recipient: c.clone(),
-                    subject_id: endpoint.id.clone(),
+                    subject_id: d.endpoint_id.clone(),
                 })
                 .collect();
             (reason.to_string(), mail)
         };
+        let endpoint_id = &d.endpoint_id;
         match status {
             Some(s) if s.is_success() => return attempt,
             Some(s) if s.as_u16() == 410 => {
                 attempt.outcome = AttemptOutcome::Dead;
                 attempt.error = Some("the endpoint answered 410 Gone: disabled".into());
                 attempt.disable = Some(tell("the endpoint answered 410 Gone"));
-                tracing::warn!(endpoint = %endpoint.id, "webhook endpoint answered 410; disabled");
+                tracing::warn!(endpoint = %endpoint_id, "webhook endpoint answered 410; disabled");
                 return attempt;
             }
             Some(s) if s.is_redirection() => {
@@ -241,10 +314,10 @@ impl Deliverer {
             if now_ms - since >= disable_after {
                 let hours = (now_ms - since) / 3_600_000;
                 attempt.disable = Some(tell(&format!("every delivery failed for {hours} hours")));
-                tracing::warn!(endpoint = %endpoint.id, hours, "webhook endpoint failing for days; disabled");
+                tracing::warn!(endpoint = %endpoint_id, hours, "webhook endpoint failing for days; disabled");
             }
         }
-        tracing::info!(endpoint = %endpoint.id, status = ?code, attempts = d.attempts, "webhook delivery failed");
+        tracing::info!(endpoint = %endpoint_id, status = ?code, attempts = d.attempts, "webhook delivery failed");
         attempt
     }
 }

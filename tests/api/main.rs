@@ -10,6 +10,7 @@ mod challenge;
 mod cli;
 mod consent;
 mod console;
+mod crm;
 mod email;
 mod faults;
 mod hostile;

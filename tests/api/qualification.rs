@@ -277,7 +277,7 @@ both_backends! {
     async fn owners_are_routed_by_rule_then_least_loaded_and_away_owners_are_passed_over(backend: Backend) {
         let (smtp, receiver) = (SmtpServer::start(), Receiver::start());
         let app = spawn(backend, &smtp, &receiver, |s| {
-            let owner = |id: &str, name: &str| inlet::config::OwnerConfig { id: id.into(), name: name.into(), email: format!("{id}@sales.example"), pool: true, max_open: None, away: Vec::new() };
+            let owner = |id: &str, name: &str| inlet::config::OwnerConfig { id: id.into(), name: name.into(), email: format!("{id}@sales.example"), pool: true, max_open: None, away: Vec::new(), crm_ids: Default::default() };
             let mut away = owner("eve", "Eve");
             let today = chrono::Utc::now().date_naive();
             away.away = vec![inlet::config::AwayConfig { from: today.to_string(), until: today.to_string() }];

@@ -18,10 +18,15 @@ pub enum Answer {
     Redirect,
     /// 204 after this long.
     Slow(Duration),
+    /// A status with a JSON body (answering like a CRM's API).
+    Json(u16, serde_json::Value),
 }
 
 #[derive(Debug, Clone)]
 pub struct Got {
+    pub method: String,
+    /// Path and query.
+    pub path: String,
     pub headers: http::HeaderMap,
     pub body: Vec<u8>,
 }
@@ -68,6 +73,8 @@ async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) 
         }
     }
     shared.got.lock().unwrap().push(Got {
+        method: req.method().to_string(),
+        path: req.uri().to_string(),
         headers,
         body: body.to_vec(),
     });
@@ -84,6 +91,9 @@ async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) 
         Some(Answer::Redirect) => HttpResponse::Found()
             .insert_header(("location", "/elsewhere"))
             .finish(),
+        Some(Answer::Json(code, body)) => {
+            HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap()).json(body)
+        }
         Some(Answer::Slow(d)) => {
             tokio::time::sleep(d).await;
             HttpResponse::NoContent().finish()
@@ -121,6 +131,11 @@ impl Receiver {
 
     pub fn got(&self) -> Vec<Got> {
         self.shared.got.lock().unwrap().clone()
+    }
+
+    /// The receiver's base URL (no path): where a CRM's API would be.
+    pub fn base(&self) -> String {
+        self.url.trim_end_matches("/hooks").to_string()
     }
 
     /// Every message received of one type.
