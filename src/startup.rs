@@ -239,8 +239,11 @@ impl Application {
                 crate::webhooks::Deliverer::new(
                     store.clone(),
                     qualifier.webhooks.clone(),
-                    qualifier.crms.clone(),
-                    qualifier.handoff.owners.clone(),
+                    Arc::new(crate::crm::CrmTargets::new(
+                        &qualifier.crms,
+                        &store,
+                        &qualifier.handoff.owners,
+                    )),
                 )
                 .map_err(|e| StartupError::Server(std::io::Error::other(e)))?,
             )

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use crate::config::{ConfigError, CrmConfig, CrmSettings, OwnerConfig};
 use crate::scoring::Stage;
 use crate::store::{LeadStore, StoreError};
+use crate::webhooks::{Exchange, PushTarget, PushTargets};
 
 /// The events that push a lead unless configured otherwise.
 pub const DEFAULT_ON: [&str; 4] = [
@@ -94,46 +95,10 @@ impl Crms {
     }
 }
 
-/// What one push came to (the last request's answer, or why none was made).
-#[derive(Debug, Clone, Default)]
-pub struct Exchange {
-    pub status: Option<reqwest::StatusCode>,
-    pub retry_after: Option<String>,
-    pub response: Option<String>,
-    pub error: Option<String>,
-}
-
-impl Exchange {
-    fn failed(&self) -> bool {
-        !self.status.is_some_and(|s| s.is_success())
-    }
-}
-
-/// Reads a response: its status, `Retry-After`, and the start of its body as text and JSON.
+/// Reads a response, and its body as JSON.
 async fn read(resp: reqwest::Response) -> (Exchange, Value) {
-    let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .map(String::from);
-    let body = resp.bytes().await.unwrap_or_default();
-    let body = &body[..body.len().min(64 * 1024)];
-    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let text: String = String::from_utf8_lossy(body)
-        .chars()
-        .filter(|c| !c.is_control() || *c == '\n')
-        .take(512)
-        .collect();
-    (
-        Exchange {
-            status: Some(status),
-            retry_after,
-            response: Some(text),
-            error: None,
-        },
-        json,
-    )
+    let (x, body) = crate::webhooks::read_response(resp).await;
+    (x, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 /// The lead as a CRM is told about it.
@@ -545,6 +510,70 @@ impl Crm {
             x.status = Some(reqwest::StatusCode::NO_CONTENT);
         }
         x
+    }
+}
+
+/// The CRMs as delivery targets: each push reads the lead from the store when it is sent.
+pub struct CrmTargets {
+    list: Vec<CrmTarget>,
+}
+
+struct CrmTarget {
+    crm: Crm,
+    store: LeadStore,
+    owners: Vec<OwnerConfig>,
+}
+
+impl CrmTargets {
+    pub fn new(crms: &Crms, store: &LeadStore, owners: &[OwnerConfig]) -> CrmTargets {
+        CrmTargets {
+            list: crms
+                .list
+                .iter()
+                .map(|c| CrmTarget {
+                    crm: c.clone(),
+                    store: store.clone(),
+                    owners: owners.to_vec(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl PushTargets for CrmTargets {
+    fn target(&self, endpoint_id: &str) -> Option<&dyn PushTarget> {
+        let name = endpoint_id.strip_prefix("crm:")?;
+        self.list
+            .iter()
+            .find(|t| t.crm.kind.name() == name)
+            .map(|t| t as &dyn PushTarget)
+    }
+}
+
+impl PushTarget for CrmTarget {
+    fn base(&self) -> &url::Url {
+        &self.crm.base
+    }
+
+    fn contact(&self) -> Option<String> {
+        self.crm.contact.clone()
+    }
+
+    fn push<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        payload: &'a str,
+        now_ms: i64,
+    ) -> futures::future::BoxFuture<'a, Exchange> {
+        Box::pin(async move {
+            self.crm
+                .push(client, &self.store, &self.owners, payload, now_ms)
+                .await
+                .unwrap_or_else(|e| Exchange {
+                    error: Some(format!("cannot read the lead to push: {e}")),
+                    ..Exchange::default()
+                })
+        })
     }
 }
 

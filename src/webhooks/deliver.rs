@@ -10,9 +10,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use rand::Rng;
 
-use super::Webhooks;
-use crate::config::OwnerConfig;
-use crate::crm::{Crms, Exchange};
+use super::{Exchange, PushTargets, Webhooks};
 use crate::store::{
     Attempt, AttemptOutcome, ClaimedDelivery, EndpointState, LeadStore, NewStaffMail, StoreError,
 };
@@ -44,8 +42,7 @@ pub struct DeliveryRound {
 pub struct Deliverer {
     store: LeadStore,
     webhooks: Arc<Webhooks>,
-    crms: Arc<Crms>,
-    owners: Vec<OwnerConfig>,
+    targets: Arc<dyn PushTargets>,
     client: reqwest::Client,
     owner: String,
 }
@@ -68,20 +65,17 @@ fn retry_after_ms(value: &str, now_ms: i64) -> Option<i64> {
 }
 
 impl Deliverer {
-    /// `crms` and the sales `owners` (whose CRM ids assign pushed leads) besides the
-    /// endpoints.
+    /// Sends to the configured endpoints and to `targets` (CRMs).
     pub fn new(
         store: LeadStore,
         webhooks: Arc<Webhooks>,
-        crms: Arc<Crms>,
-        owners: Vec<OwnerConfig>,
+        targets: Arc<dyn PushTargets>,
     ) -> Result<Deliverer, reqwest::Error> {
         Ok(Deliverer {
             client: webhooks.client()?,
             store,
             webhooks,
-            crms,
-            owners,
+            targets,
             owner: uuid::Uuid::new_v4().to_string(),
         })
     }
@@ -162,18 +156,12 @@ impl Deliverer {
         d: &ClaimedDelivery,
         now_ms: i64,
     ) -> Result<(Exchange, Option<String>), String> {
-        if let Some(crm) = self.crms.by_endpoint(&d.endpoint_id) {
-            if !self.webhooks.literal_allowed(crm.base()) {
-                return Err("the CRM's address is private and not allow-listed".into());
+        if let Some(target) = self.targets.target(&d.endpoint_id) {
+            if !self.webhooks.literal_allowed(target.base()) {
+                return Err("the target's address is private and not allow-listed".into());
             }
-            let x = crm
-                .push(&self.client, &self.store, &self.owners, &d.payload, now_ms)
-                .await
-                .unwrap_or_else(|e| Exchange {
-                    error: Some(format!("cannot read the lead to push: {e}")),
-                    ..Exchange::default()
-                });
-            return Ok((x, crm.contact.clone()));
+            let x = target.push(&self.client, &d.payload, now_ms).await;
+            return Ok((x, target.contact()));
         }
         let Some(endpoint) = self.webhooks.endpoint(&d.endpoint_id) else {
             return Err("the endpoint is no longer configured".into());
@@ -196,32 +184,7 @@ impl Deliverer {
             .send()
             .await;
         let x = match sent {
-            Ok(mut resp) => {
-                let status = resp.status();
-                let retry_after = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .map(String::from);
-                let mut body: Vec<u8> = Vec::new();
-                while body.len() < RESPONSE_CHARS * 4 {
-                    match resp.chunk().await {
-                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                        _ => break,
-                    }
-                }
-                let text: String = String::from_utf8_lossy(&body)
-                    .chars()
-                    .filter(|c| !c.is_control() || *c == '\n')
-                    .take(RESPONSE_CHARS)
-                    .collect();
-                Exchange {
-                    status: Some(status),
-                    retry_after,
-                    response: Some(text),
-                    error: None,
-                }
-            }
+            Ok(resp) => read_response(resp).await.0,
             Err(e) => Exchange {
                 error: Some(describe(&e, self.webhooks.settings.timeout_ms)),
                 ..Exchange::default()
@@ -320,6 +283,38 @@ impl Deliverer {
         tracing::info!(endpoint = %endpoint_id, status = ?code, attempts = d.attempts, "webhook delivery failed");
         attempt
     }
+}
+
+/// Reads an answer: its status, `Retry-After`, the start of its body as text (for the log),
+/// and the body itself up to 64 KiB (a CRM's JSON); a larger body is not read further.
+pub async fn read_response(mut resp: reqwest::Response) -> (Exchange, Vec<u8>) {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let mut body: Vec<u8> = Vec::new();
+    while body.len() < 64 * 1024 {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    let text: String = String::from_utf8_lossy(&body)
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .take(RESPONSE_CHARS)
+        .collect();
+    (
+        Exchange {
+            status: Some(status),
+            retry_after,
+            response: Some(text),
+            error: None,
+        },
+        body,
+    )
 }
 
 /// A failed request in words, with its causes (never the URL: it may carry a token).

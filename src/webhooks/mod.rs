@@ -21,7 +21,45 @@ use ipnet::IpNet;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-pub use deliver::{Deliverer, DeliveryRound};
+pub use deliver::{read_response, Deliverer, DeliveryRound};
+
+/// What one send came to: the answer's status, `Retry-After` and start of the body, or why
+/// there was no answer.
+#[derive(Debug, Clone, Default)]
+pub struct Exchange {
+    pub status: Option<reqwest::StatusCode>,
+    pub retry_after: Option<String>,
+    pub response: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Exchange {
+    pub fn failed(&self) -> bool {
+        !self.status.is_some_and(|s| s.is_success())
+    }
+}
+
+/// A delivery target other than a webhook endpoint (a CRM): its deliveries carry
+/// `endpoint_id`s it recognises, and it builds and sends its own requests. Defined here so
+/// delivery depends on no adapter; the adapters depend on delivery.
+pub trait PushTarget: Send + Sync {
+    /// Where it sends (checked against the private-address rules).
+    fn base(&self) -> &url::Url;
+    /// Told when it is disabled.
+    fn contact(&self) -> Option<String>;
+    /// Sends one delivery's payload.
+    fn push<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        payload: &'a str,
+        now_ms: i64,
+    ) -> futures::future::BoxFuture<'a, Exchange>;
+}
+
+/// The push targets by endpoint id.
+pub trait PushTargets: Send + Sync {
+    fn target(&self, endpoint_id: &str) -> Option<&dyn PushTarget>;
+}
 
 use crate::config::{ConfigError, WebhookSettings};
 
