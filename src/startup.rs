@@ -244,6 +244,7 @@ impl Application {
                         &store,
                         &qualifier.handoff.owners,
                     )),
+                    metrics.clone(),
                 )
                 .map_err(|e| StartupError::Server(std::io::Error::other(e)))?,
             )

@@ -58,6 +58,11 @@ pub struct Metrics {
     pub outbox_depth: prometheus::IntGaugeVec,
     /// Age of the oldest message still waiting to be sent.
     pub outbox_oldest_waiting_seconds: prometheus::Gauge,
+    /// Integration events not dispatched yet (set at scrape time from the database).
+    pub events_waiting: IntGauge,
+    /// Webhook and CRM delivery attempts by endpoint (a configured id, or `other`) and outcome
+    /// (`delivered`, `failed`, `dead`, `cancelled`).
+    pub deliveries: IntCounterVec,
 }
 
 impl Metrics {
@@ -131,6 +136,15 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric("outbox_oldest_waiting_seconds", &e));
         let _ = registry.register(Box::new(outbox_oldest_waiting_seconds.clone()));
+        let deliveries = counter(
+            "webhook_deliveries_total",
+            "Webhook and CRM delivery attempts by endpoint and outcome",
+            &["endpoint", "outcome"],
+        );
+        let events_waiting =
+            IntGauge::new("events_waiting", "Integration events not dispatched yet")
+                .unwrap_or_else(|e| unreachable_metric("events_waiting", &e));
+        let _ = registry.register(Box::new(events_waiting.clone()));
         let write_batch_size = prometheus::Histogram::with_opts(
             HistogramOpts::new("write_batch_size", "Submissions committed per transaction")
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
@@ -139,6 +153,8 @@ impl Metrics {
         let _ = registry.register(Box::new(write_batch_size.clone()));
         Metrics {
             registry,
+            deliveries,
+            events_waiting,
             write_batch_size,
             emails_sent,
             email_failures,

@@ -412,6 +412,9 @@ pub struct RetentionSettings {
     pub unconfirmed_days: u32,
     /// Stored client IPs (and consent records' IPs) are cleared after this many days.
     pub ip_days: u32,
+    /// Dispatched integration events, finished webhook and CRM deliveries (with their
+    /// attempt log) and sent staff mail are deleted after this many days (0: keep).
+    pub log_days: u32,
     /// How often the job runs in each instance (it is idempotent; several may run).
     pub interval_secs: u64,
 }
@@ -422,6 +425,7 @@ impl Default for RetentionSettings {
             spam_days: 30,
             unconfirmed_days: 0,
             ip_days: 90,
+            log_days: 30,
             interval_secs: 3_600,
         }
     }
@@ -900,6 +904,23 @@ impl Settings {
                 )
             })
             .collect();
+        for e in &self.webhooks.endpoints {
+            if e.url.starts_with("http://") {
+                out.push(format!(
+                    "webhooks endpoint '{}' uses http://: lead data travels unencrypted (signed, \
+                     but readable on the way); use https://",
+                    e.id
+                ));
+            }
+        }
+        let qualifies = self.stages.mql_when.is_some() || !self.stages.hand_raisers.is_empty();
+        if qualifies && self.handoff.owners.is_empty() {
+            out.push(
+                "stages: leads become MQLs but [handoff] has no owners, so nobody is handed \
+                 them (add owners, or watch the lead.mql webhook)"
+                    .into(),
+            );
+        }
         if self.privacy.suppression_key.is_none() {
             out.push(
                 "privacy.suppression_key (INLET_SUPPRESSION_KEY) is not set: the suppression \

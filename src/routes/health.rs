@@ -80,6 +80,12 @@ pub async fn metrics(
         }
         Err(e) => tracing::warn!(error = %e, "metrics: outbox stats unavailable"),
     }
+    if state.store.events_enabled() {
+        match state.store.pending_events().await {
+            Ok(n) => state.metrics.events_waiting.set(n),
+            Err(e) => tracing::warn!(error = %e, "metrics: event backlog unavailable"),
+        }
+    }
     state
         .metrics
         .limiter_keys

@@ -13,6 +13,8 @@ pub struct RetentionReport {
     pub unconfirmed_submissions_deleted: u64,
     pub leads_deleted: u64,
     pub ips_cleared: u64,
+    /// Dispatched events, finished deliveries (with attempts) and sent staff mail.
+    pub log_rows_deleted: u64,
     /// Write transactions the job took (each at most [`STEP`] rows).
     pub steps: u64,
 }
@@ -115,7 +117,52 @@ impl LeadStore {
                     .await?;
             }
         }
+        if settings.log_days > 0 {
+            let cutoff = now_ms - i64::from(settings.log_days) * day;
+            report.log_rows_deleted = self.delete_logs(cutoff, &mut report.steps).await?;
+        }
         Ok(report)
+    }
+
+    /// Deletes what is finished and older than `cutoff` from the qualification queues, in
+    /// steps found through each queue's `(status, next_attempt_at)` index (a finished row's
+    /// `next_attempt_at` is when it finished).
+    async fn delete_logs(&self, cutoff: i64, steps: &mut u64) -> Result<u64, StoreError> {
+        let finished = [
+            ("events", "('done', 'dead')"),
+            ("webhook_deliveries", "('delivered', 'dead', 'cancelled')"),
+            ("staff_mail", "('sent', 'dead', 'skipped')"),
+        ];
+        let mut deleted = 0;
+        for (table, statuses) in finished {
+            loop {
+                let find = Sql::fixed(format!(
+                    "SELECT id FROM {table} WHERE status IN {statuses} AND next_attempt_at < $1 \
+                     ORDER BY next_attempt_at LIMIT {STEP}"
+                ))
+                .arg(cutoff);
+                let ids: Vec<(String,)> = self.pools.reader().fetch_all(&find).await?;
+                if ids.is_empty() {
+                    break;
+                }
+                let mut tx = self.pools.begin().await?;
+                if table == "webhook_deliveries" {
+                    let mut sql =
+                        Sql::new("DELETE FROM webhook_attempts WHERE delivery_id IN (".into());
+                    sql.bind_list(ids.iter().map(|(id,)| id.as_str()));
+                    sql.push(")");
+                    deleted += tx.exec().execute(&sql.once()).await?;
+                }
+                let mut sql = Sql::new(format!("DELETE FROM {table} WHERE id IN ("));
+                sql.bind_list(ids.iter().map(|(id,)| id.as_str()));
+                sql.push(")");
+                deleted += tx.exec().execute(&sql.once()).await?;
+                tx.commit().await?;
+                *steps += 1;
+                tokio::task::yield_now().await;
+            }
+        }
+        Ok(deleted)
     }
 
     async fn delete_in_steps(

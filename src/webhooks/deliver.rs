@@ -43,6 +43,7 @@ pub struct Deliverer {
     store: LeadStore,
     webhooks: Arc<Webhooks>,
     targets: Arc<dyn PushTargets>,
+    metrics: Arc<crate::telemetry::Metrics>,
     client: reqwest::Client,
     owner: String,
 }
@@ -70,12 +71,14 @@ impl Deliverer {
         store: LeadStore,
         webhooks: Arc<Webhooks>,
         targets: Arc<dyn PushTargets>,
+        metrics: Arc<crate::telemetry::Metrics>,
     ) -> Result<Deliverer, reqwest::Error> {
         Ok(Deliverer {
             client: webhooks.client()?,
             store,
             webhooks,
             targets,
+            metrics,
             owner: uuid::Uuid::new_v4().to_string(),
         })
     }
@@ -130,6 +133,7 @@ impl Deliverer {
                         self.store
                             .finish_delivery(&d, &self.owner, &attempt, now_ms)
                             .await?;
+                        self.count(&d.endpoint_id, &attempt.outcome);
                         outcomes.push(attempt.outcome);
                     }
                     Ok::<_, StoreError>(outcomes)
@@ -147,6 +151,23 @@ impl Deliverer {
             }
         }
         Ok(round)
+    }
+
+    /// Counts an attempt; the endpoint label is a configured id (a closed set) or `other`.
+    fn count(&self, endpoint_id: &str, outcome: &AttemptOutcome) {
+        let known = self.webhooks.endpoint(endpoint_id).is_some()
+            || self.targets.target(endpoint_id).is_some();
+        let label = if known { endpoint_id } else { "other" };
+        let outcome = match outcome {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::Retry { .. } => "failed",
+            AttemptOutcome::Dead => "dead",
+            AttemptOutcome::Cancelled => "cancelled",
+        };
+        self.metrics
+            .deliveries
+            .with_label_values(&[label, outcome])
+            .inc();
     }
 
     /// Sends a webhook (signed POST) to the endpoint, or a CRM push, and returns what came

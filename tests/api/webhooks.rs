@@ -227,4 +227,25 @@ both_backends! {
         let bad = app.client.get(app.url("/v1/admin/webhooks/deliveries?status=lost")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
         assert_eq!(bad.status(), 400);
     }
+    async fn the_delivery_log_is_counted_in_metrics_and_kept_for_log_days(backend: Backend) {
+        let (smtp, receiver) = (SmtpServer::start(), Receiver::start());
+        let app = spawn(backend, &smtp, &receiver, |_| {}).await;
+        receiver.script([Answer::Status(500)]);
+        submit(&app, "m@example.com").await;
+        app.dispatch().await;
+        app.dispatch_after(5_000).await;
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        assert!(metrics.contains("inlet_webhook_deliveries_total{endpoint=\"crm\",outcome=\"failed\"} 1"), "{metrics}");
+        assert!(metrics.contains("inlet_webhook_deliveries_total{endpoint=\"crm\",outcome=\"delivered\"} 1"), "{metrics}");
+        assert!(metrics.contains("inlet_events_waiting 0"), "{metrics}");
+        let settings = inlet::config::RetentionSettings::default();
+        let kept = app.state.store.apply_retention(app.clock.now_ms() + 29 * 86_400_000, &settings).await.unwrap();
+        assert_eq!(kept.log_rows_deleted, 0, "younger than 30 days");
+        let gone = app.state.store.apply_retention(app.clock.now_ms() + 31 * 86_400_000, &settings).await.unwrap();
+        assert_eq!(gone.log_rows_deleted, 4, "one event, one delivery and its two attempts: {gone:?}");
+        let mut raw = crate::helpers::raw(&app.db).await;
+        for table in ["events", "webhook_deliveries", "webhook_attempts"] {
+            assert_eq!(raw.count(table).await, 0, "{table}");
+        }
+    }
 }
