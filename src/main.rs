@@ -149,7 +149,7 @@ enum KeysCommand {
         #[arg(long)]
         name: String,
         /// Comma-separated: leads:read, leads:export, leads:write, leads:erase, leads:import,
-        /// stats:read (or all).
+        /// stats:read, webhooks:manage (or all).
         #[arg(long)]
         scope: String,
     },

@@ -387,6 +387,32 @@ mod tests {
     }
 
     #[test]
+    fn during_a_rotation_every_secret_signs_and_either_one_verifies() {
+        let (old, new) = (new_secret(), new_secret());
+        let s = WebhookSettings {
+            endpoints: vec![crate::config::WebhookEndpointConfig {
+                id: "crm".into(),
+                url: "https://hooks.example.com/in".into(),
+                secrets: vec![
+                    secrecy::SecretString::from(new.clone()),
+                    secrecy::SecretString::from(old.clone()),
+                ],
+                events: Vec::new(),
+                contact: None,
+            }],
+            ..WebhookSettings::default()
+        };
+        let hooks = Webhooks::build(&s).unwrap();
+        let header = hooks.endpoints()[0].signature("msg_1", 1_700_000_000, "{}");
+        let parts: Vec<&str> = header.split(' ').collect();
+        assert_eq!(parts.len(), 2, "{header}");
+        for (secret, part) in [(&new, parts[0]), (&old, parts[1])] {
+            let key = decode_secret(secret).unwrap();
+            assert_eq!(part, sign(&key, "msg_1", 1_700_000_000, "{}"));
+        }
+    }
+
+    #[test]
     fn endpoints_are_checked_when_built() {
         let mut s = WebhookSettings::default();
         let endpoint = |url: &str, secret: &str| crate::config::WebhookEndpointConfig {

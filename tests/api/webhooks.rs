@@ -135,6 +135,15 @@ both_backends! {
         got[1].verify(SECRET).unwrap();
         let one = admin_post(&app, "/v1/admin/webhooks/replay", &json!({"delivery_id": log(&app).await[0]["id"]})).await;
         assert_eq!(one.json::<Value>().await.unwrap()["queued"], 1);
+        // The same from the command line.
+        let id = log(&app).await[0]["id"].as_str().unwrap().to_string();
+        let out = crate::helpers::cli(&["webhooks", "replay", &id], &app.db.url());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("1 deliveries queued again (same webhook-id)"));
+        let listed = crate::helpers::cli(&["webhooks", "deliveries", "--endpoint", "crm"], &app.db.url());
+        assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 1 + 4, "a header and four deliveries");
+        let nothing = crate::helpers::cli(&["webhooks", "replay", "--endpoint", "crm", "--since", "not-a-time"], &app.db.url());
+        assert_eq!(nothing.status.code(), Some(1));
         for (body, status) in [
             (json!({"delivery_id": "nope"}), 404),
             (json!({"endpoint": "nope", "since": start}), 400),
