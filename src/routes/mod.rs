@@ -112,6 +112,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/v1/handoffs/{token}")
+            .app_data(
+                web::FormConfig::default()
+                    .limit(16 * 1024)
+                    .error_handler(|e, _| {
+                        ApiError::BadRequest("invalid_form", e.to_string()).into()
+                    }),
+            )
             .route(web::get().to(qualification::handoff_page))
             .route(web::post().to(qualification::handoff_submit)),
     )

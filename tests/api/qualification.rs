@@ -318,6 +318,9 @@ both_backends! {
         }
         assert_eq!(post_form_url(&app, &url, "action=reject").await.status(), 422, "a reason is required");
         assert_eq!(post_form_url(&app, &url, "action=explode").await.status(), 400);
+        let no_action = post_form_url(&app, &url, "reason=x").await;
+        assert_eq!(no_action.status(), 400);
+        assert_eq!(no_action.json::<Value>().await.unwrap()["error"], "invalid_form");
         assert_eq!(app.admin_get("/v1/admin/handoffs?status=new").await["handoffs"].as_array().unwrap().len(), 1, "nothing changed");
         // Links expire.
         app.advance(std::time::Duration::from_secs(15 * 86_400));
@@ -466,5 +469,45 @@ mql_when = "engagement >= 30"
         let page = marketer.get(&format!("/console/leads/{kims}")).await;
         assert!(page.body.contains("<strong>Customer</strong> (score") && page.body.contains("console by ma@example.com"), "{}", page.body);
         assert_eq!(marketer.get("/console/handoffs?status=lost").await.status, 400);
+    }
+
+    async fn confirmations_unsubscribes_and_closed_handoffs_reach_the_endpoint_too(backend: Backend) {
+        let (smtp, receiver) = (SmtpServer::start(), Receiver::start());
+        let app = spawn(backend, &smtp, &receiver, |_| {}).await;
+        // A newsletter sign-up, confirmed through the link in its mail.
+        app.post_json("newsletter", &json!({"email": "nia@letters.example"})).await;
+        app.dispatch().await;
+        let confirm = link(&smtp.received()[0], &format!("{}/v1/confirm/", app.address));
+        assert_eq!(post_form_url(&app, &confirm, "").await.status(), 200);
+        app.dispatch().await;
+        let confirmed = receiver.of_type("lead.confirmed");
+        assert_eq!(confirmed.len(), 1);
+        assert_eq!(confirmed[0].json()["data"]["email"], "nia@letters.example");
+        assert_eq!(confirmed[0].json()["data"]["form_id"], "newsletter");
+        // Her welcome mail's one-click unsubscribe.
+        let mail = smtp.received();
+        let welcome = mail.iter().rev().find(|m| m.to == ["nia@letters.example"]).unwrap();
+        let leave = link(welcome, &format!("{}/v1/unsubscribe/", app.address));
+        assert_eq!(post_form_url(&app, &leave, "List-Unsubscribe=One-Click").await.status(), 200);
+        app.dispatch().await;
+        let left = receiver.of_type("lead.unsubscribed");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].json()["data"]["reason"], "unsubscribed");
+        // A hand-off qualified by sales closes.
+        app.post_json("demo", &json!({"email": "oz@firm.example", "name": "Oz", "_elapsed_ms": 5000})).await;
+        app.dispatch().await;
+        let h = app.admin_get("/v1/admin/handoffs").await["handoffs"][0]["id"].as_str().unwrap().to_string();
+        for action in ["accept", "connected", "qualified"] {
+            assert_eq!(admin_post(&app, &format!("/v1/admin/handoffs/{h}"), &json!({"action": action, "source": "crm", "actor": "salesforce"})).await.status(), 200);
+        }
+        app.dispatch().await;
+        let closed = receiver.of_type("handoff.closed");
+        assert_eq!(closed.len(), 1);
+        assert_eq!((closed[0].json()["data"]["status"].clone(), closed[0].json()["data"]["actor"].clone()), (json!("qualified"), json!("salesforce")));
+        let changes = app.admin_get(&format!("/v1/admin/handoffs/{h}")).await["changes"].clone();
+        assert!(changes.as_array().unwrap().iter().skip(1).all(|c| c["cause"] == "crm"), "{changes}");
+        for g in receiver.got() {
+            g.verify(SECRET).unwrap();
+        }
     }
 }
