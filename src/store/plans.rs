@@ -102,6 +102,48 @@ impl LeadStore {
         Ok(plans)
     }
 
+    /// The plan of every statement the qualification worker reads growing tables with: the
+    /// claims of events and deliveries, a lead's activity and stage, its open hand-off, and
+    /// the hand-offs past their SLA.
+    pub async fn explain_qualification(&self) -> Result<Vec<QueryPlan>, StoreError> {
+        use super::qualification::{
+            open_handoff_sql, overdue_sql, ACTIVITY_DOWNLOADS, ACTIVITY_SUBMISSIONS, STAGE_OF,
+        };
+        let (now, owner, lead) = (
+            1_800_000_000_000_i64,
+            "worker-plan",
+            "0190aaaa-0000-7000-8000-000000000001",
+        );
+        let claim = |table| {
+            super::outbox::claim_sql(
+                self.dialect(),
+                table,
+                "('pending', 'failed')",
+                (now, 120_000, owner, 64),
+            )
+        };
+        let statements: Vec<(&'static str, Sql)> = vec![
+            ("event claim", claim("events")),
+            ("delivery claim", claim("webhook_deliveries")),
+            (
+                "lead activity: submissions",
+                Sql::fixed(ACTIVITY_SUBMISSIONS).arg(lead),
+            ),
+            (
+                "lead activity: downloads",
+                Sql::fixed(ACTIVITY_DOWNLOADS).arg(lead),
+            ),
+            ("lead stage", Sql::fixed(STAGE_OF).arg(lead)),
+            ("open hand-off", open_handoff_sql(lead)),
+            ("hand-offs past their SLA", overdue_sql(now, 100)),
+        ];
+        let mut plans = Vec::with_capacity(statements.len());
+        for (statement, sql) in statements {
+            plans.push(self.explain(statement, &sql.inlined()).await?);
+        }
+        Ok(plans)
+    }
+
     /// The plan the engine chooses for one statement (values inlined, no placeholders).
     pub async fn explain(
         &self,

@@ -336,6 +336,40 @@ pub(super) async fn forget(tx: &mut Tx, gone: &str, binds: &[&str]) -> Result<()
     Ok(())
 }
 
+/// A lead's real submissions, through `submissions_lead (lead_id, created_at)`.
+pub(super) const ACTIVITY_SUBMISSIONS: &str = "SELECT form_id, created_at, confirmed_at, fields \
+     FROM submissions WHERE lead_id = $1 AND spam_reason IS NULL ORDER BY created_at, id";
+
+/// A lead's used downloads, through `downloads_lead`.
+pub(super) const ACTIVITY_DOWNLOADS: &str = "SELECT form_id, \
+     COALESCE(first_download_at, last_download_at) FROM downloads \
+     WHERE lead_id = $1 AND download_count > 0";
+
+/// A lead's stage, by primary key.
+pub(super) const STAGE_OF: &str = "SELECT stage, reason, score, fit, engagement, ruleset, \
+     recycled_at, changed_at FROM lead_stages WHERE lead_id = $1";
+
+/// The lead's open hand-off, if any, through `handoffs_lead`.
+pub(super) fn open_handoff_sql(lead_id: &str) -> Sql {
+    let mut sql = Sql::new("SELECT id FROM handoffs WHERE lead_id = ".into());
+    sql.bind_text(lead_id).push(" AND status IN (");
+    sql.bind_list(OPEN_HANDOFF);
+    sql.push(") LIMIT 1");
+    sql
+}
+
+/// New hand-offs past their SLA, through the partial index `handoffs_sla`.
+pub(super) fn overdue_sql(now_ms: i64, limit: u32) -> Sql {
+    Sql::fixed(format!(
+        "SELECT {HANDOFF_COLUMNS}, l.email FROM handoffs h \
+         LEFT JOIN leads l ON l.id = h.lead_id \
+         WHERE h.status = 'new' AND h.escalated_at IS NULL AND h.sla_due_at <= $1 \
+         ORDER BY h.sla_due_at LIMIT $2"
+    ))
+    .arg(now_ms)
+    .arg(i64::from(limit))
+}
+
 const HANDOFF_COLUMNS: &str = "h.id, h.lead_id, h.owner_id, h.status, h.route, h.reason, \
      h.created_at, h.updated_at, h.sla_due_at, h.escalated_at, h.accepted_at, h.closed_at";
 
@@ -414,11 +448,7 @@ impl LeadStore {
         else {
             return Ok(None);
         };
-        let sql = Sql::fixed(
-            "SELECT form_id, created_at, confirmed_at, fields FROM submissions \
-             WHERE lead_id = $1 AND spam_reason IS NULL ORDER BY created_at, id",
-        )
-        .arg(lead_id);
+        let sql = Sql::fixed(ACTIVITY_SUBMISSIONS).arg(lead_id);
         let subs: Vec<(String, i64, Option<i64>, String)> =
             self.pools.reader().fetch_all(&sql).await?;
         let mut out = LeadActivity {
@@ -450,11 +480,7 @@ impl LeadStore {
                 at_ms: at,
             });
         }
-        let sql = Sql::fixed(
-            "SELECT form_id, COALESCE(first_download_at, last_download_at) FROM downloads \
-             WHERE lead_id = $1 AND download_count > 0",
-        )
-        .arg(lead_id);
+        let sql = Sql::fixed(ACTIVITY_DOWNLOADS).arg(lead_id);
         let downloads: Vec<(String, Option<i64>)> = self.pools.reader().fetch_all(&sql).await?;
         for (form_id, at) in downloads {
             if let Some(at_ms) = at {
@@ -470,11 +496,7 @@ impl LeadStore {
     }
 
     pub async fn lead_stage(&self, lead_id: &str) -> Result<Option<StageRecord>, StoreError> {
-        let sql = Sql::fixed(
-            "SELECT stage, reason, score, fit, engagement, ruleset, recycled_at, changed_at \
-             FROM lead_stages WHERE lead_id = $1",
-        )
-        .arg(lead_id);
+        let sql = Sql::fixed(STAGE_OF).arg(lead_id);
         self.pools.reader().fetch_optional(&sql).await
     }
 
@@ -589,10 +611,7 @@ impl LeadStore {
 
     /// Whether the lead has an open hand-off.
     pub async fn has_open_handoff(&self, lead_id: &str) -> Result<bool, StoreError> {
-        let mut sql = Sql::new("SELECT id FROM handoffs WHERE lead_id = ".into());
-        sql.bind_text(lead_id).push(" AND status IN (");
-        sql.bind_list(OPEN_HANDOFF);
-        sql.push(") LIMIT 1");
+        let sql = open_handoff_sql(lead_id);
         let row: Option<(String,)> = self.pools.reader().fetch_optional(&sql).await?;
         Ok(row.is_some())
     }
@@ -603,15 +622,10 @@ impl LeadStore {
         now_ms: i64,
         limit: u32,
     ) -> Result<Vec<HandoffRecord>, StoreError> {
-        let sql = Sql::fixed(format!(
-            "SELECT {HANDOFF_COLUMNS}, l.email FROM handoffs h \
-             LEFT JOIN leads l ON l.id = h.lead_id \
-             WHERE h.status = 'new' AND h.escalated_at IS NULL AND h.sla_due_at <= $1 \
-             ORDER BY h.sla_due_at LIMIT $2"
-        ))
-        .arg(now_ms)
-        .arg(i64::from(limit));
-        self.pools.reader().fetch_all(&sql).await
+        self.pools
+            .reader()
+            .fetch_all(&overdue_sql(now_ms, limit))
+            .await
     }
 
     /// Marks a hand-off escalated (once) and queues the escalation mail; false when another

@@ -42,6 +42,52 @@ both_backends! {
         store.close().await;
     }
 
+    async fn no_qualification_statement_scans_a_growing_table(backend: Backend) {
+        let (store, db, _dir) = seeded_store(backend).await;
+        // A history of events, deliveries, hand-offs, downloads and stages, nearly all of it finished.
+        let mut raw = crate::helpers::raw(&db).await;
+        let numbers = match backend {
+            Backend::Sqlite => format!("(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {HISTORY}) SELECT i FROM n)"),
+            Backend::Postgres => format!("(SELECT generate_series(1, {HISTORY}) AS i)"),
+        };
+        let id = |prefix: &str| match backend {
+            Backend::Sqlite => format!("'{prefix}-' || printf('%012d', i)"),
+            Backend::Postgres => format!("'{prefix}-' || lpad(i::text, 12, '0')"),
+        };
+        for sql in [
+            format!("INSERT INTO events (id, type, lead_id, data, status, next_attempt_at, created_at) \
+                     SELECT {}, 'submission.created', {}, '{{}}', CASE WHEN i % 1000 = 0 THEN 'pending' ELSE 'done' END, i, i FROM {numbers} AS s",
+                    id("e"), id("l")),
+            format!("INSERT INTO webhook_deliveries (id, message_id, endpoint_id, type, lead_id, payload, status, next_attempt_at, created_at, event_at) \
+                     SELECT {}, 'msg', 'crm', 'lead.mql', {}, '{{}}', CASE WHEN i % 1000 = 0 THEN 'failed' ELSE 'delivered' END, i, i, i FROM {numbers} AS s",
+                    id("d"), id("l")),
+            format!("INSERT INTO handoffs (id, lead_id, owner_id, status, route, created_at, updated_at, sla_due_at) \
+                     SELECT {}, l.id, 'sam', CASE WHEN i % 1000 = 0 THEN 'new' ELSE 'qualified' END, 'pool', i, i, i \
+                     FROM {numbers} AS s JOIN (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS r FROM leads) l ON l.r = s.i",
+                    id("h")),
+            "INSERT INTO downloads (id, lead_id, form_id, created_at, expires_at, download_count) \
+             SELECT id, lead_id, form_id, created_at, created_at + 1, 1 FROM submissions".to_string(),
+            "INSERT INTO lead_stages (lead_id, stage, score, fit, engagement, ruleset, changed_at, scored_at) \
+             SELECT id, 'lead', 10, 10, 0, 'r-plan', created_at, created_at FROM leads".to_string(),
+            "ANALYZE".to_string(),
+        ] {
+            raw.exec(&sql).await;
+        }
+        let plans = store.explain_qualification().await.unwrap();
+        assert_eq!(plans.len(), 7);
+        for p in &plans {
+            assert!(!p.plan.is_empty(), "{}: no plan", p.statement);
+            assert!(
+                p.full_scans().is_empty(),
+                "{} scans a whole table:\n{}\nplan:\n{}",
+                p.statement,
+                p.sql,
+                p.plan.join("\n")
+            );
+        }
+        store.close().await;
+    }
+
     async fn the_plan_check_sees_a_full_scan_when_there_is_one(backend: Backend) {
         // The control: no index covers the user agent, so this reads every submission.
         let (store, _db, _dir) = seeded_store(backend).await;
