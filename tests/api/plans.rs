@@ -24,21 +24,26 @@ async fn seeded_store(backend: Backend) -> (LeadStore, TestDb, tempfile::TempDir
     (store, db, dir)
 }
 
+/// Every plan probes an index: none reads a whole table.
+fn assert_no_full_scan(plans: &[inlet::store::QueryPlan]) {
+    for p in plans {
+        assert!(!p.plan.is_empty(), "{}: no plan", p.statement);
+        assert!(
+            p.full_scans().is_empty(),
+            "{} scans a whole table:\n{}\nplan:\n{}",
+            p.statement,
+            p.sql,
+            p.plan.join("\n")
+        );
+    }
+}
+
 both_backends! {
     async fn no_write_path_statement_scans_a_growing_table(backend: Backend) {
         let (store, _db, _dir) = seeded_store(backend).await;
         let plans = store.explain_write_path().await.unwrap();
         assert!(plans.len() >= 8, "every write-path statement is explained");
-        for p in &plans {
-            assert!(!p.plan.is_empty(), "{}: no plan", p.statement);
-            assert!(
-                p.full_scans().is_empty(),
-                "{} scans a whole table:\n{}\nplan:\n{}",
-                p.statement,
-                p.sql,
-                p.plan.join("\n")
-            );
-        }
+        assert_no_full_scan(&plans);
         store.close().await;
     }
 
@@ -75,16 +80,7 @@ both_backends! {
         }
         let plans = store.explain_qualification().await.unwrap();
         assert_eq!(plans.len(), 7);
-        for p in &plans {
-            assert!(!p.plan.is_empty(), "{}: no plan", p.statement);
-            assert!(
-                p.full_scans().is_empty(),
-                "{} scans a whole table:\n{}\nplan:\n{}",
-                p.statement,
-                p.sql,
-                p.plan.join("\n")
-            );
-        }
+        assert_no_full_scan(&plans);
         store.close().await;
     }
 
