@@ -156,6 +156,34 @@ impl Components {
     }
 }
 
+/// Runs one of the worker's loops (`run`) under the supervisor as task `name`: restarted
+/// after a panic, stopped by `stop`.
+fn supervised_worker<Fut>(
+    state: &web::Data<AppState>,
+    worker: &OutboxWorker,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    name: &'static str,
+    run: fn(OutboxWorker, tokio::sync::watch::Receiver<bool>) -> Fut,
+) -> tokio::task::JoinHandle<()>
+where
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (worker, faults, stop) = (worker.clone(), state.faults.clone(), stop.clone());
+    crate::supervisor::supervise(
+        name,
+        &state.health,
+        state.metrics.clone(),
+        move || {
+            let (worker, faults, stop) = (worker.clone(), faults.clone(), stop.clone());
+            async move {
+                faults.check(name);
+                run(worker, stop).await;
+            }
+        },
+        async {},
+    )
+}
+
 pub struct Application {
     addr: SocketAddr,
     server: Server,
@@ -413,21 +441,9 @@ impl Application {
         });
         let (stop_worker, stop_rx) = tokio::sync::watch::channel(false);
         let worker_task = state.settings.outbox.worker_enabled.then(|| {
-            let (worker, faults, stop_rx) = (worker.clone(), state.faults.clone(), stop_rx.clone());
-            crate::supervisor::supervise(
-                "outbox_worker",
-                &state.health,
-                state.metrics.clone(),
-                move || {
-                    let (worker, faults, stop_rx) =
-                        (worker.clone(), faults.clone(), stop_rx.clone());
-                    async move {
-                        faults.check("outbox_worker");
-                        worker.run(stop_rx).await;
-                    }
-                },
-                async {},
-            )
+            supervised_worker(&state, &worker, &stop_rx, "outbox_worker", |w, stop| {
+                w.run(stop)
+            })
         });
         let qualifier_task = (state.settings.outbox.worker_enabled
             && (state.store.events_enabled()
@@ -435,21 +451,9 @@ impl Application {
                 || !state.qualifier.webhooks.is_empty()
                 || !state.qualifier.crms.is_empty()))
         .then(|| {
-            let (worker, faults, stop_rx) = (worker.clone(), state.faults.clone(), stop_rx.clone());
-            crate::supervisor::supervise(
-                "qualifier",
-                &state.health,
-                state.metrics.clone(),
-                move || {
-                    let (worker, faults, stop_rx) =
-                        (worker.clone(), faults.clone(), stop_rx.clone());
-                    async move {
-                        faults.check("qualifier");
-                        worker.run_qualifier(stop_rx).await;
-                    }
-                },
-                async {},
-            )
+            supervised_worker(&state, &worker, &stop_rx, "qualifier", |w, stop| {
+                w.run_qualifier(stop)
+            })
         });
         Ok(Application {
             addr,
