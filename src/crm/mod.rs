@@ -87,12 +87,6 @@ impl Crms {
     pub fn all(&self) -> &[Crm] {
         &self.list
     }
-
-    /// The CRM an endpoint id (`crm:<name>`) names.
-    pub fn by_endpoint(&self, endpoint_id: &str) -> Option<&Crm> {
-        let name = endpoint_id.strip_prefix("crm:")?;
-        self.list.iter().find(|c| c.kind.name() == name)
-    }
 }
 
 /// Reads a response, and its body as JSON.

@@ -720,19 +720,6 @@ impl LeadStore {
         self.pools.writer().execute(&sql).await.map(drop)
     }
 
-    /// Mail to staff about one subject (a hand-off, an endpoint), oldest first.
-    pub async fn staff_mail_about(
-        &self,
-        subject_id: &str,
-    ) -> Result<Vec<(String, String, String)>, StoreError> {
-        let sql = Sql::fixed(
-            "SELECT kind, recipient, status FROM staff_mail WHERE subject_id = $1 \
-             ORDER BY created_at, id",
-        )
-        .arg(subject_id);
-        self.pools.reader().fetch_all(&sql).await
-    }
-
     /// Writes one unit of qualification work in one transaction.
     pub async fn apply_qualification(&self, q: &Qualification) -> Result<Applied, StoreError> {
         let done = self.apply_qualifications(std::slice::from_ref(q)).await?;
