@@ -566,25 +566,23 @@ impl LeadStore {
             "SELECT {HANDOFF_COLUMNS}, l.email FROM handoffs h \
              LEFT JOIN leads l ON l.id = h.lead_id WHERE 1 = 1"
         ));
-        if let Some(o) = owner {
-            sql.push(" AND h.owner_id = ").bind_text(o);
-        }
-        match status {
+        // `open` is three statuses; any other status is itself.
+        let status = match status {
             Some("open") => {
                 sql.push(" AND h.status IN (");
                 sql.bind_list(OPEN_HANDOFF);
                 sql.push(")");
+                None
             }
-            Some(s) => {
-                sql.push(" AND h.status = ").bind_text(s);
-            }
-            None => {}
-        }
-        if let Some(b) = before {
-            sql.push(" AND h.id < ").bind_text(b);
-        }
-        sql.push(" ORDER BY h.id DESC LIMIT ")
-            .bind_int(i64::from(limit));
+            other => other,
+        };
+        let sql = super::sql::newest_first(
+            sql,
+            &[("h.owner_id", owner), ("h.status", status)],
+            "h.id",
+            before,
+            limit,
+        );
         self.pools.reader().fetch_all(&sql).await
     }
 

@@ -52,6 +52,28 @@ pub(super) fn split<T>(rows: &[T]) -> Vec<&[T]> {
         .collect()
 }
 
+/// A list's page, newest first: `AND column = value` for each filter given, then keyset paging
+/// on `id_column` (time-ordered ids: the primary key serves any size) below `before`.
+pub(super) fn newest_first(
+    mut sql: Sql,
+    filters: &[(&str, Option<&str>)],
+    id_column: &str,
+    before: Option<&str>,
+    limit: u32,
+) -> Sql {
+    for (column, value) in filters {
+        if let Some(v) = value {
+            sql.push(&format!(" AND {column} = ")).bind_text(v);
+        }
+    }
+    if let Some(b) = before {
+        sql.push(&format!(" AND {id_column} < ")).bind_text(b);
+    }
+    sql.push(&format!(" ORDER BY {id_column} DESC LIMIT "))
+        .bind_int(i64::from(limit));
+    sql
+}
+
 #[derive(Debug, Clone)]
 pub(super) enum Bind {
     Text(String),

@@ -251,20 +251,15 @@ impl LeadStore {
         before: Option<&str>,
         limit: u32,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let mut sql = Sql::new(format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE 1 = 1"
-        ));
-        if let Some(e) = endpoint {
-            sql.push(" AND endpoint_id = ").bind_text(e);
-        }
-        if let Some(s) = status {
-            sql.push(" AND status = ").bind_text(s);
-        }
-        if let Some(b) = before {
-            sql.push(" AND id < ").bind_text(b);
-        }
-        sql.push(" ORDER BY id DESC LIMIT ")
-            .bind_int(i64::from(limit));
+        let sql = super::sql::newest_first(
+            Sql::new(format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE 1 = 1"
+            )),
+            &[("endpoint_id", endpoint), ("status", status)],
+            "id",
+            before,
+            limit,
+        );
         self.pools.reader().fetch_all(&sql).await
     }
 
