@@ -17,6 +17,7 @@ pub mod rate_limit;
 pub mod reports;
 pub mod routes;
 pub mod scoring;
+pub mod sequences;
 pub mod snippet;
 pub mod startup;
 pub mod store;

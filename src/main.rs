@@ -90,6 +90,24 @@ enum Command {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
+    /// Nurture sequences: see what an edit changes for leads already in them.
+    Sequences {
+        #[command(subcommand)]
+        command: SequencesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SequencesCommand {
+    /// Compare each sequence in --config with the step order it last ran with: per sequence,
+    /// how many active enrolments gain or lose which step, and what finished ones gain.
+    /// Changes nothing unless --apply (inlet serve applies it on startup too).
+    Plan {
+        /// Record the new step orders and re-open finished enrolments that gain steps (when
+        /// the sequence says reach_finished).
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -390,6 +408,18 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
             };
             on_store(&settings, async |store| {
                 report(inlet::cli::scoring::plan(store, &q, opts, now_ms()).await)
+            })
+            .await
+        }
+        Command::Sequences {
+            command: SequencesCommand::Plan { apply },
+        } => {
+            let q = match inlet::qualify::Qualifier::build(&settings) {
+                Ok(q) => q,
+                Err(e) => return fail(2, e),
+            };
+            on_store(&settings, async |store| {
+                report(inlet::cli::sequences::plan(store, &q, apply, now_ms()).await)
             })
             .await
         }

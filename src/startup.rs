@@ -77,6 +77,8 @@ pub struct AppState {
     /// Asks CAPTCHA providers whether a token passed (the one outbound call a request
     /// makes, bounded by `CAPTCHA_TIMEOUT`).
     pub http: reqwest::Client,
+    /// Checks the reply addresses and click redirects of sequence mail.
+    pub tokens: crate::sequences::Tokens,
 }
 
 /// When the report rollup job first runs after startup, and how often after that.
@@ -184,6 +186,32 @@ where
     )
 }
 
+/// Records the step order each sequence now runs with; a changed sequence is applied as
+/// `inlet sequences plan --apply` would (finished enrolments gain appended steps when the
+/// sequence says so), and the change is logged.
+async fn sync_sequences(
+    store: &LeadStore,
+    qualifier: &crate::qualify::Qualifier,
+    now_ms: i64,
+) -> Result<(), crate::store::StoreError> {
+    let sequences = &qualifier.sequences;
+    let plans = crate::sequences::plan::plan(store, sequences).await?;
+    if plans.iter().all(|p| p.status == "unchanged") {
+        return Ok(());
+    }
+    let reopened =
+        crate::sequences::plan::apply(store, sequences, &plans, (qualifier.max_attempts(), now_ms))
+            .await?;
+    for p in plans.iter().filter(|p| p.status != "unchanged") {
+        tracing::info!(sequence = %p.id, status = p.status, steps = ?p.new_steps,
+            active = p.active, gains = ?p.gains, loses = ?p.loses, "sequence definition recorded");
+    }
+    if reopened > 0 {
+        tracing::info!(reopened, "finished enrolments re-opened for appended steps");
+    }
+    Ok(())
+}
+
 pub struct Application {
     addr: SocketAddr,
     server: Server,
@@ -259,7 +287,13 @@ impl Application {
         ));
         let metrics = Arc::new(Metrics::new());
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
-        let store = store.with_events(qualifier.events_needed());
+        let store = store
+            .with_events(qualifier.events_needed())
+            .with_sequence_exits(qualifier.sequences.exit_forms());
+        let tokens = crate::sequences::Tokens::new(store.sequence_secret());
+        sync_sequences(&store, &qualifier, clock.now_ms())
+            .await
+            .map_err(StartupError::Database)?;
         let deliverer = if qualifier.webhooks.is_empty() && qualifier.crms.is_empty() {
             None
         } else {
@@ -286,7 +320,13 @@ impl Application {
                 default_from,
                 links.clone(),
                 dkim,
-            ),
+            )
+            .with_sequences(crate::mail::SequenceMail {
+                sequences: qualifier.sequences.clone(),
+                tokens: tokens.clone(),
+                reply_to: settings.replies.address.clone(),
+                public_url: public_url.clone(),
+            }),
             settings: settings.outbox.clone(),
             metrics: metrics.clone(),
             wake: outbox_wake.clone(),
@@ -317,6 +357,7 @@ impl Application {
         );
         let settings_console = settings.console.clone();
         let state = web::Data::new(AppState {
+            tokens,
             clock,
             health: health.clone(),
             faults: faults.clone(),

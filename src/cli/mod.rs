@@ -2,4 +2,5 @@
 //! a thin parser and tests can drive them): scoring plans, stage moves, webhook replays.
 
 pub mod scoring;
+pub mod sequences;
 pub mod webhooks;

@@ -10,6 +10,9 @@ use super::{
     FormConfig, FormKind, HandoffSettings, OwnerConfig, ScoreRuleConfig, ScoringSettings,
     StageSettings,
 };
+use super::{
+    EnrollConfig, EnrollOn, ExitConfig, Reenroll, SequenceConfig, StepConfig, WindowConfig,
+};
 
 fn field(name: &str, kind: FieldType, required: bool, label: &str) -> FieldConfig {
     FieldConfig {
@@ -188,4 +191,81 @@ pub fn demo_handoff() -> HandoffSettings {
         }],
         ..HandoffSettings::default()
     }
+}
+
+fn step(id: &str, delay: &str, subject: &str, text: &str) -> StepConfig {
+    StepConfig {
+        id: id.into(),
+        delay: delay.into(),
+        subject: subject.into(),
+        text: text.into(),
+        html: None,
+        skip_when: None,
+    }
+}
+
+/// The demo's nurture: three mails after someone opens the whitepaper, on weekdays in office
+/// hours, stopping when they write through the contact form, reply, or go to sales.
+pub fn demo_sequences() -> Vec<SequenceConfig> {
+    vec![SequenceConfig {
+        id: "whitepaper-nurture".into(),
+        name: Some("After the whitepaper".into()),
+        enroll: EnrollConfig {
+            on: EnrollOn::Downloaded,
+            form: Some("whitepaper".into()),
+            stage: None,
+        },
+        reenroll: Reenroll::Never,
+        window: WindowConfig {
+            days: ["mon", "tue", "wed", "thu", "fri"]
+                .map(String::from)
+                .to_vec(),
+            from: "08:00".into(),
+            until: "18:00".into(),
+            time_zone: "UTC".into(),
+            lead_time_zone_field: None,
+        },
+        exit: ExitConfig {
+            forms: vec!["contact".into()],
+            // Replies reach the demo's own mailbox: it has no inbound-mail provider to tell
+            // Inlet (set replies.address and replies.secret, then this).
+            on_reply: false,
+            ..ExitConfig::default()
+        },
+        track_clicks: true,
+        reach_finished: false,
+        steps: vec![
+            step(
+                "three-ideas",
+                "0",
+                "Three ideas from the whitepaper to try this week",
+                "Hello,\n\nthanks for reading our whitepaper. If you only have ten minutes, \
+                 these are the three ideas readers tell us they tried first:\n\n\
+                 1. Ask for less: every field you drop from a form lifts completion.\n\
+                 2. Answer at once: a lead who hears back within the hour converts best.\n\
+                 3. Measure the whole path, not the clicks.\n\n\
+                 The checklist that goes with them: https://example.com/whitepaper/checklist\n\n\
+                 Just reply to this mail if you have a question: a person reads it.\n",
+            ),
+            step(
+                "case-study",
+                "3d",
+                "How one team doubled its qualified leads",
+                "Hello again,\n\nhere is how a team of four put the whitepaper into practice \
+                 and doubled the leads their sales team accepted within a quarter:\n\n\
+                 https://example.com/case-studies/doubled\n\n\
+                 Reply to this mail to tell us what you are working on.\n",
+            ),
+            step(
+                "walkthrough",
+                "4d",
+                "Want a 20-minute walkthrough?",
+                "Hello,\n\nif the ideas from the whitepaper fit what you are working on, we are \
+                 happy to walk you through them in 20 minutes, with your own numbers.\n\n\
+                 Reply to this mail with a time that suits you, or write to us: \
+                 https://example.com/contact\n\n\
+                 This is the last mail of this series.\n",
+            ),
+        ],
+    }]
 }

@@ -82,6 +82,7 @@ const TABLE_LISTS: &[&str] = &[
     "handoff.routes",
     "webhooks.endpoints",
     "crm",
+    "sequences",
 ];
 
 /// Read by the CLI itself, not a setting.

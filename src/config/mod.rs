@@ -9,12 +9,17 @@
 mod demo;
 pub mod env;
 mod qualification;
+mod sequences;
 
-pub use demo::{demo_forms, demo_handoff, demo_scoring, demo_stages};
+pub use demo::{demo_forms, demo_handoff, demo_scoring, demo_sequences, demo_stages};
 pub use qualification::{
     ActivityKind, AwayConfig, CrmConfig, CrmSettings, EmailDomainKind, HandoffSettings,
     OwnerConfig, RouteConfig, ScoreRuleConfig, ScoringSettings, StageSettings,
     WebhookEndpointConfig, WebhookSettings,
+};
+pub use sequences::{
+    EnrollConfig, EnrollOn, ExitConfig, Reenroll, ReplySettings, SequenceConfig, StepConfig,
+    WindowConfig,
 };
 
 use std::net::SocketAddr;
@@ -81,6 +86,10 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// CRM adapters (HubSpot, Salesforce, Pipedrive).
     pub crm: CrmSettings,
+    /// Nurture sequences (absent with the demo forms: the demo's whitepaper sequence).
+    pub sequences: Vec<SequenceConfig>,
+    /// Where replies to sequence mail go, and the inbound endpoint's credential.
+    pub replies: ReplySettings,
     /// The forms this instance serves. Absent: the three demo forms.
     #[serde(default = "demo_forms")]
     pub forms: Vec<FormConfig>,
@@ -702,7 +711,7 @@ impl Settings {
         }
         // The demo's qualification comes with the demo's forms: rules written for `contact`
         // and `whitepaper` mean nothing to anyone else's forms.
-        let demo = !["forms", "scoring", "stages", "handoff"]
+        let demo = !["forms", "scoring", "stages", "handoff", "sequences"]
             .iter()
             .any(|k| figment.contains(k));
         let environment = env::Environment::new(vars, &env::Catalog::of_settings());
@@ -737,6 +746,7 @@ impl Settings {
         let handoff = demo_handoff();
         self.handoff.owners = handoff.owners;
         self.handoff.routes = handoff.routes;
+        self.sequences = demo_sequences();
     }
 
     /// Checks every plain setting (addresses, URLs, limits, modes) without building anything
@@ -918,6 +928,32 @@ impl Settings {
             out.push(
                 "stages: leads become MQLs but [handoff] has no owners, so nobody is handed \
                  them (add owners, or watch the lead.mql webhook)"
+                    .into(),
+            );
+        }
+        for seq in &self.sequences {
+            let form = seq
+                .enroll
+                .form
+                .as_deref()
+                .and_then(|id| self.forms.iter().find(|f| f.id == id));
+            if seq.enroll.on == EnrollOn::Submitted && form.is_some_and(|f| !f.double_opt_in) {
+                out.push(format!(
+                    "sequence '{}': enrolled by any submission of a form without double opt-in,                      so anyone can sign a stranger up for {} mails; enrol on `downloaded` or                      `confirmed` (the address is then proven)",
+                    seq.id,
+                    seq.steps.len()
+                ));
+            }
+            if seq.exit.on_reply && self.replies.address.is_none() {
+                out.push(format!(
+                    "sequence '{}': replies end it, but replies.address is not set, so a reply                      cannot be told apart (set replies.address and replies.secret)",
+                    seq.id
+                ));
+            }
+        }
+        if self.replies.address.is_some() && self.replies.secret.is_none() {
+            out.push(
+                "replies.address is set but replies.secret is not: POST /v1/inbound/email                  answers 404, so no reply is ever read"
                     .into(),
             );
         }
@@ -1136,7 +1172,7 @@ fn redact_opt_url<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok
     }
 }
 
-fn redact_opt<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn redact_opt<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(_) => s.serialize_str("[redacted]"),
         None => s.serialize_none(),

@@ -61,6 +61,10 @@ pub enum ActivityKind {
     Downloaded,
     /// Came back: a submission at least a day after the one before.
     Returned,
+    /// Clicked a tracked link in nurture mail (`form`: the form that enrolled them).
+    Clicked,
+    /// Replied to nurture mail (`form`: the form that enrolled them).
+    Replied,
 }
 
 /// One scoring rule. A rule with `event` is an **engagement** rule (what they did); one with

@@ -12,6 +12,8 @@ pub enum MessageKind {
     Confirmation,
     /// A fresh download link, asked for from an expired one.
     DownloadLink,
+    /// One step of a nurture sequence (scheduled by enrolment and step).
+    SequenceStep,
 }
 
 impl MessageKind {
@@ -21,6 +23,7 @@ impl MessageKind {
             MessageKind::OwnerNotification => "owner_notification",
             MessageKind::Confirmation => "confirmation",
             MessageKind::DownloadLink => "download_link",
+            MessageKind::SequenceStep => "sequence_step",
         }
     }
 
@@ -28,7 +31,10 @@ impl MessageKind {
     /// never sent to a suppressed address. (A confirmation is the person's own request and an
     /// owner notification goes to the owner.)
     pub fn is_marketing(self) -> bool {
-        matches!(self, MessageKind::FollowUp | MessageKind::DownloadLink)
+        matches!(
+            self,
+            MessageKind::FollowUp | MessageKind::DownloadLink | MessageKind::SequenceStep
+        )
     }
 
     pub fn parse(s: &str) -> Option<MessageKind> {
@@ -37,6 +43,7 @@ impl MessageKind {
             "owner_notification" => Some(MessageKind::OwnerNotification),
             "confirmation" => Some(MessageKind::Confirmation),
             "download_link" => Some(MessageKind::DownloadLink),
+            "sequence_step" => Some(MessageKind::SequenceStep),
             _ => None,
         }
     }

@@ -105,9 +105,21 @@ struct FormContext<'a> {
     success_message: &'a str,
 }
 
+/// What sequence mail needs besides the templates: the steps' links, the tokens of reply
+/// addresses and click redirects, and where replies go.
+#[derive(Clone, Debug)]
+pub struct SequenceMail {
+    pub sequences: std::sync::Arc<crate::sequences::Sequences>,
+    pub tokens: crate::sequences::Tokens,
+    /// `replies.address`.
+    pub reply_to: Option<String>,
+    pub public_url: String,
+}
+
 /// Builds messages; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Composer {
+    sequence_mail: Option<SequenceMail>,
     templates: Templates,
     forms: FormRegistry,
     default_from: Mailbox,
@@ -124,12 +136,20 @@ impl Composer {
         dkim: Option<std::sync::Arc<lettre::message::dkim::DkimConfig>>,
     ) -> Composer {
         Composer {
+            sequence_mail: None,
             templates,
             forms,
             default_from,
             links,
             dkim,
         }
+    }
+
+    /// Composes sequence steps too.
+    #[must_use]
+    pub fn with_sequences(mut self, mail: SequenceMail) -> Composer {
+        self.sequence_mail = Some(mail);
+        self
     }
 
     pub fn compose(&self, m: &ClaimedMessage) -> Result<Message, ComposeError> {
@@ -142,8 +162,12 @@ impl Composer {
         // Nobody confirmed the address of a form without double opt-in: anyone could have
         // typed it, so the follow-up carries nothing else they typed (no name, no message)
         // unless the form opts in. Owners get everything.
+        // A sequence step may use them once the address is proven (a used download link).
+        let proven = form.double_opt_in
+            || form.personalize_unconfirmed
+            || (kind == MessageKind::SequenceStep && m.confirmed);
         let anonymous =
-            kind == MessageKind::FollowUp && !form.double_opt_in && !form.personalize_unconfirmed;
+            matches!(kind, MessageKind::FollowUp | MessageKind::SequenceStep) && !proven;
         let mut fields: BTreeMap<String, FieldValue> = if anonymous {
             BTreeMap::new()
         } else {
@@ -215,6 +239,7 @@ impl Composer {
                         .render(super::templates::CONFIRM_HTML, &ctx)?,
                 )
             }
+            MessageKind::SequenceStep => self.sequence_parts(m, &fields, unsubscribe_url)?,
             MessageKind::OwnerNotification => {
                 // The form's own order, with its labels: what a person reads top to bottom.
                 let rows: Vec<(&str, String)> = form
@@ -255,6 +280,8 @@ impl Composer {
             if let Ok(lead) = m.lead_email.parse::<Mailbox>() {
                 builder = builder.reply_to(lead);
             }
+        } else if let Some(r) = self.reply_address(kind, m) {
+            builder = builder.reply_to(r);
         } else if let Some(r) = &form.reply_to {
             builder = builder.reply_to(r.clone());
         }
@@ -295,6 +322,71 @@ impl Composer {
             message.sign(dkim);
         }
         Ok(message)
+    }
+
+    /// A sequence step's subject, text and HTML; with click tracking, every link the step's
+    /// templates hold goes through a signed redirect.
+    fn sequence_parts(
+        &self,
+        m: &ClaimedMessage,
+        fields: &BTreeMap<String, FieldValue>,
+        unsubscribe_url: Option<&str>,
+    ) -> Result<(String, String, String), ComposeError> {
+        let missing = || ComposeError::UnknownKind(format!("sequence step {:?}", m.step_id));
+        let mail = self.sequence_mail.as_ref().ok_or_else(missing)?;
+        let (seq, step_id) = (
+            m.sequence_id.as_deref().unwrap_or_default(),
+            m.step_id.as_deref().unwrap_or_default(),
+        );
+        let sequence = mail.sequences.get(seq).ok_or_else(missing)?;
+        let (index, step) = sequence.step(step_id).ok_or_else(missing)?;
+        let about = context! { sequence => context! { id => &sequence.id, name => &sequence.name },
+        step => context! { id => &step.id, number => index + 1, total => sequence.steps.len() } };
+        let ctx = context! { sequence => context! { id => &sequence.id, name => &sequence.name },
+        step => context! { id => &step.id, number => index + 1, total => sequence.steps.len() },
+        fields => fields, unsubscribe_url => unsubscribe_url, lead_id => &m.lead_id };
+        let name = super::templates::step_template(&sequence.id, &step.id);
+        let subject = self.templates.render(&format!("{name}.subject"), about)?;
+        let mut text = self.templates.render(&format!("{name}.txt"), &ctx)?;
+        let mut html = if step.has_html {
+            self.templates.render(&format!("{name}.html"), &ctx)?
+        } else {
+            super::templates::paragraphs(&text)
+        };
+        if sequence.track_clicks {
+            // Longest first, so a link that another one starts with cannot split it.
+            let mut links: Vec<(usize, &String)> = step.links.iter().enumerate().collect();
+            links.sort_by_key(|(_, l)| std::cmp::Reverse(l.len()));
+            let mut swaps = Vec::new();
+            for (n, (i, link)) in links.into_iter().enumerate() {
+                let Some(token) = mail.tokens.click_token(&m.id, i) else {
+                    continue;
+                };
+                let placeholder = format!("\u{1}{n}\u{1}");
+                text = text.replace(link.as_str(), &placeholder);
+                html = html
+                    .replace(&link.replace('&', "&amp;"), &placeholder)
+                    .replace(link.as_str(), &placeholder);
+                swaps.push((placeholder, format!("{}/v1/r/{token}", mail.public_url)));
+            }
+            for (placeholder, url) in swaps {
+                text = text.replace(&placeholder, &url);
+                html = html.replace(&placeholder, &url);
+            }
+        }
+        Ok((subject, text, html))
+    }
+
+    /// Sequence mail's Reply-To: the replies address with this message's token.
+    fn reply_address(&self, kind: MessageKind, m: &ClaimedMessage) -> Option<Mailbox> {
+        if kind != MessageKind::SequenceStep {
+            return None;
+        }
+        let mail = self.sequence_mail.as_ref()?;
+        let token = mail.tokens.reply_token(&m.id)?;
+        crate::sequences::reply_address(mail.reply_to.as_deref()?, &token)?
+            .parse()
+            .ok()
     }
 
     /// A sign-in link for a console account, asked for by email: plain text, from the default

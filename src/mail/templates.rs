@@ -100,6 +100,47 @@ const DOWNLOAD_HTML_SRC: &str = "<!doctype html>
 </body></html>
 ";
 
+/// Where a sequence step's templates live: `seq/{sequence}/{step}` + `.subject` / `.txt` /
+/// `.html` ('/' cannot appear in a form id, so no clash).
+pub fn step_template(sequence: &str, step: &str) -> String {
+    format!("seq/{sequence}/{step}")
+}
+
+fn template_error(at: &str, e: &minijinja::Error) -> ConfigError {
+    let line = e.line().map(|l| format!(" (line {l})")).unwrap_or_default();
+    ConfigError::invalid(
+        at,
+        format!(
+            "template error{line}: {}",
+            e.detail().unwrap_or("invalid template")
+        ),
+    )
+}
+
+/// A plain-text body as HTML: escaped, paragraphs at blank lines, line breaks kept, and
+/// `http(s)` links made clickable.
+pub fn paragraphs(text: &str) -> String {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut body = String::new();
+    for para in text.split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
+        let mut html = escape(para).replace('\n', "<br>\n");
+        for link in crate::sequences::links_in(para) {
+            let escaped = escape(&link);
+            let anchor = format!("<a href=\"{escaped}\">{escaped}</a>");
+            html = html.replace(&escaped, &anchor);
+        }
+        body.push_str(&format!("<p>{html}</p>\n"));
+    }
+    format!(
+        "<!doctype html>\n<html><body style=\"font-family: sans-serif; line-height: 1.5\">\n{body}</body></html>\n"
+    )
+}
+
 /// Compiled templates for every form, named `{form}.subject`, `{form}.txt`, `{form}.html`.
 #[derive(Clone)]
 pub struct Templates {
@@ -163,6 +204,31 @@ impl Templates {
                 let source = custom.unwrap_or(default).to_string();
                 env.add_template_owned(name, source)
                     .map_err(|e| error(&form.id, key, &e))?;
+            }
+        }
+        for seq in &settings.sequences {
+            for step in &seq.steps {
+                let name = step_template(&seq.id, &step.id);
+                let parts = [
+                    ("subject", Some(step.subject.as_str())),
+                    ("txt", Some(step.text.as_str())),
+                    ("html", step.html.as_deref()),
+                ];
+                for (ext, source) in parts {
+                    let Some(source) = source else { continue };
+                    let at = format!("sequences[{}].steps[{}].{ext}", seq.id, step.id);
+                    env.add_template_owned(format!("{name}.{ext}"), source.to_string())
+                        .map_err(|e| template_error(&at, &e))?;
+                    let ctx = minijinja::context! {
+                        sequence => minijinja::context! { id => &seq.id, name => "Sample" },
+                        step => minijinja::context! { id => &step.id, number => 1, total => 3 },
+                        fields => minijinja::context! { name => "sample" },
+                        unsubscribe_url => "https://example.com/u", lead_id => "id",
+                    };
+                    env.get_template(&format!("{name}.{ext}"))
+                        .and_then(|t| t.render(&ctx))
+                        .map_err(|e| template_error(&at, &e))?;
+                }
             }
         }
         // Render-time failures (an unknown filter, say) are found now, not at send time: render

@@ -23,7 +23,13 @@ use crate::store::{
 use crate::webhooks::Webhooks;
 
 /// Events whose facts change a score.
-const RESCORING: [&str; 3] = ["submission.created", "lead.confirmed", "download.used"];
+const RESCORING: [&str; 5] = [
+    "submission.created",
+    "lead.confirmed",
+    "download.used",
+    "sequence.clicked",
+    "sequence.replied",
+];
 
 /// The rules, owners and endpoints, built once at startup.
 #[derive(Debug, Clone)]
@@ -34,6 +40,10 @@ pub struct Qualifier {
     pub webhooks: Arc<Webhooks>,
     /// CRM adapters (pushes go through the webhook delivery queue).
     pub crms: Arc<crate::crm::Crms>,
+    /// Nurture sequences: enrolled by events, left on a stage move or a hand-off.
+    pub sequences: Arc<crate::sequences::Sequences>,
+    /// Attempts each sequence step gets (the outbox's).
+    max_attempts: i64,
     /// Stage rules or scoring rules exist.
     active: bool,
 }
@@ -119,6 +129,7 @@ impl Qualifier {
         routing::check(&settings.handoff, &forms)?;
         let webhooks = Arc::new(Webhooks::build(&settings.webhooks)?);
         let crms = Arc::new(crate::crm::Crms::build(&settings.crm)?);
+        let sequences = Arc::new(crate::sequences::Sequences::build(settings)?);
         let active = !ruleset.is_empty()
             || settings.stages.mql_when.is_some()
             || !settings.stages.hand_raisers.is_empty();
@@ -128,13 +139,23 @@ impl Qualifier {
             handoff: settings.handoff.clone(),
             webhooks,
             crms,
+            sequences,
+            max_attempts: i64::from(settings.outbox.max_attempts),
             active,
         })
     }
 
     /// Whether facts need to record events (anything consumes them).
     pub fn events_needed(&self) -> bool {
-        self.active || !self.webhooks.is_empty() || !self.crms.is_empty()
+        self.active
+            || !self.webhooks.is_empty()
+            || !self.crms.is_empty()
+            || !self.sequences.is_empty()
+    }
+
+    /// Attempts each sequence step gets.
+    pub fn max_attempts(&self) -> i64 {
+        self.max_attempts
     }
 
     pub fn active(&self) -> bool {
@@ -213,8 +234,117 @@ impl Qualifier {
                 }
             }
         }
+        if event.kind == "sequence.replied" {
+            self.plan_reply(store, &mut q).await?;
+        }
+        self.plan_enrolments(store, &mut q, event).await?;
         q.deliveries = self.deliveries(store, event).await?;
         Ok(q)
+    }
+
+    /// A reply to nurture mail is a raised hand: the lead becomes an MQL (when below) and
+    /// gets a hand-off (when owners exist and none is open).
+    async fn plan_reply(&self, store: &LeadStore, q: &mut Qualification) -> Result<(), StoreError> {
+        if q.handoff.is_some() || store.has_open_handoff(&q.lead_id).await? {
+            return Ok(());
+        }
+        let Some(now) = self.score(store, &q.lead_id, q.now_ms).await? else {
+            return Ok(());
+        };
+        let from = now
+            .stored
+            .as_ref()
+            .and_then(StageRecord::view)
+            .map(|v| v.stage);
+        let below_mql = from.is_none_or(|s| s.rank().is_some_and(|r| r < 2));
+        if below_mql && q.stage.is_none() {
+            self.plan_move(
+                q,
+                (from, Stage::Mql),
+                &now.score,
+                ("rule", "inlet"),
+                Some("replied to a nurture mail".into()),
+            );
+        }
+        if !self.handoff.owners.is_empty() && from != Some(Stage::Disqualified) {
+            self.plan_handoff(store, q).await?;
+        }
+        Ok(())
+    }
+
+    /// The sequences an event enrols its lead in: not when the address is suppressed, and
+    /// not when one of the sequence's exit rules already holds.
+    async fn plan_enrolments(
+        &self,
+        store: &LeadStore,
+        q: &mut Qualification,
+        event: &ClaimedEvent,
+    ) -> Result<(), StoreError> {
+        if self.sequences.is_empty() {
+            return Ok(());
+        }
+        let data = event.data();
+        let form = data.get("form_id").and_then(Value::as_str);
+        let stage = data
+            .get("to")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<Stage>().ok());
+        let matching: Vec<&crate::sequences::Sequence> = self
+            .sequences
+            .all()
+            .iter()
+            .filter(|s| s.enrolled_by(&event.kind, form, stage))
+            .collect();
+        if matching.is_empty() {
+            return Ok(());
+        }
+        let Some(activity) = store.lead_activity(&q.lead_id).await? else {
+            return Ok(());
+        };
+        let hash = store.suppression_hash(&activity.facts.email);
+        if !store.suppressed_among(&[hash]).await?.is_empty() {
+            return Ok(());
+        }
+        let stored = store.lead_stage(&q.lead_id).await?;
+        let lead = crate::sequences::LeadState {
+            stage: q
+                .stage
+                .as_ref()
+                .map(|m| m.to)
+                .or_else(|| stored.as_ref().and_then(StageRecord::view).map(|v| v.stage)),
+            open_handoff: q.handoff.is_some() || store.has_open_handoff(&q.lead_id).await?,
+            figures: stored
+                .as_ref()
+                .map_or_else(Default::default, |r| crate::scoring::Figures {
+                    fit: r.fit,
+                    engagement: r.engagement,
+                    score: r.score,
+                }),
+            ..Default::default()
+        };
+        for s in matching {
+            if s.exit_reason(&lead).is_some() {
+                continue;
+            }
+            let Some(first) = s.next_step(&[]) else {
+                continue;
+            };
+            let zone = s.window.lead_zone_field.as_ref().and_then(|f| {
+                crate::sequences::lead_zone(activity.facts.fields.get(f).map(String::as_str))
+            });
+            q.enrolments.push(crate::store::NewEnrolment {
+                sequence_id: s.id.clone(),
+                step_id: first.id.clone(),
+                due_at_ms: s.window.next_open(q.now_ms + first.delay_ms, zone),
+                submission_id: data
+                    .get("submission_id")
+                    .and_then(Value::as_str)
+                    .map(String::from),
+                again: s.reenroll == crate::config::Reenroll::AfterEnd,
+                max_attempts: self.max_attempts,
+            });
+        }
+        Ok(())
     }
 
     /// Adds a stage move to `q` with its events, and, for a new MQL, the hand-off.
@@ -243,6 +373,18 @@ impl Qualifier {
                 "factors": score.factors,
             }),
         });
+        let exits = self.sequences.ids_where(|s| {
+            s.exits
+                .stage_at_least
+                .is_some_and(|min| to.rank().is_none() || to.rank() >= min.rank())
+        });
+        if !exits.is_empty() {
+            q.exits.push(crate::store::Exit {
+                sequences: exits,
+                reason: crate::sequences::reason::STAGE,
+                detail: Some(format!("reached the stage '{}'", to.as_str())),
+            });
+        }
         q.stage = Some(StageMove {
             from,
             to,
@@ -359,6 +501,14 @@ impl Qualifier {
                 "sla_due_at": rfc3339(q.now_ms + sla),
             }),
         });
+        let exits = self.sequences.ids_where(|s| s.exits.on_handoff);
+        if !exits.is_empty() {
+            q.exits.push(crate::store::Exit {
+                sequences: exits,
+                reason: crate::sequences::reason::HANDOFF,
+                detail: Some("handed to sales".into()),
+            });
+        }
         q.handoff = Some(NewHandoff {
             id,
             owner_id: decision.owner,

@@ -158,7 +158,7 @@ where
 
 /// The credential of `Authorization: Bearer <token>` (the scheme in any case, RFC 6750 /
 /// RFC 9110 §11.1).
-fn bearer(req: &HttpRequest) -> Option<&str> {
+pub(super) fn bearer(req: &HttpRequest) -> Option<&str> {
     req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -170,7 +170,7 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
 /// `given` against the configured token. With no token configured, nothing matches. Digests
 /// of both are compared in constant time, so neither the position of the first difference
 /// nor the token's length shows in the timing.
-fn token_matches(given: &str, expected: Option<&secrecy::SecretString>) -> bool {
+pub(super) fn token_matches(given: &str, expected: Option<&secrecy::SecretString>) -> bool {
     let Some(expected) = expected else {
         return false;
     };

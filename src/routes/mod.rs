@@ -10,6 +10,7 @@ mod health;
 mod openapi;
 mod pages;
 mod qualification;
+mod sequences;
 mod submissions;
 mod views;
 
@@ -110,6 +111,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/v1/admin/webhooks/{endpoint_id}/enable",
         web::post().to(qualification::enable_endpoint),
     )
+    .route(
+        "/v1/admin/sequences",
+        web::get().to(sequences::list_sequences),
+    )
+    .route(
+        "/v1/admin/leads/{lead_id}/sequences",
+        web::get().to(sequences::lead_sequences),
+    )
+    .route(
+        "/v1/inbound/email",
+        web::post().to(sequences::inbound_email),
+    )
+    .service(get_or_head("/v1/r/{token}").to(sequences::click))
     .service(
         web::resource("/v1/handoffs/{token}")
             .app_data(

@@ -339,6 +339,11 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+        // The inbound-mail endpoint also takes its secret as a Basic password.
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
     }
 }
 
@@ -380,6 +385,9 @@ impl Modify for BearerAuth {
         super::qualification::get_delivery,
         super::qualification::replay,
         super::qualification::enable_endpoint,
+        super::sequences::list_sequences,
+        super::sequences::lead_sequences,
+        super::sequences::inbound_email,
         openapi_json,
     ),
     components(
@@ -399,6 +407,7 @@ impl Modify for BearerAuth {
         (name = "admin", description = "Leads, reports and imports, behind a bearer credential"),
         (name = "qualification", description = "Scores with their factors, lifecycle stages, hand-offs to sales"),
         (name = "webhooks", description = "The webhook delivery log, replays, endpoint health"),
+        (name = "sequences", description = "Nurture sequences: counts, a lead's enrolments, replies from an inbound-mail provider"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]

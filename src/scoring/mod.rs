@@ -369,6 +369,8 @@ impl Ruleset {
             ActivityKind::Confirmed => "confirmed",
             ActivityKind::Downloaded => "downloaded from",
             ActivityKind::Returned => "came back to",
+            ActivityKind::Clicked => "clicked a link in nurture mail after",
+            ActivityKind::Replied => "replied to nurture mail after",
         };
         let on = form.map_or_else(|| "any form".to_string(), |f| format!("form '{f}'"));
         let age = match (now_ms - newest).max(0) / DAY_MS {

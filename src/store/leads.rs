@@ -14,7 +14,7 @@ use super::{LeadStore, StoreError};
 use crate::domain::{Confirmation, NewOutboxMessage, NewSubmission};
 
 use std::collections::hash_map::{Entry, HashMap};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// Below this many matching index entries a search collects the people first (see
 /// `search_is_narrow`).
@@ -217,8 +217,14 @@ impl LeadStore {
         };
         if !writes.is_empty() {
             conn.open = true;
-            let mut outcome =
-                write_new(&mut conn.conn, items, &writes, probe.as_ref(), self.events).await;
+            let mut outcome = write_new(
+                &mut conn.conn,
+                items,
+                &writes,
+                probe.as_ref(),
+                (self.events, &self.sequence_exits),
+            )
+            .await;
             if let Ok(NewWrites::Replayed(found)) = &outcome {
                 // Rolled back: answer the repeats, write the rest without the probe.
                 conn.open = false;
@@ -228,7 +234,14 @@ impl LeadStore {
                     Ok(NewWrites::Written(Vec::new()))
                 } else {
                     conn.open = true;
-                    write_new(&mut conn.conn, items, &writes, None, self.events).await
+                    write_new(
+                        &mut conn.conn,
+                        items,
+                        &writes,
+                        None,
+                        (self.events, &self.sequence_exits),
+                    )
+                    .await
                 };
             }
             let outcome = outcome.and_then(|o| match o {
@@ -558,7 +571,7 @@ async fn write_new(
     items: &[BatchItem<'_>],
     writes: &[usize],
     probe: Option<&Sql>,
-    events: bool,
+    (events, sequence_exits): (bool, &BTreeMap<String, Vec<String>>),
 ) -> Result<NewWrites, StoreError> {
     let (leads, proposed) = lead_upserts(
         items,
@@ -618,6 +631,24 @@ async fn write_new(
         rows.push((Uuid::now_v7().to_string(), lead_id));
     }
     let inserts = dependent_inserts(conn.exec(), items, writes, &rows, &existing, events).await?;
+    // A form that ends a sequence ends it in this transaction (only people seen before can
+    // be in one).
+    if !sequence_exits.is_empty() {
+        let submitted: Vec<(&str, &str)> = writes
+            .iter()
+            .zip(&rows)
+            .filter(|(&i, (_, lead))| {
+                existing.contains(lead.as_str())
+                    && !items[i].sub.quarantined()
+                    && sequence_exits.contains_key(&items[i].sub.form_id)
+            })
+            .map(|(&i, (_, lead))| (lead.as_str(), items[i].sub.form_id.as_str()))
+            .collect();
+        if let Some(first) = writes.first() {
+            let now = items[*first].sub.received_at_ms;
+            super::sequences::exit_on_forms(conn.exec(), sequence_exits, &submitted, now).await?;
+        }
+    }
     conn.conn()
         .write(None, &inserts, Frame::Commit)
         .await

@@ -29,6 +29,7 @@ mod qualification;
 mod quarantine;
 mod retention;
 mod seed;
+mod sequences;
 mod signing_keys;
 mod sql;
 mod sqlite;
@@ -60,6 +61,10 @@ pub use qualification::{
     StageMove, StageRecord, OPEN_HANDOFF,
 };
 pub use retention::RetentionReport;
+pub use sequences::{
+    is_step, EnrolmentRecord, EnrolmentState, EnrolmentSteps, Exit, NewEnrolment, NextStep,
+    SequenceCounts, SequenceMessage, StepEnd, StepRecord,
+};
 pub use stats::{first_live_day, DayFigures, Delivery, GroupBy, DAY_MS};
 pub use status::LeadStatus;
 pub use users::{LinkUse, SessionRecord, UserRecord};
@@ -166,6 +171,8 @@ pub struct LeadStore {
     /// Facts write integration events (see [`qualification`]): on when anything consumes
     /// them (scoring, stage rules, webhooks).
     events: bool,
+    /// Form id -> the sequences a submission of it ends (see [`sequences`]).
+    sequence_exits: std::sync::Arc<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl LeadStore {
@@ -194,6 +201,7 @@ impl LeadStore {
             pools,
             suppression,
             events: false,
+            sequence_exits: Default::default(),
         })
     }
 

@@ -35,6 +35,13 @@ pub struct ClaimedMessage {
     /// Owner notifications: submissions to the form quarantined in the 24 hours before this
     /// one (filled in by the worker right before composing).
     pub quarantined_before: i64,
+    /// Sequence steps: the sequence, the enrolment and the step.
+    pub sequence_id: Option<String>,
+    pub enrolment_id: Option<String>,
+    pub step_id: Option<String>,
+    /// Whether the address is proven (a confirmed sign-up, or a used download link): mail
+    /// may then carry what the person typed.
+    pub confirmed: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
@@ -192,6 +199,11 @@ struct ClaimedRow {
     fields: String,
     submitted_at: i64,
     download_expires_at: Option<i64>,
+    sequence_id: Option<String>,
+    enrolment_id: Option<String>,
+    step_id: Option<String>,
+    confirmed_at: Option<i64>,
+    downloaded: Option<i64>,
 }
 
 /// What a worker needs to compose each claimed message: primary-key lookups only.
@@ -199,9 +211,11 @@ pub(super) fn claimed_rows<'a>(ids: impl IntoIterator<Item = &'a str>) -> Sql {
     let mut sql = Sql::new(
         "SELECT o.id, o.lead_id, o.submission_id, o.form_id, o.kind, o.recipient, o.attempts, \
            o.max_attempts, s.email AS lead_email, s.fields, s.created_at AS submitted_at, \
-           d.expires_at AS download_expires_at \
+           d.expires_at AS download_expires_at, o.enrolment_id, o.step_id, s.confirmed_at, \
+           d.download_count AS downloaded, e.sequence_id \
          FROM outbox o JOIN submissions s ON s.id = o.submission_id \
          LEFT JOIN downloads d ON d.id = o.submission_id \
+         LEFT JOIN enrolments e ON e.id = o.enrolment_id \
          WHERE o.id IN ("
             .into(),
     );
@@ -404,6 +418,10 @@ impl LeadStore {
                     submitted_at_ms: row.submitted_at,
                     download_expires_at_ms: row.download_expires_at,
                     quarantined_before: 0,
+                    sequence_id: row.sequence_id,
+                    enrolment_id: row.enrolment_id,
+                    step_id: row.step_id,
+                    confirmed: row.confirmed_at.is_some() || row.downloaded.unwrap_or(0) > 0,
                 })
             })
             .collect()

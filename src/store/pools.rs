@@ -34,6 +34,16 @@ macro_rules! dispatch {
 }
 
 impl Exec<'_> {
+    /// The same place for one more statement (a connection is reborrowed, not given away).
+    pub(super) fn again(&mut self) -> Exec<'_> {
+        match self {
+            Exec::SqlitePool(p) => Exec::SqlitePool(p),
+            Exec::SqliteConn(c) => Exec::SqliteConn(c),
+            Exec::PgPool(p) => Exec::PgPool(p),
+            Exec::PgConn(c) => Exec::PgConn(c),
+        }
+    }
+
     pub(super) async fn fetch_all<T: Record>(self, sql: &Sql) -> Result<Vec<T>, StoreError> {
         dispatch!(self, fetch_all(sql))
     }

@@ -209,6 +209,10 @@ pub struct Qualification {
     pub deliveries: Vec<NewDelivery>,
     /// The claimed event this finishes (id, lease owner).
     pub done_event: Option<(String, String)>,
+    /// Sequences the lead leaves (in this transaction: a hand-off or a stage move ends them).
+    pub exits: Vec<super::Exit>,
+    /// Sequences the lead enters.
+    pub enrolments: Vec<super::NewEnrolment>,
 }
 
 /// A claimed message to staff.
@@ -384,6 +388,16 @@ impl LeadStore {
         self
     }
 
+    /// Submissions of these forms end these sequences, in the submission's transaction.
+    #[must_use]
+    pub fn with_sequence_exits(
+        mut self,
+        exits: std::collections::BTreeMap<String, Vec<String>>,
+    ) -> LeadStore {
+        self.sequence_exits = std::sync::Arc::new(exits);
+        self
+    }
+
     pub fn events_enabled(&self) -> bool {
         self.events
     }
@@ -490,6 +504,17 @@ impl LeadStore {
                     at_ms,
                 });
             }
+        }
+        for (kind, form_id, at_ms, _) in self.lead_interactions(lead_id).await? {
+            out.activity.push(Activity {
+                kind: if kind == "reply" {
+                    ActivityKind::Replied
+                } else {
+                    ActivityKind::Clicked
+                },
+                form_id,
+                at_ms,
+            });
         }
         out.activity.sort_by_key(|a| a.at_ms);
         Ok(Some(out))
@@ -903,6 +928,12 @@ async fn apply_one(tx: &mut Tx, q: &Qualification) -> Result<Applied, StoreError
             now,
         )
         .await?;
+    }
+    for e in &q.exits {
+        super::sequences::exit(&mut tx.exec(), &q.lead_id, e, false, now).await?;
+    }
+    for e in &q.enrolments {
+        super::sequences::enrol(&mut tx.exec(), &q.lead_id, e, now).await?;
     }
     for e in &q.events {
         tx.exec().execute(&event_sql(e, now)).await?;

@@ -247,6 +247,22 @@ pub(super) async fn delete_submissions(
     if leads.is_empty() {
         return Ok((0, 0));
     }
+    // Enrolments hang off the submission that enrolled the lead, clicks and replies off them.
+    for (table, column) in [
+        (
+            "sequence_interactions",
+            "enrolment_id IN (SELECT id FROM enrolments WHERE submission_id",
+        ),
+        ("enrolments", "submission_id"),
+    ] {
+        let mut sql = Sql::for_dialect(
+            dialect,
+            format!("DELETE FROM {table} WHERE {column} IN (SELECT id FROM submissions WHERE "),
+        );
+        doomed.condition(&mut sql);
+        sql.push(if table == "enrolments" { ")" } else { "))" });
+        tx.exec().execute(&sql).await?;
+    }
     for (table, column) in [
         ("consents", "submission_id"),
         ("downloads", "id"),

@@ -131,6 +131,17 @@ impl LeadStore {
             };
             super::qualification::record_event(self, tx.exec(), event, now_ms).await?;
         }
+        // Nurture stops in the same transaction: no step is sent after this commits.
+        let exit = super::Exit {
+            sequences: Vec::new(),
+            reason: if reason == "bounced" {
+                crate::sequences::reason::BOUNCED
+            } else {
+                crate::sequences::reason::UNSUBSCRIBED
+            },
+            detail: None,
+        };
+        super::sequences::exit(&mut tx.exec(), lead_id, &exit, true, now_ms).await?;
         tx.commit().await?;
         Ok(Some(added))
     }
@@ -163,6 +174,12 @@ impl LeadStore {
     /// every instance on the database shares it.
     pub fn challenge_secret(&self) -> [u8; 32] {
         self.suppression.derive("pow-challenges")
+    }
+
+    /// The key of reply addresses and click redirects in sequence mail: derived from the
+    /// suppression key, so every instance shares it and it never rotates.
+    pub fn sequence_secret(&self) -> [u8; 32] {
+        self.suppression.derive("sequence-mail")
     }
 
     /// The suppression list's entry for an address.

@@ -20,7 +20,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::config::OutboxSettings;
 use crate::mail::{Composer, Mailer};
-use crate::store::{ClaimedMessage, ConsoleMailOutcome, LeadStore, StoreError};
+use crate::store::{ClaimedMessage, ConsoleMailOutcome, LeadStore, NextStep, StepEnd, StoreError};
 use crate::telemetry::Metrics;
 
 /// What one round did.
@@ -33,6 +33,8 @@ pub struct RoundReport {
     /// Claimed, then not sent because the lease had run out (or nearly) by the time its turn
     /// came: another worker may hold it now.
     pub lease_lost: usize,
+    /// Sequence steps not sent on purpose (the lead left the sequence, a skip condition).
+    pub skipped: usize,
     /// Events, webhooks, escalations and staff mail (counted in `claimed` too).
     pub qualification: QualificationRound,
 }
@@ -302,6 +304,9 @@ impl OutboxWorker {
                         ));
                     }
                 }
+                Outcome::Marked => report.sent += 1,
+                Outcome::Skipped => report.skipped += 1,
+                Outcome::Postponed => {}
                 Outcome::Failed => report.failed += 1,
                 Outcome::Dead => report.dead += 1,
                 Outcome::LeaseLost => report.lease_lost += 1,
@@ -387,6 +392,7 @@ impl OutboxWorker {
             total.failed += r.failed;
             total.dead += r.dead;
             total.lease_lost += r.lease_lost;
+            total.skipped += r.skipped;
             total.qualification.add(&r.qualification);
         }
     }
@@ -424,6 +430,32 @@ impl OutboxWorker {
                 return Outcome::LeaseLost;
             }
         }
+        // A sequence step is checked again right before it goes: the lead may have left the
+        // sequence, a step may have gone from it, or its skip condition may hold now.
+        let step = match &m.enrolment_id {
+            Some(enrolment) => match self.step_gate(&m, enrolment, now_ms).await {
+                Ok(Gate::Send(next)) => Some(next),
+                Ok(Gate::Skip(why, next)) => {
+                    return self
+                        .end_step(&m, &StepEnd::Skipped(why), next.as_ref(), now_ms)
+                        .await;
+                }
+                Ok(Gate::Wait(until)) => {
+                    return match inner.parts.store.postpone(&m.id, &inner.owner, until).await {
+                        Ok(_) => Outcome::Postponed,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not postpone a step to its window");
+                            Outcome::LeaseLost
+                        }
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the sequence step; retried after the lease");
+                    return Outcome::LeaseLost;
+                }
+            },
+            None => None,
+        };
         if m.kind == crate::domain::MessageKind::OwnerNotification.as_str() {
             // Owners hear what was held back, so a real person quarantined by mistake is
             // noticed (a failed count only leaves the line out).
@@ -470,7 +502,11 @@ impl OutboxWorker {
                     .with_label_values(&[&m.kind])
                     .inc();
                 tracing::info!(%report, "email sent");
-                Outcome::Sent(m.id)
+                match step {
+                    // Marked with the next step scheduled, in one transaction.
+                    Some(next) => self.end_step(&m, &StepEnd::Sent, next.as_ref(), now).await,
+                    None => Outcome::Sent(m.id),
+                }
             }
             Err(failure) => {
                 inner
@@ -520,6 +556,163 @@ impl OutboxWorker {
     }
 }
 
+/// What the check right before sending a sequence step decided.
+enum Gate {
+    /// Send it; then schedule this step (none: the enrolment is finished).
+    Send(Option<NextStep>),
+    /// Do not send it (why); schedule this step instead.
+    Skip(String, Option<NextStep>),
+    /// Not yet: outside the send window until then.
+    Wait(i64),
+}
+
+impl OutboxWorker {
+    /// Checks a claimed sequence step against the lead's state now (the exit rules, the
+    /// sequence as configured now, the step's skip condition) and works out the next step.
+    async fn step_gate(
+        &self,
+        m: &ClaimedMessage,
+        enrolment: &str,
+        now_ms: i64,
+    ) -> Result<Gate, StoreError> {
+        let p = &self.inner.parts;
+        let Some(state) = p.store.enrolment_state(enrolment).await? else {
+            return Ok(Gate::Skip(
+                "not sent: the enrolment no longer exists".into(),
+                None,
+            ));
+        };
+        if state.status != "active" {
+            let why = state
+                .exit_reason
+                .as_deref()
+                .unwrap_or(state.status.as_str());
+            return Ok(Gate::Skip(
+                format!("not sent: the lead left the sequence ({why})"),
+                None,
+            ));
+        }
+        let Some(sequence) = p.qualifier.sequences.get(&state.sequence_id) else {
+            return Ok(Gate::Skip(
+                "not sent: the sequence is no longer configured".into(),
+                None,
+            ));
+        };
+        let step_id = m.step_id.as_deref().unwrap_or_default();
+        let step = sequence.step(step_id).map(|(_, s)| s);
+        let needs_score =
+            sequence.exits.when.is_some() || step.is_some_and(|s| s.skip_when.is_some());
+        let figures = if needs_score {
+            p.qualifier
+                .score(&p.store, &m.lead_id, now_ms)
+                .await?
+                .map(|s| crate::scoring::Figures {
+                    fit: s.score.fit,
+                    engagement: s.score.engagement,
+                    score: s.score.score,
+                })
+                .unwrap_or_default()
+        } else {
+            crate::scoring::Figures {
+                fit: state.fit,
+                engagement: state.engagement,
+                score: state.score,
+            }
+        };
+        let lead = crate::sequences::LeadState {
+            stage: state.stage.as_deref().and_then(|s| s.parse().ok()),
+            open_handoff: state.open_handoff,
+            figures,
+            forms_since: state.forms_since.clone(),
+            replied: state.replied,
+        };
+        if let Some(reason) = sequence.exit_reason(&lead) {
+            let detail = match reason {
+                crate::sequences::reason::FORM => {
+                    let mut forms: Vec<&String> = lead
+                        .forms_since
+                        .iter()
+                        .filter(|f| sequence.exits.forms.contains(*f))
+                        .collect();
+                    forms.sort();
+                    forms.first().map(|f| format!("submitted the '{f}' form"))
+                }
+                crate::sequences::reason::STAGE => state
+                    .stage
+                    .as_ref()
+                    .map(|s| format!("reached the stage '{s}'")),
+                crate::sequences::reason::CONDITION => sequence
+                    .exits
+                    .when
+                    .as_ref()
+                    .map(|c| format!("{} holds", c.plain())),
+                _ => None,
+            };
+            p.store
+                .exit_enrolment(enrolment, reason, detail, now_ms)
+                .await?;
+            return Ok(Gate::Skip(
+                format!("not sent: the lead left the sequence ({reason})"),
+                None,
+            ));
+        }
+        let zone = sequence
+            .window
+            .lead_zone_field
+            .as_ref()
+            .and_then(|f| crate::sequences::lead_zone(state.fields.get(f).map(String::as_str)));
+        let next = sequence.next_step(&state.steps).map(|s| NextStep {
+            step_id: s.id.clone(),
+            due_at_ms: sequence.window.next_open(now_ms + s.delay_ms, zone),
+        });
+        let Some(step) = step else {
+            return Ok(Gate::Skip(
+                "not sent: the step is no longer in the sequence".into(),
+                next,
+            ));
+        };
+        if let Some(c) = step.skip_when.as_ref().filter(|c| c.holds(figures)) {
+            return Ok(Gate::Skip(format!("skipped: {} held", c.plain()), next));
+        }
+        // Outside the window (a retry, or the window changed): wait for it to open.
+        let open = sequence.window.next_open(now_ms, zone);
+        if open > now_ms {
+            return Ok(Gate::Wait(open));
+        }
+        Ok(Gate::Send(next))
+    }
+
+    /// Records a step's end (and schedules the next one) while the lease holds.
+    async fn end_step(
+        &self,
+        m: &ClaimedMessage,
+        end: &StepEnd,
+        next: Option<&NextStep>,
+        now_ms: i64,
+    ) -> Outcome {
+        let p = &self.inner.parts;
+        match p
+            .store
+            .end_step((&m.id, &self.inner.owner), end, next, now_ms)
+            .await
+        {
+            Ok(true) => match end {
+                StepEnd::Sent => Outcome::Marked,
+                StepEnd::Skipped(why) => {
+                    tracing::info!(reason = %why, step = ?m.step_id, "sequence step not sent");
+                    Outcome::Skipped
+                }
+            },
+            Ok(false) => Outcome::LeaseLost,
+            Err(e) => {
+                // Sent but not marked: after the lease it may go out once more.
+                tracing::error!(error = %e, "could not record the sequence step");
+                Outcome::LeaseLost
+            }
+        }
+    }
+}
+
 /// Why a send failed.
 enum Failure {
     /// Try again later (4xx, timeouts, connection or configuration trouble).
@@ -535,6 +728,12 @@ enum Outcome {
     Dead,
     /// Not sent: the lease was no longer (safely) this worker's.
     LeaseLost,
+    /// A sequence step sent and already marked (with its next step scheduled).
+    Marked,
+    /// A sequence step not sent on purpose (the lead left, a skip condition held).
+    Skipped,
+    /// A sequence step put back until its send window opens.
+    Postponed,
 }
 
 #[cfg(test)]
