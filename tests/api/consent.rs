@@ -45,7 +45,7 @@ fn subject(m: &Received) -> String {
     m.parsed().subject().unwrap_or_default().to_string()
 }
 
-fn header(m: &Received, name: &str) -> Option<String> {
+pub fn header(m: &Received, name: &str) -> Option<String> {
     m.parsed()
         .headers()
         .iter()

@@ -259,6 +259,8 @@ pub fn without_qualification(s: &mut Settings) {
     s.scoring = inlet::config::ScoringSettings::default();
     s.stages = inlet::config::StageSettings::default();
     s.handoff = inlet::config::HandoffSettings::default();
+    // Sequences come with the demo too; their own tests turn them on.
+    s.sequences.clear();
 }
 
 /// Turns the demo's scoring, stage rules and owner on.
