@@ -16,7 +16,7 @@ use argon2::Argon2;
 
 pub use pages::{when, ConsolePages, STYLESHEET};
 pub use throttle::SignInThrottle;
-pub use timeline::{message_kind, timeline, TimelineEvent};
+pub use timeline::{message_kind, sequence_events, sort as sort_timeline, timeline, TimelineEvent};
 
 /// What a person may do in the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]

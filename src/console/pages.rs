@@ -26,6 +26,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("keys.html", include_str!("templates/keys.html")),
     ("import.html", include_str!("templates/import.html")),
     ("handoffs.html", include_str!("templates/handoffs.html")),
+    ("sequences.html", include_str!("templates/sequences.html")),
 ];
 
 /// A moment as a marketer reads it (UTC, to the minute).

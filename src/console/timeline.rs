@@ -38,6 +38,7 @@ pub fn message_kind(kind: &str) -> &str {
         "owner_notification" => "Notification to the form's owner",
         "confirmation" => "Double opt-in email",
         "download_link" => "New download link email",
+        "sequence_step" => "Nurture email",
         other => other,
     }
 }
@@ -56,6 +57,7 @@ fn consent_title(kind: &str, field: Option<&str>) -> (String, &'static str) {
         "import" => ("Imported from a list".into(), "info"),
         "unsubscribe" => ("Unsubscribed".into(), "warn"),
         "bounce" => ("Mail to the address bounced".into(), "bad"),
+        "complaint" => ("Marked a mail as spam".into(), "bad"),
         other => (format!("Consent record: {other}"), "info"),
     }
 }
@@ -162,7 +164,8 @@ pub fn timeline(h: &LeadHistory, forms: &FormRegistry) -> Vec<TimelineEvent> {
             ]),
         });
     }
-    for m in &h.messages {
+    // Nurture mail is shown with its sequence and step (see `sequence_events`).
+    for m in h.messages.iter().filter(|m| m.kind != "sequence_step") {
         let (state, tone) = match m.status.as_str() {
             "sent" => ("sent", "ok"),
             "pending" => ("waiting to be sent", "info"),
@@ -212,6 +215,7 @@ pub fn timeline(h: &LeadHistory, forms: &FormRegistry) -> Vec<TimelineEvent> {
         let title = match s.reason.as_str() {
             "unsubscribed" => "On the suppression list: unsubscribed; nothing more is sent",
             "bounced" => "On the suppression list: bounced; nothing more is sent",
+            "complained" => "On the suppression list: marked a mail as spam; nothing more is sent",
             "erased" => "On the suppression list: erased before; nothing more is sent",
             _ => "On the suppression list; nothing more is sent",
         };
@@ -223,15 +227,127 @@ pub fn timeline(h: &LeadHistory, forms: &FormRegistry) -> Vec<TimelineEvent> {
             details: Vec::new(),
         });
     }
-    // Newest first; at the same moment, in the order things happen (submission, consent,
-    // message, download, suppression) read from the bottom up.
+    sort(&mut events);
+    events
+}
+
+/// Newest first; at the same moment, in the order things happen (submission, consent,
+/// sequence, message, download, suppression) read from the bottom up.
+pub fn sort(events: &mut [TimelineEvent]) {
     let rank = |k: &str| match k {
         "submission" => 0,
         "consent" => 1,
-        "message" => 2,
-        "download" => 3,
-        _ => 4,
+        // Enrolling or leaving comes before the mail it causes or stops.
+        "sequence" => 2,
+        "message" => 3,
+        "download" => 4,
+        _ => 5,
     };
     events.sort_by(|a, b| b.at_ms.cmp(&a.at_ms).then(rank(b.kind).cmp(&rank(a.kind))));
+}
+
+/// What a lead's sequences did: enrolments and how they ended, each step's delivery, clicks
+/// and replies. `name` gives a sequence's name.
+pub fn sequence_events(
+    (enrolments, steps): (
+        &[crate::store::EnrolmentRecord],
+        &[crate::store::StepRecord],
+    ),
+    interactions: &[crate::store::InteractionRecord],
+    name: impl Fn(&str) -> String,
+) -> Vec<TimelineEvent> {
+    let mut events = Vec::new();
+    for e in enrolments {
+        let seq = name(&e.sequence_id);
+        events.push(TimelineEvent {
+            at_ms: e.enrolled_at_ms,
+            kind: "sequence",
+            tone: "info",
+            title: format!("Enrolled in the \u{201c}{seq}\u{201d} sequence"),
+            details: Vec::new(),
+        });
+        if let Some(at) = e.ended_at_ms {
+            let (title, tone) = match (e.status.as_str(), e.exit_reason.as_deref()) {
+                ("finished", _) => (format!("Finished the \u{201c}{seq}\u{201d} sequence"), "ok"),
+                (_, Some(r)) => (
+                    format!(
+                        "Left the \u{201c}{seq}\u{201d} sequence: {}",
+                        crate::sequences::exit_words(r)
+                    ),
+                    if matches!(r, "unsubscribed" | "bounced" | "complained") {
+                        "warn"
+                    } else {
+                        "ok"
+                    },
+                ),
+                _ => (format!("Left the \u{201c}{seq}\u{201d} sequence"), "info"),
+            };
+            events.push(TimelineEvent {
+                at_ms: at,
+                kind: "sequence",
+                tone,
+                title,
+                details: pairs(&[("Why", e.exit_detail.clone())]),
+            });
+        }
+        for st in steps.iter().filter(|s| s.enrolment_id == e.id) {
+            let (state, tone) = match st.status.as_str() {
+                "sent" => ("sent".to_string(), "ok"),
+                "pending" => (
+                    format!("goes out {}", super::pages::when(st.due_at_ms)),
+                    "info",
+                ),
+                "failed" => ("not delivered yet; will retry".to_string(), "warn"),
+                "dead" => ("gave up after every retry".to_string(), "bad"),
+                "skipped" => ("not sent".to_string(), "info"),
+                other => (other.to_string(), "info"),
+            };
+            events.push(TimelineEvent {
+                at_ms: st.sent_at_ms.unwrap_or(st.created_at_ms),
+                kind: "message",
+                tone,
+                title: format!(
+                    "Nurture email \u{201c}{}\u{201d} ({seq}): {state}",
+                    st.step_id
+                ),
+                details: pairs(&[
+                    ("Sent", st.sent_at_ms.map(super::pages::when)),
+                    (
+                        "Why not",
+                        (st.status == "skipped")
+                            .then(|| {
+                                st.last_error
+                                    .as_deref()
+                                    .map(|e| e.strip_prefix("not sent: ").unwrap_or(e).to_string())
+                            })
+                            .flatten(),
+                    ),
+                    (
+                        "Last error",
+                        (st.status != "skipped")
+                            .then(|| st.last_error.clone())
+                            .flatten(),
+                    ),
+                ]),
+            });
+        }
+    }
+    for i in interactions {
+        let (title, detail) = if i.kind == "reply" {
+            ("Replied to a nurture email", ("Reply", i.detail.clone()))
+        } else {
+            (
+                "Clicked a link in a nurture email",
+                ("Link", i.detail.clone()),
+            )
+        };
+        events.push(TimelineEvent {
+            at_ms: i.created_at_ms,
+            kind: "sequence",
+            tone: "ok",
+            title: format!("{title} (step \u{201c}{}\u{201d})", i.step_id),
+            details: pairs(&[detail]),
+        });
+    }
     events
 }

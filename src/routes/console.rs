@@ -86,6 +86,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .route("/leads/{id}/erase", web::get().to(erase_page))
             .route("/forms", web::get().to(forms))
+            .route(
+                "/sequences",
+                web::get().to(super::console_qualification::sequences),
+            )
             .service(
                 web::resource("/people")
                     .route(web::get().to(people))
@@ -1408,7 +1412,22 @@ async fn lead(
         .ok_or(ApiError::NotFound)?;
     let status = history.status().unwrap_or(LeadStatus::Active);
     let qualification = super::console_qualification::lead_context(&state, &user, &id).await?;
-    let events: Vec<_> = console::timeline(&history, &state.forms)
+    let mut events = console::timeline(&history, &state.forms);
+    let (enrolments, steps) = state.store.lead_enrolments(&id).await?;
+    let interactions = state.store.lead_interaction_records(&id).await?;
+    events.extend(console::sequence_events(
+        (&enrolments, &steps),
+        &interactions,
+        |seq| {
+            state
+                .qualifier
+                .sequences
+                .get(seq)
+                .map_or_else(|| seq.to_string(), |s| s.name.clone())
+        },
+    ));
+    console::sort_timeline(&mut events);
+    let events: Vec<_> = events
         .into_iter()
         .map(|e| {
             context! {

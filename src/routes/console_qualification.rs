@@ -341,3 +341,81 @@ pub(super) async fn set_stage(
         MoveOutcome::NotAllowed(why) => Err(ApiError::Conflict("stage_changed", why)),
     }
 }
+
+/// A delay in words ("at once", "3 days after the one before").
+fn delay_words(ms: i64, first: bool) -> String {
+    let after = if first {
+        "after enrolling"
+    } else {
+        "after the one before"
+    };
+    if ms == 0 {
+        return if first {
+            "at once".into()
+        } else {
+            "right after the one before".into()
+        };
+    }
+    let (n, unit) = if ms % 86_400_000 == 0 {
+        (ms / 86_400_000, "day")
+    } else if ms % 3_600_000 == 0 {
+        (ms / 3_600_000, "hour")
+    } else {
+        (ms / 60_000, "minute")
+    };
+    format!("{n} {unit}{} {after}", if n == 1 { "" } else { "s" })
+}
+
+/// `GET /console/sequences`: each sequence with enrolled, sent per step and exits by reason.
+pub(super) async fn sequences(
+    user: ConsoleUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if user.role == Role::Sales {
+        return Err(ApiError::NotFound);
+    }
+    let bodies = super::sequences::sequence_bodies(&state).await?;
+    let n = |m: &std::collections::BTreeMap<String, i64>, k: &str| m.get(k).copied().unwrap_or(0);
+    let sequences: Vec<_> = bodies
+        .iter()
+        .map(|s| {
+            let steps: Vec<_> = s
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, st)| {
+                    context! {
+                        id => st.id, when => delay_words(st.delay_ms, i == 0),
+                        skip_when => st.skip_when,
+                        sent => n(&st.messages, "sent"), waiting => n(&st.messages, "pending"),
+                        skipped => n(&st.messages, "skipped"),
+                        failing => n(&st.messages, "failed") + n(&st.messages, "dead"),
+                    }
+                })
+                .collect();
+            let exits: Vec<_> = s
+                .exits
+                .iter()
+                .filter(|(_, c)| **c > 0)
+                .map(|(r, c)| context! { words => crate::sequences::exit_words(r), count => c })
+                .collect();
+            let (active, finished, exited) = (
+                n(&s.enrolments, "active"),
+                n(&s.enrolments, "finished"),
+                n(&s.enrolments, "exited"),
+            );
+            context! {
+                id => s.id, name => s.name, enrolls_on => s.enrolls_on, window => s.window,
+                total => active + finished + exited, active, finished, exited,
+                track_clicks => s.track_clicks, clicks => s.clicks, replies => s.replies,
+                steps, exits,
+            }
+        })
+        .collect();
+    Ok(page(
+        &state,
+        StatusCode::OK,
+        "sequences.html",
+        context! { user => user.view(), section => "sequences", sequences },
+    ))
+}
