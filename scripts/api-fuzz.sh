@@ -26,6 +26,7 @@ base=http://127.0.0.1:$port
 
 DATABASE_URL="sqlite://$work/inlet.db?mode=rwc" INLET_BIND=127.0.0.1:$port INLET_ADMIN_TOKEN=$token \
   INLET_MAIL__MAIL_DIR=$work/mail INLET_RATE_LIMIT__ENABLED=false INLET_OUTBOX__WORKER_ENABLED=false \
+  INLET_REPLIES__ADDRESS=replies@in.example.com INLET_REPLIES__SECRET=$token \
   RUST_LOG=warn RUST_BACKTRACE=0 "$bin" serve >"$work/inlet.log" 2>&1 &
 pid=$!
 cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"; }

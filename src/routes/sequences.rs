@@ -58,13 +58,31 @@ pub struct InboundEmail {
     pub text_body: Option<String>,
     #[serde(rename = "StrippedTextReply", alias = "stripped-text")]
     pub stripped_text_reply: Option<String>,
+    /// A provider's spam-complaint report instead of a reply: Postmark's `RecordType` of
+    /// `SpamComplaint`, or an `event` of `complained` / `spamreport`, naming the address in
+    /// `Email` / `email`.
+    #[serde(rename = "RecordType", alias = "event")]
+    pub record_type: Option<String>,
+    #[serde(rename = "Email", alias = "email")]
+    pub email: Option<String>,
+}
+
+/// Whether a post is a spam-complaint report.
+fn is_complaint(e: &InboundEmail) -> bool {
+    e.record_type.as_deref().is_some_and(|t| {
+        matches!(
+            t.to_ascii_lowercase().as_str(),
+            "spamcomplaint" | "complained" | "spamreport" | "complaint"
+        )
+    })
 }
 
 /// What became of an inbound email.
 #[derive(Serialize, ToSchema)]
 pub struct InboundOutcome {
     /// `recorded` (a reply to a sequence mail: the lead left the sequence and is handed to
-    /// sales), `duplicate` (this reply was recorded before) or `ignored` (see `reason`).
+    /// sales; or a spam complaint: the address is suppressed and every sequence ends),
+    /// `duplicate` (recorded before) or `ignored` (see `reason`).
     pub status: &'static str,
     pub reason: Option<&'static str>,
 }
@@ -135,6 +153,25 @@ pub async fn inbound_email(
     let bytes = super::submissions::read_body(&req, body, INBOUND_LIMIT).await?;
     let email: InboundEmail = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest("invalid_body", format!("the JSON body: {e}")))?;
+    if is_complaint(&email) {
+        // The person marked our mail as spam: never mail them again.
+        let address = email.email.as_deref().map(bare).unwrap_or_default();
+        let Some(lead) = state.store.lead_id_by_email(&address).await? else {
+            return Ok(ignored("no lead has the address the complaint names"));
+        };
+        let added = state
+            .store
+            .record_complaint(&lead, state.clock.now_ms())
+            .await?;
+        return Ok(HttpResponse::Ok().json(InboundOutcome {
+            status: if added == Some(true) {
+                "recorded"
+            } else {
+                "duplicate"
+            },
+            reason: None,
+        }));
+    }
     // Every address it went to; ours carries the message's token.
     let mut recipients: Vec<String> = Vec::new();
     for list in [&email.to, &email.cc, &email.original_recipient]
@@ -310,7 +347,7 @@ pub struct SequencesBody {
 }
 
 /// Every sequence as configured now, with its counts.
-pub async fn sequence_bodies(state: &AppState) -> Result<Vec<SequenceBody>, ApiError> {
+pub(super) async fn sequence_bodies(state: &AppState) -> Result<Vec<SequenceBody>, ApiError> {
     let mut counts = state.store.sequence_counts().await?;
     Ok(state
         .qualifier

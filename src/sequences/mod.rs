@@ -87,6 +87,21 @@ pub mod reason {
     pub const FINAL: [&str; 3] = [UNSUBSCRIBED, BOUNCED, COMPLAINED];
 }
 
+/// An exit reason in words.
+pub fn exit_words(reason: &str) -> &'static str {
+    match reason {
+        "unsubscribed" => "unsubscribed",
+        "bounced" => "their mail bounced",
+        "complained" => "marked a mail as spam",
+        "replied" => "replied (handed to sales)",
+        "handoff" => "handed to sales",
+        "stage" => "reached a later stage",
+        "form" => "sent a form that ends it",
+        "condition" => "met the exit condition",
+        _ => "other",
+    }
+}
+
 /// What a lead's state is, for the exit rules.
 #[derive(Debug, Clone, Default)]
 pub struct LeadState {

@@ -122,6 +122,16 @@ pub struct EnrolmentSteps {
     pub waiting: Option<String>,
 }
 
+/// A click or a reply, as the lead page shows it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct InteractionRecord {
+    pub kind: String,
+    pub step_id: String,
+    pub detail: Option<String>,
+    #[sqlx(rename = "created_at")]
+    pub created_at_ms: i64,
+}
+
 /// A message of a sequence, found from a reply or click token.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SequenceMessage {
@@ -250,7 +260,7 @@ pub(super) async fn exit(
         Sql::new("UPDATE outbox SET status = 'skipped', lease_until = NULL, last_error = ".into());
     sql.bind_text(&format!(
         "not sent: the lead left the sequence ({})",
-        exit.reason
+        crate::sequences::exit_words(exit.reason)
     ))
     .push(" WHERE status IN ('pending', 'failed') AND enrolment_id IN (");
     scope(&mut sql);
@@ -779,6 +789,19 @@ impl LeadStore {
         super::qualification::record_event(self, exec.again(), event, now_ms).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// A lead's clicks and replies, oldest first.
+    pub async fn lead_interaction_records(
+        &self,
+        lead_id: &str,
+    ) -> Result<Vec<InteractionRecord>, StoreError> {
+        let sql = Sql::fixed(
+            "SELECT kind, step_id, detail, created_at FROM sequence_interactions \
+             WHERE lead_id = $1 ORDER BY created_at, id",
+        )
+        .arg(lead_id);
+        self.pools.reader().fetch_all(&sql).await
     }
 
     /// A lead's clicks and replies (scoring's activity): (kind, enrolling form, at, detail).

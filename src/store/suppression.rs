@@ -105,6 +105,23 @@ impl LeadStore {
             .await
     }
 
+    /// The lead marked a mail as spam (a provider's complaint report): their address is
+    /// suppressed (reason `complained`) and every sequence ends. `Some(false)`: suppressed
+    /// already.
+    pub async fn record_complaint(
+        &self,
+        lead_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<bool>, StoreError> {
+        self.suppress_lead(
+            lead_id,
+            ("complained", "complaint"),
+            now_ms,
+            &Actor::default(),
+        )
+        .await
+    }
+
     /// Puts the lead's address on the list with `reason`, and a `ledger_kind` entry in the
     /// ledger, in one transaction.
     async fn suppress_lead(
@@ -134,10 +151,10 @@ impl LeadStore {
         // Nurture stops in the same transaction: no step is sent after this commits.
         let exit = super::Exit {
             sequences: Vec::new(),
-            reason: if reason == "bounced" {
-                crate::sequences::reason::BOUNCED
-            } else {
-                crate::sequences::reason::UNSUBSCRIBED
+            reason: match reason {
+                "bounced" => crate::sequences::reason::BOUNCED,
+                "complained" => crate::sequences::reason::COMPLAINED,
+                _ => crate::sequences::reason::UNSUBSCRIBED,
             },
             detail: None,
         };

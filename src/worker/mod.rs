@@ -583,10 +583,10 @@ impl OutboxWorker {
             ));
         };
         if state.status != "active" {
-            let why = state
-                .exit_reason
-                .as_deref()
-                .unwrap_or(state.status.as_str());
+            let why = match state.exit_reason.as_deref() {
+                Some(r) => crate::sequences::exit_words(r),
+                None => state.status.as_str(),
+            };
             return Ok(Gate::Skip(
                 format!("not sent: the lead left the sequence ({why})"),
                 None,
@@ -652,7 +652,10 @@ impl OutboxWorker {
                 .exit_enrolment(enrolment, reason, detail, now_ms)
                 .await?;
             return Ok(Gate::Skip(
-                format!("not sent: the lead left the sequence ({reason})"),
+                format!(
+                    "not sent: the lead left the sequence ({})",
+                    crate::sequences::exit_words(reason)
+                ),
                 None,
             ));
         }

@@ -285,6 +285,32 @@ both_backends! {
         assert_eq!(all["sequences"][0]["exits"]["unsubscribed"], 1);
     }
 
+    async fn a_spam_complaint_from_the_provider_suppresses_the_address_and_stops_the_sequence(backend: Backend) {
+        let smtp = SmtpServer::start();
+        let app = spawn(backend, &smtp, |_| {}).await;
+        move_to(&app, chrono::Weekday::Mon, 10);
+        let lead = download(&app, &smtp, ADA).await;
+        let complaint = json!({"RecordType": "SpamComplaint", "Email": "Ada@Analytical.example", "Type": "SpamComplaint"});
+        assert_eq!(inbound(&app, Some(("postmark", "wrong")), &complaint).await.status(), 401, "changes nothing");
+        assert_eq!(enrolment(&app, &lead).await["status"], "active");
+        let r: Value = inbound(&app, Some(("postmark", INBOUND_SECRET)), &complaint).await.json().await.unwrap();
+        assert_eq!(r["status"], "recorded", "{r}");
+        let r: Value = inbound(&app, Some(("postmark", INBOUND_SECRET)), &complaint).await.json().await.unwrap();
+        assert_eq!(r["status"], "duplicate", "{r}");
+        let unknown = json!({"event": "complained", "email": "nobody@example.net"});
+        let r: Value = inbound(&app, Some(("postmark", INBOUND_SECRET)), &unknown).await.json().await.unwrap();
+        assert_eq!(r["status"], "ignored", "{r}");
+        let e = enrolment(&app, &lead).await;
+        assert_eq!(e["exit_reason"], "complained", "{e}");
+        assert_eq!(statuses(&e), map(&[("one", "sent"), ("two", "skipped")]));
+        let export = app.admin_get(&format!("/v1/admin/leads/{lead}/export")).await;
+        assert_eq!(export["suppressed"], true);
+        app.advance(14 * DAY);
+        app.dispatch().await;
+        let steps: Vec<String> = subjects_to(&smtp, ADA).into_iter().filter(|s| s.starts_with("Step")).collect();
+        assert_eq!(steps, ["Step one"]);
+    }
+
     async fn a_verified_reply_stops_the_rest_and_hands_the_lead_to_sales(backend: Backend) {
         let smtp = SmtpServer::start();
         let app = spawn(backend, &smtp, |_| {}).await;
