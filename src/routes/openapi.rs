@@ -287,7 +287,7 @@ pub struct LeadDetail {
 }
 
 /// Everything held about one person (GDPR access): the lead, every submission, the consent
-/// ledger, download links, messages and the suppression list's entry.
+/// ledger, download links, messages, nurture sequences and the suppression list's entry.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct PersonRecord {
@@ -302,6 +302,10 @@ pub struct PersonRecord {
     #[schema(value_type = Vec<Object>)]
     messages: Vec<serde_json::Value>,
     suppressed: bool,
+    /// Nurture sequences: `enrolments`, `steps` (each step's delivery) and `interactions`
+    /// (clicks, and replies with their text).
+    #[schema(value_type = Object)]
+    sequences: serde_json::Value,
 }
 
 #[derive(ToSchema)]

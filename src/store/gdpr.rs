@@ -94,10 +94,26 @@ impl LeadStore {
     /// Everything held about one person (GDPR access): the lead, every submission (spam
     /// included), the consent ledger, messages, downloads and suppression status.
     pub async fn export_lead(&self, lead_id: &str) -> Result<Option<Value>, StoreError> {
-        let history = self.lead_history(lead_id).await?;
-        history
-            .map(|h| serde_json::to_value(h).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        let Some(history) = self.lead_history(lead_id).await? else {
+            return Ok(None);
+        };
+        let mut value =
+            serde_json::to_value(history).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Nurture: enrolments, each step's delivery, and clicks and replies (a reply's text
+        // is personal data too).
+        let (enrolments, steps) = self.lead_enrolments(lead_id).await?;
+        let interactions = self.lead_interaction_records(lead_id).await?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert(
+                "sequences".into(),
+                serde_json::json!({
+                    "enrolments": enrolments,
+                    "steps": steps,
+                    "interactions": interactions,
+                }),
+            );
+        }
+        Ok(Some(value))
     }
 
     /// [`LeadStore::export_lead`], typed.

@@ -416,6 +416,123 @@ both_backends! {
         assert!(score["factors"].as_array().unwrap().iter().any(|f| f["rule"] == "clicked-nurture" && f["points"] == 5), "{score}");
     }
 
+    async fn a_skip_condition_skips_a_step_and_the_next_one_follows_on_time(backend: Backend) {
+        let smtp = SmtpServer::start();
+        let app = spawn(backend, &smtp, |s| {
+            // The download alone gives 20 points of engagement (the demo's rules), fading
+            // with a 30-day half-life: 19 three days later.
+            s.sequences[0].steps[1].skip_when = Some("engagement >= 15".into());
+        }).await;
+        move_to(&app, chrono::Weekday::Mon, 10);
+        let lead = download(&app, &smtp, ADA).await;
+        app.advance(3 * DAY);
+        app.dispatch().await;
+        let e = enrolment(&app, &lead).await;
+        assert_eq!(statuses(&e), map(&[("one", "sent"), ("two", "skipped"), ("three", "pending")]));
+        let two = &e["steps"][1];
+        assert_eq!(two["note"], "skipped: engagement >= 15 held", "{e}");
+        // Three days after the skip (Thursday) is a Sunday: step three waits for Monday.
+        let due = chrono::DateTime::parse_from_rfc3339(e["steps"][2]["due_at"].as_str().unwrap()).unwrap();
+        assert_eq!((due.weekday(), due.hour()), (chrono::Weekday::Mon, 9), "{e}");
+        move_to(&app, chrono::Weekday::Mon, 9);
+        app.dispatch().await;
+        let steps: Vec<String> = subjects_to(&smtp, ADA).into_iter().filter(|s| s.starts_with("Step")).collect();
+        assert_eq!(steps, ["Step one", "Step three"]);
+        assert_eq!(enrolment(&app, &lead).await["status"], "finished");
+    }
+
+    async fn reaching_sql_or_the_exit_condition_ends_the_sequence(backend: Backend) {
+        let smtp = SmtpServer::start();
+        let app = spawn(backend, &smtp, |s| {
+            // 20 for the download and 5 for a click, faded to 23 three days later.
+            s.sequences[0].exit.when = Some("engagement >= 22".into());
+            s.scoring.rules.push(inlet::config::ScoreRuleConfig {
+                id: "clicked-nurture".into(), points: 5, group: None, email: None, field: None,
+                equals: Vec::new(), contains: Vec::new(), at_least: None, at_most: None,
+                event: Some(inlet::config::ActivityKind::Clicked), form: None, max_times: None,
+                decay: None,
+            });
+        }).await;
+        move_to(&app, chrono::Weekday::Mon, 10);
+        // Ada: sales marks her sales-qualified (the stage move's own transaction ends it).
+        let ada = download(&app, &smtp, ADA).await;
+        let r = crate::qualification::admin_post(&app, &format!("/v1/admin/leads/{ada}/stage"), &json!({"stage": "sql"})).await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let e = enrolment(&app, &ada).await;
+        assert_eq!((e["exit_reason"].as_str(), e["exit_detail"].as_str()), (Some("stage"), Some("reached the stage 'sql'")), "{e}");
+        assert_eq!(statuses(&e), map(&[("one", "sent"), ("two", "skipped")]));
+        // Ben: a click takes his engagement over 22; the worker's check before step two sees it.
+        let ben_mail = "ben@example.org";
+        let ben = download(&app, &smtp, ben_mail).await;
+        let tracked = link(&step_mail(&smtp, ben_mail, "Step one"), &format!("{}/v1/r/", app.address));
+        assert_eq!(app.client.get(&tracked).send().await.unwrap().status(), 302);
+        app.dispatch().await;
+        app.advance(3 * DAY);
+        app.dispatch().await;
+        let e = enrolment(&app, &ben).await;
+        assert_eq!((e["exit_reason"].as_str(), e["exit_detail"].as_str()), (Some("condition"), Some("engagement >= 22 holds")), "{e}");
+        assert_eq!(statuses(&e), map(&[("one", "sent"), ("two", "skipped")]));
+        for who in [ADA, ben_mail] {
+            let steps: Vec<String> = subjects_to(&smtp, who).into_iter().filter(|s| s.starts_with("Step")).collect();
+            assert_eq!(steps, ["Step one"], "{who}");
+        }
+        let exits = &app.admin_get("/v1/admin/sequences").await["sequences"][0]["exits"];
+        assert_eq!((exits["stage"].as_i64(), exits["condition"].as_i64()), (Some(1), Some(1)), "{exits}");
+    }
+
+    async fn re_enrolment_follows_the_sequence_policy(backend: Backend) {
+        let smtp = SmtpServer::start();
+        let once = |id: &str, reenroll| SequenceConfig {
+            id: id.into(),
+            reenroll,
+            window: WindowConfig::default(),
+            steps: vec![step("only", "0", &format!("Only {id}"), "x")],
+            ..nurture()
+        };
+        let app = spawn(backend, &smtp, move |s| {
+            s.sequences = vec![once("never", Reenroll::Never), once("again", Reenroll::AfterEnd)];
+            s.outbox.follow_up_window_secs = 0;
+        }).await;
+        let lead = download(&app, &smtp, ADA).await;
+        // A second download, a day later, from a new submission's own link.
+        app.advance(DAY);
+        let body = json!({"email": ADA, "name": "Ada", "consent": true});
+        let created: Value = app.post_json("whitepaper", &body).await.json().await.unwrap();
+        let url = created["download_url"].as_str().expect("a download link").to_string();
+        assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
+        app.dispatch().await;
+        let body = app.admin_get(&format!("/v1/admin/leads/{lead}/sequences")).await;
+        let by: Vec<(String, String)> = body["enrolments"].as_array().unwrap().iter()
+            .map(|e| (e["sequence_id"].as_str().unwrap().to_string(), e["status"].as_str().unwrap().to_string())).collect();
+        assert_eq!(by, [("never".to_string(), "finished".to_string()), ("again".into(), "finished".into()), ("again".into(), "finished".into())], "{body}");
+        assert_eq!(subjects_to(&smtp, ADA).iter().filter(|s| *s == "Only again").count(), 2);
+        assert_eq!(subjects_to(&smtp, ADA).iter().filter(|s| *s == "Only never").count(), 1);
+    }
+
+    async fn erasing_an_enrolled_lead_removes_the_sequence_and_its_links_stop_working(backend: Backend) {
+        let smtp = SmtpServer::start();
+        let app = spawn(backend, &smtp, |_| {}).await;
+        move_to(&app, chrono::Weekday::Mon, 10);
+        let lead = download(&app, &smtp, ADA).await;
+        let one = step_mail(&smtp, ADA, "Step one");
+        let tracked = link(&one, &format!("{}/v1/r/", app.address));
+        assert_eq!(app.client.get(&tracked).send().await.unwrap().status(), 302);
+        let export = app.admin_get(&format!("/v1/admin/leads/{lead}/export")).await;
+        assert_eq!(export["sequences"]["enrolments"][0]["sequence_id"], "nurture", "the access export holds it");
+        assert_eq!(export["sequences"]["interactions"][0]["kind"], "click");
+        assert_eq!(app.erase(&lead).await.status(), 200);
+        let gone = app.client.get(app.url(&format!("/v1/admin/leads/{lead}/sequences"))).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        assert_eq!(gone.status(), 404);
+        assert_eq!(app.client.get(&tracked).send().await.unwrap().status(), 404, "the link in the old mail leads nowhere now");
+        let all = app.admin_get("/v1/admin/sequences").await;
+        assert_eq!(all["sequences"][0]["enrolments"]["active"], 0);
+        assert_eq!(all["sequences"][0]["clicks"], 0);
+        app.advance(14 * DAY);
+        app.dispatch().await;
+        let steps: Vec<String> = subjects_to(&smtp, ADA).into_iter().filter(|s| s.starts_with("Step")).collect();
+        assert_eq!(steps, ["Step one"]);
+    }
+
     async fn two_instances_never_send_a_step_twice(backend: Backend) {
         let smtp = SmtpServer::start();
         let chain = || SequenceConfig {
