@@ -63,6 +63,11 @@ pub struct Metrics {
     /// Webhook and CRM delivery attempts by endpoint (a configured id, or `other`) and outcome
     /// (`delivered`, `failed`, `dead`, `cancelled`).
     pub deliveries: IntCounterVec,
+    /// Sequence steps the worker ended, by sequence (a configured id, or `other`) and outcome
+    /// (`sent`; `skipped`: a skip condition, or a step no longer configured; `exited`: its
+    /// check found the lead had left). Exits recorded with their cause (an unsubscribe, a
+    /// form) skip the waiting step there and are counted by the sequence page instead.
+    pub sequence_steps: IntCounterVec,
 }
 
 impl Metrics {
@@ -141,6 +146,11 @@ impl Metrics {
             "Webhook and CRM delivery attempts by endpoint and outcome",
             &["endpoint", "outcome"],
         );
+        let sequence_steps = counter(
+            "sequence_steps_total",
+            "Nurture sequence steps by sequence and outcome",
+            &["sequence", "outcome"],
+        );
         let events_waiting =
             IntGauge::new("events_waiting", "Integration events not dispatched yet")
                 .unwrap_or_else(|e| unreachable_metric("events_waiting", &e));
@@ -153,6 +163,7 @@ impl Metrics {
         let _ = registry.register(Box::new(write_batch_size.clone()));
         Metrics {
             registry,
+            sequence_steps,
             deliveries,
             events_waiting,
             write_batch_size,

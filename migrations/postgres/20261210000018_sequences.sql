@@ -17,7 +17,7 @@ CREATE TABLE enrolments (
     ended_at      BIGINT
 );
 CREATE INDEX enrolments_lead ON enrolments (lead_id, sequence_id);
-CREATE INDEX enrolments_sequence ON enrolments (sequence_id, status);
+CREATE INDEX enrolments_sequence ON enrolments (sequence_id, id);
 -- One active enrolment per lead and sequence, whichever instance enrols.
 CREATE UNIQUE INDEX enrolments_active ON enrolments (lead_id, sequence_id) WHERE status = 'active';
 
@@ -47,4 +47,5 @@ CREATE TABLE sequence_interactions (
     created_at   BIGINT NOT NULL
 );
 CREATE INDEX sequence_interactions_lead ON sequence_interactions (lead_id, created_at);
+CREATE INDEX sequence_interactions_enrolment ON sequence_interactions (enrolment_id, kind);
 CREATE UNIQUE INDEX sequence_interactions_once ON sequence_interactions (message_id, kind, external_id);

@@ -348,7 +348,14 @@ pub struct SequencesBody {
 
 /// Every sequence as configured now, with its counts.
 pub(super) async fn sequence_bodies(state: &AppState) -> Result<Vec<SequenceBody>, ApiError> {
-    let mut counts = state.store.sequence_counts().await?;
+    let ids: Vec<&str> = state
+        .qualifier
+        .sequences
+        .all()
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    let mut counts = state.store.sequence_counts(&ids).await?;
     Ok(state
         .qualifier
         .sequences

@@ -144,6 +144,60 @@ impl LeadStore {
         Ok(plans)
     }
 
+    /// The plan of every statement sequences run per lead or per sequence: enrolling, exits,
+    /// the worker's check before a send, the lead page, reply and click lookups, the console's
+    /// counts and the plan command's pages.
+    pub async fn explain_sequences(&self) -> Result<Vec<QueryPlan>, StoreError> {
+        use super::sequences::{
+            counts_sql, exit_sqls, EARLIER_ENROLMENTS, ENROLMENT_STEPS, LEAD_STEPS,
+            SEQUENCE_ENROLMENTS, SEQUENCE_MESSAGE,
+        };
+        let (lead, enrolment, message) = (
+            "0190aaaa-0000-7000-8000-000000000001",
+            "0190bbbb-0000-7000-8000-000000000001",
+            "0190cccc-0000-7000-8000-000000000001",
+        );
+        let exit = super::Exit {
+            sequences: vec!["nurture".into()],
+            reason: crate::sequences::reason::FORM,
+            detail: None,
+        };
+        let [exit_steps, exit_enrolments] = exit_sqls(lead, &exit, false, 1);
+        let [by_status, by_step, interactions] = counts_sql("nurture");
+        let statements: Vec<(&'static str, Sql)> = vec![
+            (
+                "earlier enrolments",
+                Sql::fixed(EARLIER_ENROLMENTS).arg(lead).arg("nurture"),
+            ),
+            (
+                "an enrolment's steps",
+                Sql::fixed(ENROLMENT_STEPS).arg(enrolment),
+            ),
+            ("exit: waiting steps skipped", exit_steps),
+            ("exit: enrolments ended", exit_enrolments),
+            ("a lead's steps", Sql::fixed(LEAD_STEPS).arg(lead)),
+            (
+                "a reply's or click's message",
+                Sql::fixed(SEQUENCE_MESSAGE).arg(message),
+            ),
+            ("counts: enrolments", by_status),
+            ("counts: steps", by_step),
+            ("counts: clicks and replies", interactions),
+            (
+                "plan: a page of enrolments",
+                Sql::fixed(SEQUENCE_ENROLMENTS)
+                    .arg("nurture")
+                    .arg("")
+                    .arg(500_i64),
+            ),
+        ];
+        let mut plans = Vec::with_capacity(statements.len());
+        for (statement, sql) in statements {
+            plans.push(self.explain(statement, &sql.inlined()).await?);
+        }
+        Ok(plans)
+    }
+
     /// The plan the engine chooses for one statement (values inlined, no placeholders).
     pub async fn explain(
         &self,

@@ -145,6 +145,52 @@ pub struct SequenceMessage {
 
 const STEP_KIND: &str = "sequence_step";
 
+/// An enrolment's steps with a row, through `outbox_step`.
+pub(super) const ENROLMENT_STEPS: &str = "SELECT step_id FROM outbox WHERE enrolment_id = $1";
+
+/// A lead's enrolments in one sequence, through `enrolments_lead`.
+pub(super) const EARLIER_ENROLMENTS: &str =
+    "SELECT status, exit_reason FROM enrolments WHERE lead_id = $1 AND sequence_id = $2";
+
+/// A lead's step rows, through `outbox_lead (lead_id, …)`.
+pub(super) const LEAD_STEPS: &str = "SELECT id, enrolment_id, step_id, status, attempts, \
+     next_attempt_at, last_error, created_at, sent_at FROM outbox \
+     WHERE lead_id = $1 AND kind = 'sequence_step' ORDER BY created_at, id";
+
+/// A sequence message with its enrolment and lead, by primary keys.
+pub(super) const SEQUENCE_MESSAGE: &str = "SELECT o.id, o.lead_id, o.enrolment_id, o.step_id, \
+     e.sequence_id, l.email AS lead_email FROM outbox o \
+     JOIN enrolments e ON e.id = o.enrolment_id JOIN leads l ON l.id = o.lead_id \
+     WHERE o.id = $1 AND o.kind = 'sequence_step'";
+
+/// A page of a sequence's enrolments, through `enrolments_sequence (sequence_id, id)`.
+pub(super) const SEQUENCE_ENROLMENTS: &str = "SELECT id, lead_id, status, exit_reason \
+     FROM enrolments WHERE sequence_id = $1 AND id > $2 ORDER BY id LIMIT $3";
+
+/// One sequence's counts: enrolments by status and exit reason, step rows by step and status,
+/// clicks and replies.
+pub(super) fn counts_sql(sequence_id: &str) -> [Sql; 3] {
+    [
+        Sql::fixed(
+            "SELECT status, exit_reason, COUNT(*) FROM enrolments WHERE sequence_id = $1 \
+             GROUP BY status, exit_reason",
+        )
+        .arg(sequence_id),
+        Sql::fixed(
+            "SELECT o.step_id, o.status, COUNT(*) FROM enrolments e \
+             JOIN outbox o ON o.enrolment_id = e.id WHERE e.sequence_id = $1 \
+             GROUP BY o.step_id, o.status",
+        )
+        .arg(sequence_id),
+        Sql::fixed(
+            "SELECT i.kind, COUNT(*) FROM enrolments e \
+             JOIN sequence_interactions i ON i.enrolment_id = e.id WHERE e.sequence_id = $1 \
+             GROUP BY i.kind",
+        )
+        .arg(sequence_id),
+    ]
+}
+
 /// `INSERT` of one step's outbox row (nothing when the enrolment already has that step).
 fn step_row_sql(
     (enrolment_id, step_id): (&str, &str),
@@ -178,11 +224,10 @@ pub(super) async fn enrol(
     e: &NewEnrolment,
     now_ms: i64,
 ) -> Result<Option<String>, StoreError> {
-    let mut sql = Sql::new("SELECT status, exit_reason FROM enrolments WHERE lead_id = ".into());
-    sql.bind_text(lead_id)
-        .push(" AND sequence_id = ")
-        .bind_text(&e.sequence_id);
-    let earlier: Vec<(String, Option<String>)> = exec.again().fetch_all(&sql.once()).await?;
+    let sql = Sql::fixed(EARLIER_ENROLMENTS)
+        .arg(lead_id)
+        .arg(e.sequence_id.as_str());
+    let earlier: Vec<(String, Option<String>)> = exec.again().fetch_all(&sql).await?;
     let refused = if e.again {
         earlier.iter().any(|(status, reason)| {
             status == "active"
@@ -246,6 +291,15 @@ pub(super) async fn exit(
     if !all && exit.sequences.is_empty() {
         return Ok(0);
     }
+    let [steps, enrolments] = exit_sqls(lead_id, exit, all, now_ms);
+    exec.again().execute(&steps).await?;
+    exec.again().execute(&enrolments).await
+}
+
+/// [`exit`]'s statements: the waiting steps of the lead's active enrolments (all, or in
+/// `exit.sequences`) marked skipped, then the enrolments exited. Both find the enrolments
+/// through `enrolments_lead`, and their steps through `outbox_step`.
+pub(super) fn exit_sqls(lead_id: &str, exit: &Exit, all: bool, now_ms: i64) -> [Sql; 2] {
     let scope = |sql: &mut Sql| {
         sql.push("SELECT id FROM enrolments WHERE lead_id = ")
             .bind_text(lead_id)
@@ -256,26 +310,27 @@ pub(super) async fn exit(
             sql.push(")");
         }
     };
-    let mut sql =
+    let mut steps =
         Sql::new("UPDATE outbox SET status = 'skipped', lease_until = NULL, last_error = ".into());
-    sql.bind_text(&format!(
-        "not sent: the lead left the sequence ({})",
-        crate::sequences::exit_words(exit.reason)
-    ))
-    .push(" WHERE status IN ('pending', 'failed') AND enrolment_id IN (");
-    scope(&mut sql);
-    sql.push(")");
-    exec.again().execute(&sql.once()).await?;
-    let mut sql = Sql::new("UPDATE enrolments SET status = 'exited', exit_reason = ".into());
-    sql.bind_text(exit.reason)
+    steps
+        .bind_text(&format!(
+            "not sent: the lead left the sequence ({})",
+            crate::sequences::exit_words(exit.reason)
+        ))
+        .push(" WHERE status IN ('pending', 'failed') AND enrolment_id IN (");
+    scope(&mut steps);
+    steps.push(")");
+    let mut enrolments = Sql::new("UPDATE enrolments SET status = 'exited', exit_reason = ".into());
+    enrolments
+        .bind_text(exit.reason)
         .push(", exit_detail = ")
         .bind_text(exit.detail.as_deref().unwrap_or(""))
         .push(", ended_at = ")
         .bind_int(now_ms)
         .push(" WHERE id IN (");
-    scope(&mut sql);
-    sql.push(")");
-    exec.again().execute(&sql.once()).await
+    scope(&mut enrolments);
+    enrolments.push(")");
+    [steps.once(), enrolments.once()]
 }
 
 /// Ends, for each lead of a batch, the enrolments its form ends (`exits`: form -> sequences).
@@ -319,7 +374,7 @@ impl LeadStore {
         let steps: Vec<(String,)> = self
             .pools
             .reader()
-            .fetch_all(&Sql::fixed("SELECT step_id FROM outbox WHERE enrolment_id = $1").arg(id))
+            .fetch_all(&Sql::fixed(ENROLMENT_STEPS).arg(id))
             .await?;
         let stage: Option<(String, i64, i64, i64)> = self
             .pools
@@ -532,68 +587,40 @@ impl LeadStore {
         let steps = self
             .pools
             .reader()
-            .fetch_all(
-                &Sql::fixed(
-                    "SELECT id, enrolment_id, step_id, status, attempts, next_attempt_at, \
-                       last_error, created_at, sent_at FROM outbox \
-                     WHERE lead_id = $1 AND kind = 'sequence_step' ORDER BY created_at, id",
-                )
-                .arg(lead_id),
-            )
+            .fetch_all(&Sql::fixed(LEAD_STEPS).arg(lead_id))
             .await?;
         Ok((enrolments, steps))
     }
 
-    /// Every sequence's counts.
-    pub async fn sequence_counts(&self) -> Result<BTreeMap<String, SequenceCounts>, StoreError> {
+    /// Each of these sequences' counts: every statement reads one sequence's range of the
+    /// `enrolments_sequence` index and probes the outbox and interactions by enrolment.
+    pub async fn sequence_counts(
+        &self,
+        ids: &[&str],
+    ) -> Result<BTreeMap<String, SequenceCounts>, StoreError> {
         let mut out: BTreeMap<String, SequenceCounts> = BTreeMap::new();
-        let rows: Vec<(String, String, Option<String>, i64)> = self
-            .pools
-            .reader()
-            .fetch_all(&Sql::fixed(
-                "SELECT sequence_id, status, exit_reason, COUNT(*) FROM enrolments \
-                 GROUP BY sequence_id, status, exit_reason",
-            ))
-            .await?;
-        for (seq, status, reason, n) in rows {
-            let c = out.entry(seq).or_default();
-            *c.enrolments.entry(status).or_default() += n;
-            if let Some(reason) = reason {
-                *c.exits.entry(reason).or_default() += n;
+        for id in ids {
+            let c = out.entry((*id).to_string()).or_default();
+            let [enrolments, steps, interactions] = counts_sql(id);
+            let rows: Vec<(String, Option<String>, i64)> =
+                self.pools.reader().fetch_all(&enrolments).await?;
+            for (status, reason, n) in rows {
+                *c.enrolments.entry(status).or_default() += n;
+                if let Some(reason) = reason {
+                    *c.exits.entry(reason).or_default() += n;
+                }
             }
-        }
-        let rows: Vec<(String, String, String, i64)> = self
-            .pools
-            .reader()
-            .fetch_all(&Sql::fixed(
-                "SELECT e.sequence_id, o.step_id, o.status, COUNT(*) FROM outbox o \
-                 JOIN enrolments e ON e.id = o.enrolment_id \
-                 WHERE o.kind = 'sequence_step' GROUP BY e.sequence_id, o.step_id, o.status",
-            ))
-            .await?;
-        for (seq, step, status, n) in rows {
-            *out.entry(seq)
-                .or_default()
-                .steps
-                .entry(step)
-                .or_default()
-                .entry(status)
-                .or_default() += n;
-        }
-        let rows: Vec<(String, String, i64)> = self
-            .pools
-            .reader()
-            .fetch_all(&Sql::fixed(
-                "SELECT e.sequence_id, i.kind, COUNT(*) FROM sequence_interactions i \
-                 JOIN enrolments e ON e.id = i.enrolment_id GROUP BY e.sequence_id, i.kind",
-            ))
-            .await?;
-        for (seq, kind, n) in rows {
-            let c = out.entry(seq).or_default();
-            match kind.as_str() {
-                "click" => c.clicks += n,
-                "reply" => c.replies += n,
-                _ => {}
+            let rows: Vec<(String, String, i64)> = self.pools.reader().fetch_all(&steps).await?;
+            for (step, status, n) in rows {
+                *c.steps.entry(step).or_default().entry(status).or_default() += n;
+            }
+            let rows: Vec<(String, i64)> = self.pools.reader().fetch_all(&interactions).await?;
+            for (kind, n) in rows {
+                match kind.as_str() {
+                    "click" => c.clicks += n,
+                    "reply" => c.replies += n,
+                    _ => {}
+                }
             }
         }
         Ok(out)
@@ -611,13 +638,10 @@ impl LeadStore {
             .pools
             .reader()
             .fetch_all(
-                &Sql::fixed(
-                    "SELECT id, lead_id, status, exit_reason FROM enrolments \
-                     WHERE sequence_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-                )
-                .arg(sequence_id)
-                .arg(after)
-                .arg(i64::from(limit)),
+                &Sql::fixed(SEQUENCE_ENROLMENTS)
+                    .arg(sequence_id)
+                    .arg(after)
+                    .arg(i64::from(limit)),
             )
             .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -731,13 +755,7 @@ impl LeadStore {
 
     /// The sequence message `id` (from a reply or click token), with its lead's address.
     pub async fn sequence_message(&self, id: &str) -> Result<Option<SequenceMessage>, StoreError> {
-        let sql = Sql::fixed(
-            "SELECT o.id, o.lead_id, o.enrolment_id, o.step_id, e.sequence_id, \
-               l.email AS lead_email FROM outbox o \
-             JOIN enrolments e ON e.id = o.enrolment_id JOIN leads l ON l.id = o.lead_id \
-             WHERE o.id = $1 AND o.kind = 'sequence_step'",
-        )
-        .arg(id);
+        let sql = Sql::fixed(SEQUENCE_MESSAGE).arg(id);
         self.pools.reader().fetch_optional(&sql).await
     }
 

@@ -694,11 +694,28 @@ impl OutboxWorker {
         now_ms: i64,
     ) -> Outcome {
         let p = &self.inner.parts;
-        match p
+        let ended = p
             .store
             .end_step((&m.id, &self.inner.owner), end, next, now_ms)
-            .await
-        {
+            .await;
+        if let Ok(true) = ended {
+            // Sequence ids come from the configuration: a closed set of labels.
+            let seq = m
+                .sequence_id
+                .as_deref()
+                .filter(|s| p.qualifier.sequences.get(s).is_some())
+                .unwrap_or("other");
+            let outcome = match end {
+                StepEnd::Sent => "sent",
+                StepEnd::Skipped(why) if why.contains("left the sequence") => "exited",
+                StepEnd::Skipped(_) => "skipped",
+            };
+            p.metrics
+                .sequence_steps
+                .with_label_values(&[seq, outcome])
+                .inc();
+        }
+        match ended {
             Ok(true) => match end {
                 StepEnd::Sent => Outcome::Marked,
                 StepEnd::Skipped(why) => {

@@ -84,6 +84,35 @@ both_backends! {
         store.close().await;
     }
 
+    async fn no_sequence_statement_scans_a_growing_table(backend: Backend) {
+        let (store, db, _dir) = seeded_store(backend).await;
+        // Every lead enrolled in one of three sequences, each with a sent step, a waiting
+        // one, and a click.
+        let mut raw = crate::helpers::raw(&db).await;
+        let seq = match backend {
+            Backend::Sqlite => "'seq-' || (abs(random()) % 3)",
+            Backend::Postgres => "'seq-' || floor(random() * 3)::int",
+        };
+        for sql in [
+            format!("INSERT INTO enrolments (id, sequence_id, lead_id, submission_id, status, enrolled_at) \
+                     SELECT 'en-' || s.lead_id, {seq}, s.lead_id, MIN(s.id), 'active', MIN(s.created_at) \
+                     FROM submissions s GROUP BY s.lead_id"),
+            "INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, attempts, max_attempts, next_attempt_at, created_at, enrolment_id, step_id) \
+             SELECT 'o1-' || e.id, e.lead_id, e.submission_id, 'contact', 'sequence_step', 'x@example.org', 'sent', 1, 8, e.enrolled_at, e.enrolled_at, e.id, 'one' FROM enrolments e".to_string(),
+            "INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, attempts, max_attempts, next_attempt_at, created_at, enrolment_id, step_id) \
+             SELECT 'o2-' || e.id, e.lead_id, e.submission_id, 'contact', 'sequence_step', 'x@example.org', 'pending', 0, 8, e.enrolled_at, e.enrolled_at, e.id, 'two' FROM enrolments e".to_string(),
+            "INSERT INTO sequence_interactions (id, kind, lead_id, enrolment_id, message_id, step_id, external_id, created_at) \
+             SELECT 'i-' || e.id, 'click', e.lead_id, e.id, 'o1-' || e.id, 'one', '0', e.enrolled_at FROM enrolments e".to_string(),
+            "ANALYZE".to_string(),
+        ] {
+            raw.exec(&sql).await;
+        }
+        let plans = store.explain_sequences().await.unwrap();
+        assert_eq!(plans.len(), 10);
+        assert_no_full_scan(&plans);
+        store.close().await;
+    }
+
     async fn the_plan_check_sees_a_full_scan_when_there_is_one(backend: Backend) {
         // The control: no index covers the user agent, so this reads every submission.
         let (store, _db, _dir) = seeded_store(backend).await;

@@ -439,6 +439,13 @@ both_backends! {
         let steps: Vec<String> = subjects_to(&smtp, ADA).into_iter().filter(|s| s.starts_with("Step")).collect();
         assert_eq!(steps, ["Step one", "Step three"]);
         assert_eq!(enrolment(&app, &lead).await["status"], "finished");
+        let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        for line in [
+            r#"inlet_sequence_steps_total{outcome="sent",sequence="nurture"} 2"#,
+            r#"inlet_sequence_steps_total{outcome="skipped",sequence="nurture"} 1"#,
+        ] {
+            assert!(metrics.contains(line), "{line} in:\n{metrics}");
+        }
     }
 
     async fn reaching_sql_or_the_exit_condition_ends_the_sequence(backend: Backend) {
