@@ -183,7 +183,7 @@ pub async fn report(
     let days = store
         .day_figures(from, to + 1, group_by, form, now_ms)
         .await?;
-    let delivery = store.delivery_now().await?;
+    let delivery = store.delivery_now(now_ms).await?;
     Ok(build(from, to, granularity, group_by, &days, &delivery))
 }
 

@@ -54,7 +54,8 @@ pub struct Metrics {
     pub emails_dead: prometheus::IntCounter,
     /// Supervised tasks restarted after a panic, by task (`writer`, `outbox_worker`).
     pub task_restarts: IntCounterVec,
-    /// Outbox rows by status (set at scrape time from the database).
+    /// Outbox rows by status: `pending` (due and waiting), `failed`, `dead`, and `scheduled`
+    /// (sequence steps not due yet); set at scrape time from the database.
     pub outbox_depth: prometheus::IntGaugeVec,
     /// Age of the oldest message still waiting to be sent.
     pub outbox_oldest_waiting_seconds: prometheus::Gauge,

@@ -1560,7 +1560,7 @@ async fn deliveries(
             "status must be pending, failed, dead, sent or skipped".into(),
         ));
     }
-    let stats = state.store.outbox_stats().await?;
+    let stats = state.store.outbox_stats(state.clock.now_ms()).await?;
     let before = query.before.as_deref().filter(|b| !b.is_empty());
     if before
         .is_some_and(|b| b.len() > 64 || !b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
@@ -1620,7 +1620,8 @@ async fn deliveries(
             user => user.view(), section => "deliveries", status, statuses, messages, older,
             paged => before.is_some(),
             may_retry => user.role.may_handle_data(),
-            stats => context! { pending => stats.pending, failed => stats.failed, dead => stats.dead },
+            stats => context! { pending => stats.pending, failed => stats.failed, dead => stats.dead,
+                                scheduled => stats.scheduled },
             oldest => stats.oldest_waiting_ms.map(console::when),
         },
     ))

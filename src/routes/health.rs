@@ -63,7 +63,7 @@ pub async fn metrics(
         super::admin::check_bearer(&req, &state, Some(token), |_| async { Ok(false) }).await?;
     }
     // Queue depth comes from the database, so it is true across every instance.
-    match state.store.outbox_stats().await {
+    match state.store.outbox_stats(state.clock.now_ms()).await {
         Ok(stats) => {
             let m = &state.metrics;
             m.outbox_depth
@@ -73,6 +73,9 @@ pub async fn metrics(
                 .with_label_values(&["failed"])
                 .set(stats.failed);
             m.outbox_depth.with_label_values(&["dead"]).set(stats.dead);
+            m.outbox_depth
+                .with_label_values(&["scheduled"])
+                .set(stats.scheduled);
             let age = stats
                 .oldest_waiting_ms
                 .map_or(0.0, |t| ((state.clock.now_ms() - t).max(0) as f64) / 1000.0);

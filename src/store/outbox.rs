@@ -69,7 +69,9 @@ pub struct OutboxStats {
     pub pending: i64,
     pub failed: i64,
     pub dead: i64,
-    /// Creation time of the oldest message still waiting to be sent.
+    /// Sequence steps scheduled for later (not due yet: not waiting).
+    pub scheduled: i64,
+    /// When the message waiting longest fell due.
     pub oldest_waiting_ms: Option<i64>,
 }
 
@@ -80,10 +82,19 @@ pub enum RetryTarget {
     AllDead,
 }
 
-/// The queue's counts: messages waiting or dead, through `outbox_due (status, …)`. Sent ones
-/// are left out: counting them would read the whole history on every metrics scrape.
-pub(super) const OUTBOX_STATS: &str = "SELECT status, COUNT(*), MIN(created_at) FROM outbox \
-     WHERE status IN ('pending', 'failed', 'dead') GROUP BY status";
+/// The queue's counts: messages due and waiting, retrying or dead, through `outbox_due
+/// (status, …)`; a message waits since it fell due (a sequence step is created days before
+/// that). Sent ones are left out: counting them would read the whole history on every metrics
+/// scrape. Steps scheduled for later are counted apart ([`SCHEDULED_STATS`]).
+pub(super) const OUTBOX_STATS: &str = "SELECT status, COUNT(*), \
+     MIN(CASE WHEN status = 'pending' THEN next_attempt_at ELSE created_at END) FROM outbox \
+     WHERE status IN ('pending', 'failed', 'dead') \
+       AND (status <> 'pending' OR next_attempt_at <= $1) GROUP BY status";
+
+/// Messages scheduled for later (sequence steps waiting for their day), a range of
+/// `outbox_due`.
+pub(super) const SCHEDULED_STATS: &str =
+    "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND next_attempt_at > $1";
 
 const RECORD_COLUMNS: &str = "id, lead_id, submission_id, form_id, kind, recipient, status, \
      attempts, max_attempts, next_attempt_at, last_error, created_at, sent_at";
@@ -547,10 +558,19 @@ impl LeadStore {
         self.pools.writer().execute(&sql).await
     }
 
-    pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
-        let sql = Sql::fixed(OUTBOX_STATS);
+    /// The queue at `now_ms`.
+    pub async fn outbox_stats(&self, now_ms: i64) -> Result<OutboxStats, StoreError> {
+        let sql = Sql::fixed(OUTBOX_STATS).arg(now_ms);
         let rows: Vec<(String, i64, Option<i64>)> = self.pools.reader().fetch_all(&sql).await?;
-        let mut stats = OutboxStats::default();
+        let (scheduled,): (i64,) = self
+            .pools
+            .reader()
+            .fetch_one(&Sql::fixed(SCHEDULED_STATS).arg(now_ms))
+            .await?;
+        let mut stats = OutboxStats {
+            scheduled,
+            ..OutboxStats::default()
+        };
         for (status, count, oldest) in rows {
             match status.as_str() {
                 "pending" => stats.pending = count,

@@ -8,6 +8,7 @@
 use super::leads::{idempotency_lookup, FIND_IDEMPOTENT};
 use super::outbox::{
     claim_due_sql, claimed_rows, mark_failed_sql, update_claimed_sql, window_lookup, OUTBOX_STATS,
+    SCHEDULED_STATS,
 };
 use super::sql::{Bind, Sql};
 use super::suppression::suppression_lookup;
@@ -89,7 +90,11 @@ impl LeadStore {
                 "mark failed",
                 mark_failed_sql("failed", "timeout", now, ids[0], owner),
             ),
-            ("outbox stats (metrics)", Sql::fixed(OUTBOX_STATS)),
+            ("outbox stats (metrics)", Sql::fixed(OUTBOX_STATS).arg(now)),
+            (
+                "scheduled steps (metrics)",
+                Sql::fixed(SCHEDULED_STATS).arg(now),
+            ),
             (
                 "suppression check",
                 suppression_lookup(["3b0f5c1e9d8a7b6c5d4e3f2a1b0c9d8e"]),

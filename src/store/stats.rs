@@ -281,8 +281,8 @@ impl LeadStore {
 
     /// Messages waiting, retrying and given up right now (any kind, any day), and the oldest
     /// waiting one: what needs attention, from the outbox's status index.
-    pub async fn delivery_now(&self) -> Result<Delivery, StoreError> {
-        let stats = self.outbox_stats().await?;
+    pub async fn delivery_now(&self, now_ms: i64) -> Result<Delivery, StoreError> {
+        let stats = self.outbox_stats(now_ms).await?;
         Ok(Delivery {
             waiting: stats.pending,
             failed: stats.failed,

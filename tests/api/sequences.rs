@@ -225,6 +225,15 @@ both_backends! {
         assert_eq!(e["status"], "active");
         assert_eq!(statuses(&e), map(&[("one", "sent"), ("two", "pending")]));
 
+        // A step scheduled for later is not a message waiting: no queue alarm for days.
+        let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        for line in [
+            r#"inlet_outbox_messages{status="scheduled"} 1"#,
+            r#"inlet_outbox_messages{status="pending"} 0"#,
+            "inlet_outbox_oldest_waiting_seconds 0",
+        ] {
+            assert!(metrics.contains(line), "{line} in:\n{metrics}");
+        }
         // Three days after Wednesday 10:00 is Saturday: step two waits for Monday 09:00.
         let two = e["steps"].as_array().unwrap().iter().find(|s| s["step_id"] == "two").unwrap().clone();
         let due = chrono::DateTime::parse_from_rfc3339(two["due_at"].as_str().unwrap()).unwrap();
