@@ -755,6 +755,18 @@ impl Settings {
         self.database_engine()?;
         self.bind_addr()?;
         self.trusted_proxies()?;
+        if let Some(address) = &self.replies.address {
+            let plain = address.parse::<lettre::Address>().is_ok() && !address.contains('+');
+            if !plain {
+                return Err(ConfigError::invalid(
+                    "replies.address (INLET_REPLIES__ADDRESS)",
+                    format!(
+                        "'{address}' is not a plain address like replies@in.example.com (Inlet \
+                         adds +<token> to it)"
+                    ),
+                ));
+            }
+        }
         for (value, name) in [
             (self.views.flush_secs, "views.flush_secs"),
             (self.console.idle_minutes, "console.idle_minutes"),

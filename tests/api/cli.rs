@@ -202,7 +202,51 @@ fn configuration_errors_are_one_line_naming_the_setting_and_exit_2() {
         "[[forms]]\nid = \"ebook\"\nkind = \"download\"\ndownload_file = \"ebook.pdf\"\nfields = [{ name = \"email\", type = \"email\", required = true }]\n",
     )
     .unwrap();
+    let sequence = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!("[[sequences]]\nid = \"s\"\nenroll = {{ on = \"downloaded\", form = \"whitepaper\" }}\n{body}"),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let bad_delay = sequence(
+        "bad-delay.toml",
+        "[[sequences.steps]]\nid = \"a\"\ndelay = \"3 weeks\"\nsubject = \"s\"\ntext = \"t\"\n",
+    );
+    let bad_zone = sequence("bad-zone.toml", "window = { time_zone = \"Mars/Olympus\" }\n[[sequences.steps]]\nid = \"a\"\nsubject = \"s\"\ntext = \"t\"\n");
+    let bad_exit = sequence("bad-exit.toml", "exit = { forms = [\"nope\"] }\n[[sequences.steps]]\nid = \"a\"\nsubject = \"s\"\ntext = \"t\"\n");
+    let bad_step_template = sequence(
+        "bad-step.toml",
+        "[[sequences.steps]]\nid = \"a\"\nsubject = \"s\"\ntext = \"{% if %}\"\n",
+    );
     let cases: Vec<ErrorCase> = vec![
+        (
+            vec!["check-config", "--config", &bad_delay],
+            vec![],
+            "sequences[s].steps[a].delay",
+        ),
+        (
+            vec!["check-config", "--config", &bad_zone],
+            vec![],
+            "sequences[s].window.time_zone",
+        ),
+        (
+            vec!["check-config", "--config", &bad_exit],
+            vec![],
+            "sequences[s].exit.forms",
+        ),
+        (
+            vec!["check-config", "--config", &bad_step_template],
+            vec![],
+            "sequences[s].steps[a].txt",
+        ),
+        (
+            vec!["check-config"],
+            vec![("INLET_REPLIES__ADDRESS", "replies+x@in.example.com")],
+            "INLET_REPLIES__ADDRESS",
+        ),
         (
             vec!["check-config"],
             vec![("INLET_SIGNING_KEYS", "short")],
