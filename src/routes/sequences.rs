@@ -134,6 +134,7 @@ fn ignored(reason: &'static str) -> HttpResponse {
         (status = 200, description = "Read: recorded, a duplicate, or ignored (with the reason)", body = InboundOutcome),
         (status = 400, description = "Not an email in JSON", body = super::openapi::ErrorBody),
         (status = 401, description = "The provider's credential is missing or wrong", body = super::openapi::ErrorBody),
+        (status = 429, description = "Too many wrong credentials from this client: refused for a minute", body = super::openapi::ErrorBody),
         (status = 404, description = "Inbound mail is not configured (`replies.secret`)", body = super::openapi::ErrorBody),
         (status = 413, description = "Larger than 1 MiB", body = super::openapi::ErrorBody),
     )
@@ -146,9 +147,21 @@ pub async fn inbound_email(
     let Some(secret) = state.settings.replies.secret.as_ref() else {
         return Err(ApiError::NotFound);
     };
+    // Guessing the secret is throttled like the admin API's credentials.
+    let client = super::client_addr(&req, &state);
+    if let Some(wait) = client.and_then(|ip| state.limits.admin_refused(ip)) {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        });
+    }
     let given = inbound_credential(&req).unwrap_or_default();
     if !super::admin::token_matches(&given, Some(secret)) {
-        return Err(ApiError::Unauthorized);
+        return Err(match client.and_then(|ip| state.limits.admin_failed(ip)) {
+            Some(wait) => ApiError::RateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            },
+            None => ApiError::Unauthorized,
+        });
     }
     let bytes = super::submissions::read_body(&req, body, INBOUND_LIMIT).await?;
     let email: InboundEmail = serde_json::from_slice(&bytes)

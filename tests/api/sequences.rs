@@ -318,6 +318,45 @@ both_backends! {
         app.dispatch().await;
         let steps: Vec<String> = subjects_to(&smtp, ADA).into_iter().filter(|s| s.starts_with("Step")).collect();
         assert_eq!(steps, ["Step one"]);
+        // Guessing the secret is throttled: ten wrong tries a minute, then even the right
+        // one waits.
+        let statuses: Vec<u16> = futures::future::join_all((0..10).map(|_| inbound(&app, Some(("x", "guess")), &complaint)))
+            .await.iter().map(|r| r.status().as_u16()).collect();
+        assert!(statuses.contains(&429), "{statuses:?}");
+        let right = inbound(&app, Some(("postmark", INBOUND_SECRET)), &complaint).await;
+        assert_eq!(right.status(), 429);
+        assert!(right.headers().contains_key("retry-after"));
+    }
+
+    async fn a_hard_bounce_or_a_handoff_ends_the_sequence(backend: Backend) {
+        let smtp = SmtpServer::start();
+        // Here the demo request is not an exit form: the hand-off it causes is what ends it.
+        let app = spawn(backend, &smtp, |s| s.sequences[0].exit.forms.clear()).await;
+        move_to(&app, chrono::Weekday::Mon, 10);
+        let ada = download(&app, &smtp, ADA).await;
+        let demo = json!({"email": ADA, "name": "Ada", "message": "Can we talk?", "_elapsed_ms": 5000});
+        assert_eq!(app.post_json("demo", &demo).await.status(), 201);
+        app.dispatch().await;
+        let e = enrolment(&app, &ada).await;
+        assert_eq!((e["exit_reason"].as_str(), e["exit_detail"].as_str()), (Some("handoff"), Some("handed to sales")), "{e}");
+        assert_eq!(statuses(&e), map(&[("one", "sent"), ("two", "skipped")]));
+
+        // Ben's mailbox does not exist: step two bounces, and nothing more is tried.
+        let ben_mail = "ben@example.org";
+        let ben = download(&app, &smtp, ben_mail).await;
+        smtp.set_mode(crate::smtp::Mode::PermFail);
+        app.advance(3 * DAY);
+        app.dispatch().await;
+        smtp.set_mode(crate::smtp::Mode::Accept);
+        let e = enrolment(&app, &ben).await;
+        assert_eq!(e["exit_reason"], "bounced", "{e}");
+        assert_eq!(statuses(&e), map(&[("one", "sent"), ("two", "dead")]));
+        app.advance(7 * DAY);
+        app.dispatch().await;
+        let steps: Vec<String> = subjects_to(&smtp, ben_mail).into_iter().filter(|s| s.starts_with("Step")).collect();
+        assert_eq!(steps, ["Step one"]);
+        let exits = &app.admin_get("/v1/admin/sequences").await["sequences"][0]["exits"];
+        assert_eq!((exits["handoff"].as_i64(), exits["bounced"].as_i64()), (Some(1), Some(1)), "{exits}");
     }
 
     async fn a_verified_reply_stops_the_rest_and_hands_the_lead_to_sales(backend: Backend) {
