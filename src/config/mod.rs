@@ -143,6 +143,10 @@ pub struct DatabaseSettings {
     /// SQLite `synchronous`: `normal` (default; WAL survives a process crash, may lose the last
     /// transactions on power loss) or `full` (survives power loss, slower).
     pub sqlite_synchronous: String,
+    /// SQLite's writer's page cache, in MiB (readers keep SQLite's default). Pages it misses
+    /// come from the operating system's cache: measured on a 1 M-lead database, 16 MiB wrote
+    /// as fast as 32 and kept the process 18 MiB smaller (see BENCHMARKS.md).
+    pub sqlite_cache_mib: u32,
     pub migrate_on_start: bool,
 }
 
@@ -153,6 +157,7 @@ impl Default for DatabaseSettings {
             max_connections: 8,
             acquire_timeout_ms: 3000,
             sqlite_synchronous: "normal".into(),
+            sqlite_cache_mib: 16,
             migrate_on_start: true,
         }
     }

@@ -162,10 +162,14 @@ fields = [
   { name = "team_size", type = "select", options = ["1-10", "11-50"] },
 ]
 "#,
-        &[("INLET_BIND", "127.0.0.1:7777")],
+        &[
+            ("INLET_BIND", "127.0.0.1:7777"),
+            ("INLET_DATABASE__SQLITE_CACHE_MIB", "24"),
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
+    assert!(text.contains("sqlite_cache_mib = 24"), "{text}");
     assert!(
         text.contains("127.0.0.1:7777") && !text.contains("9999"),
         "{text}"

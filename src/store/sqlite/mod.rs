@@ -29,9 +29,6 @@ pub(super) static MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 const SMALL: usize = 8;
 const LARGE: usize = 64;
 
-/// The writer's page cache (KiB): the hot part of the indexes stays in memory.
-const WRITER_CACHE_KIB: i64 = 32_000;
-
 /// Opens the writer (exactly one connection: SQLite has one writer at a time) and, lazily, the
 /// readers: `(writer, reader)`. The file is created if it does not exist (unless the URL sets
 /// `mode=`).
@@ -55,7 +52,11 @@ pub(super) async fn connect(
         .connect_with(
             options
                 .clone()
-                .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
+                // Negative: KiB. The hot part of the indexes stays in memory.
+                .pragma(
+                    "cache_size",
+                    format!("-{}", u64::from(settings.sqlite_cache_mib.max(1)) * 1024),
+                ),
         )
         .await?;
     // Readers keep SQLite's default cache, so memory stays bounded however many there are.
