@@ -203,7 +203,11 @@ impl LeadStore {
         let mut writes: Vec<usize> = (0..items.len())
             .filter(|&i| follower_of[i].is_none() && results[i].is_none())
             .collect();
-        let fresh_written = if self.dialect().new_people_first && !writes.is_empty() {
+        // New people first (PostgreSQL: one autocommitted statement) only in a batch large
+        // enough to hide in: alone, a new person would answer measurably sooner than a known
+        // one, telling a script who is a lead.
+        let fresh_written = if self.dialect().new_people_first && writes.len() > EQUAL_TIMING_BATCH
+        {
             let fresh = write_fresh(&mut conn.conn, items, &writes, self.events).await;
             let fresh = conn.check_store(fresh)?;
             let any = !fresh.is_empty();
@@ -535,8 +539,15 @@ async fn write_fresh(
             (Uuid::now_v7().to_string(), lead)
         })
         .collect();
-    let rest =
-        dependent_inserts(conn.exec(), items, writes, &rows, &HashSet::new(), events).await?;
+    let rest = dependent_inserts(
+        conn.exec(),
+        items,
+        writes,
+        &rows,
+        (&HashSet::new(), false),
+        events,
+    )
+    .await?;
     let Conn::Postgres(pg) = conn.conn() else {
         return Err(StoreError::Corrupt(
             "new people are written this way on PostgreSQL only".into(),
@@ -630,19 +641,36 @@ async fn write_new(
             .ok_or_else(|| StoreError::Corrupt("lead upsert returned no id".into()))?;
         rows.push((Uuid::now_v7().to_string(), lead_id));
     }
-    let inserts = dependent_inserts(conn.exec(), items, writes, &rows, &existing, events).await?;
+    // A few submissions at a time (no load to hide in) take the same statements whether the
+    // person is new or known: the follow-up window and the sequence exits are looked up for
+    // everyone, so an answer's timing does not tell who is a lead.
+    let equal = writes.len() <= EQUAL_TIMING_BATCH;
+    let inserts = dependent_inserts(
+        conn.exec(),
+        items,
+        writes,
+        &rows,
+        (&existing, equal),
+        events,
+    )
+    .await?;
     // A form that ends a sequence ends it in this transaction (only people seen before can
     // be in one).
     if !sequence_exits.is_empty() {
-        let submitted: Vec<(&str, &str)> = writes
+        // In a small batch everyone runs the statements; only a real submission of a known
+        // person can match an enrolment (a quarantined one runs them for no sequence).
+        let submitted: Vec<(&str, &str, bool)> = writes
             .iter()
             .zip(&rows)
             .filter(|(&i, (_, lead))| {
-                existing.contains(lead.as_str())
-                    && !items[i].sub.quarantined()
+                (equal || existing.contains(lead.as_str()))
                     && sequence_exits.contains_key(&items[i].sub.form_id)
             })
-            .map(|(&i, (_, lead))| (lead.as_str(), items[i].sub.form_id.as_str()))
+            .map(|(&i, (_, lead))| {
+                let sub = items[i].sub;
+                (lead.as_str(), sub.form_id.as_str(), !sub.quarantined())
+            })
+            .filter(|(_, _, real)| *real || equal)
             .collect();
         if let Some(first) = writes.first() {
             let now = items[*first].sub.received_at_ms;
@@ -854,18 +882,21 @@ fn lead_upserts<'a>(
 }
 
 /// Everything a batch writes after its leads: submissions, outbox messages (the follow-up
-/// window looked up for `existing` leads only), consent ledger entries, download links and,
+/// window looked up for the leads that existed before the batch, or for `everyone` in a small
+/// batch), consent ledger entries, download links and,
 /// when `events` are on, each submission's integration event.
 async fn dependent_inserts<'a>(
     exec: Exec<'_>,
     items: &[BatchItem<'a>],
     writes: &[usize],
     rows: &'a [(String, String)],
-    existing: &HashSet<&str>,
+    (existing, everyone): (&HashSet<&str>, bool),
     events: bool,
 ) -> Result<Vec<Insert<'a>>, StoreError> {
     let mut inserts = vec![submission_inserts(items, writes, rows)];
-    inserts.push(super::outbox::batch_messages(exec, items, writes, rows, existing).await?);
+    inserts.push(
+        super::outbox::batch_messages(exec, items, writes, rows, (existing, everyone)).await?,
+    );
     inserts.extend(super::ledger::batch_extras(items, writes, rows));
     if events {
         inserts.push(super::qualification::batch_events(
@@ -874,6 +905,10 @@ async fn dependent_inserts<'a>(
     }
     Ok(inserts)
 }
+
+/// Batches of at most this many submissions take the same statements for new and known people
+/// (see [`write_new`]); larger ones, which only come under load, take the fastest path for each.
+const EQUAL_TIMING_BATCH: usize = 8;
 
 /// The only unique constraint a new submission row can break: another writer committed the
 /// same idempotency key since the lookup.

@@ -275,25 +275,28 @@ pub(super) fn mark_failed_sql(
 /// The batch's messages, for its transaction: a follow-up to a person who already got one for
 /// the same form within its window (earlier, or earlier in this batch) is stored as `skipped`,
 /// so what happened stays visible. Only leads that existed before the batch can have earlier
-/// messages, so only they are looked up (one query, and none at all for a batch of new people).
+/// messages, so only they are looked up (one query, and none at all for a batch of new people)
+/// unless `everyone` asks for every lead of the batch (a small batch: equal timing).
 pub(super) async fn batch_messages<'a>(
     exec: Exec<'_>,
     items: &[BatchItem<'a>],
     writes: &[usize],
     rows: &'a [(String, String)],
-    existing: &HashSet<&str>,
+    (existing, everyone): (&HashSet<&str>, bool),
 ) -> Result<Insert<'a>, StoreError> {
     // (lead, form, kind) -> newest non-skipped message time, for the windowed kinds.
     let mut last_sent: HashMap<(String, String, &'static str), i64> = HashMap::new();
+    // `everyone`: every lead of the batch is looked up, whatever it sends (equal timing).
     let windowed_leads: Vec<&str> = writes
         .iter()
         .zip(rows)
         .filter(|(&i, (_, lead_id))| {
-            existing.contains(lead_id.as_str())
-                && items[i]
-                    .messages
-                    .iter()
-                    .any(|m| m.dedupe_window_ms.is_some())
+            everyone
+                || existing.contains(lead_id.as_str())
+                    && items[i]
+                        .messages
+                        .iter()
+                        .any(|m| m.dedupe_window_ms.is_some())
         })
         .map(|(_, (_, lead_id))| lead_id.as_str())
         .collect();

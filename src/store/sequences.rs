@@ -334,16 +334,22 @@ pub(super) fn exit_sqls(lead_id: &str, exit: &Exit, all: bool, now_ms: i64) -> [
 }
 
 /// Ends, for each lead of a batch, the enrolments its form ends (`exits`: form -> sequences).
+/// `submitted`: (lead, form, real); a submission that is not real (quarantined) runs the same
+/// statements for no sequence, so its answer takes as long as a real one's.
 pub(super) async fn exit_on_forms(
     mut exec: Exec<'_>,
     exits: &BTreeMap<String, Vec<String>>,
-    submitted: &[(&str, &str)],
+    submitted: &[(&str, &str, bool)],
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    for (lead_id, form_id) in submitted {
+    for (lead_id, form_id, real) in submitted {
         if let Some(sequences) = exits.get(*form_id) {
             let e = Exit {
-                sequences: sequences.clone(),
+                sequences: if *real {
+                    sequences.clone()
+                } else {
+                    vec![String::new()]
+                },
                 reason: crate::sequences::reason::FORM,
                 detail: Some(format!("submitted the '{form_id}' form")),
             };

@@ -273,6 +273,19 @@ both_backends! {
         assert_eq!(s["steps"][2]["messages"]["skipped"], 1);
     }
 
+    async fn a_quarantined_post_naming_a_lead_does_not_end_their_sequence(backend: Backend) {
+        // A script that fills the honeypot with someone's address must not stop their mail.
+        let smtp = SmtpServer::start();
+        let app = spawn(backend, &smtp, |_| {}).await;
+        move_to(&app, chrono::Weekday::Mon, 10);
+        let lead = download(&app, &smtp, ADA).await;
+        let bot = json!({"email": ADA, "name": "Ada", "message": "hi", "_elapsed_ms": 5000, "_gotcha": "x"});
+        assert_eq!(app.post_json("demo", &bot).await.status(), 201, "answered like any other");
+        let e = enrolment(&app, &lead).await;
+        assert_eq!(e["status"], "active", "{e}");
+        assert_eq!(statuses(&e), map(&[("one", "sent"), ("two", "pending")]));
+    }
+
     async fn an_unsubscribe_stops_the_rest_of_the_sequence(backend: Backend) {
         let smtp = SmtpServer::start();
         let app = spawn(backend, &smtp, |_| {}).await;
