@@ -62,8 +62,8 @@ pub use qualification::{
 };
 pub use retention::RetentionReport;
 pub use sequences::{
-    is_step, EnrolmentRecord, EnrolmentState, EnrolmentSteps, Exit, InteractionRecord,
-    NewEnrolment, NextStep, SequenceCounts, SequenceMessage, StepEnd, StepRecord,
+    EnrolmentRecord, EnrolmentState, EnrolmentSteps, Exit, InteractionRecord, NewEnrolment,
+    NextStep, SequenceCounts, SequenceMessage, StepEnd, StepRecord,
 };
 pub use stats::{first_live_day, DayFigures, Delivery, GroupBy, DAY_MS};
 pub use status::LeadStatus;

@@ -143,8 +143,6 @@ pub struct SequenceMessage {
     pub lead_email: String,
 }
 
-const STEP_KIND: &str = "sequence_step";
-
 /// An enrolment's steps with a row, through `outbox_step`.
 pub(super) const ENROLMENT_STEPS: &str = "SELECT step_id FROM outbox WHERE enrolment_id = $1";
 
@@ -842,9 +840,4 @@ impl LeadStore {
         .arg(lead_id);
         self.pools.reader().fetch_all(&sql).await
     }
-}
-
-/// Whether an outbox kind is a sequence step.
-pub fn is_step(kind: &str) -> bool {
-    kind == STEP_KIND
 }
