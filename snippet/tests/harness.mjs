@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 // Shared set-up for the browser tests: a real Inlet (the debug binary, on a fresh SQLite
 // database, started per test), a second origin serving the landing-page fixtures (the way a
 // marketer's site embeds Inlet), and Debian's Chromium driven by playwright-core.
@@ -166,4 +167,16 @@ export async function eventually(fn, ms = 5000, what = 'condition') {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(50);
   }
+}
+
+/** Posts a form as JSON with the time trap satisfied; asserts 201 and answers the body. */
+export async function post(inlet, form, body) {
+  const r = await fetch(`${inlet.url}/v1/forms/${form}/submissions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, _elapsed_ms: 4000 }),
+  });
+  const text = await r.text();
+  assert.equal(r.status, 201, text);
+  return JSON.parse(text);
 }

@@ -7,23 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { axe, eventually, setup, SHOTS } from './harness.mjs';
+import { axe, eventually, post, setup, SHOTS } from './harness.mjs';
 
 const PASSWORD = 'correct horse battery staple';
 
 /** Quoted-printable, as mail bodies may be written. */
 const unqp = (s) => s.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
-
-async function post(inlet, form, body) {
-  const r = await fetch(`${inlet.url}/v1/forms/${form}/submissions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ ...body, _elapsed_ms: 4000 }),
-  });
-  const text = await r.text();
-  assert.equal(r.status, 201, text);
-  return JSON.parse(text);
-}
 
 test('qualification in the console: a scored lead with its why, the hand-off queue, the owner accepts, a sales account; axe and screenshots', async (t) => {
   const { inlet, browser } = await setup(t);

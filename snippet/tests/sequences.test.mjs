@@ -7,20 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { axe, eventually, setup, SHOTS } from './harness.mjs';
+import { axe, eventually, post, setup, SHOTS } from './harness.mjs';
 
 const PASSWORD = 'correct horse battery staple';
-
-async function post(inlet, form, body) {
-  const r = await fetch(`${inlet.url}/v1/forms/${form}/submissions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ ...body, _elapsed_ms: 4000 }),
-  });
-  const text = await r.text();
-  assert.equal(r.status, 201, text);
-  return JSON.parse(text);
-}
 
 test('sequences in the console: enrolled, sent per step, exits by reason, the lead timeline; axe and screenshots', async (t) => {
   const { inlet, browser } = await setup(t);

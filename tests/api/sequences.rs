@@ -153,6 +153,22 @@ async fn download(app: &TestApp, smtp: &SmtpServer, email: &str) -> String {
     lead
 }
 
+/// 5 points of engagement per click in nurture mail.
+fn clicked_rule() -> inlet::config::ScoreRuleConfig {
+    let mut rule = inlet::config::demo_scoring()
+        .rules
+        .into_iter()
+        .find(|r| r.event.is_some())
+        .expect("an engagement rule in the demo");
+    rule.id = "clicked-nurture".into();
+    rule.points = 5;
+    rule.event = Some(inlet::config::ActivityKind::Clicked);
+    rule.form = None;
+    rule.max_times = None;
+    rule.group = None;
+    rule
+}
+
 async fn lead_id_of(app: &TestApp, email: &str) -> String {
     app.leads()
         .await
@@ -438,21 +454,7 @@ both_backends! {
     async fn a_tracked_click_redirects_only_where_the_template_pointed_and_counts_as_engagement(backend: Backend) {
         let smtp = SmtpServer::start();
         let app = spawn(backend, &smtp, |s| {
-            s.scoring.rules.push(inlet::config::ScoreRuleConfig {
-                id: "clicked-nurture".into(),
-                points: 5,
-                group: None,
-                email: None,
-                field: None,
-                equals: Vec::new(),
-                contains: Vec::new(),
-                at_least: None,
-                at_most: None,
-                event: Some(inlet::config::ActivityKind::Clicked),
-                form: None,
-                max_times: None,
-                decay: None,
-            });
+            s.scoring.rules.push(clicked_rule());
         }).await;
         move_to(&app, chrono::Weekday::Thu, 11);
         let lead = download(&app, &smtp, ADA).await;
@@ -514,12 +516,7 @@ both_backends! {
         let app = spawn(backend, &smtp, |s| {
             // 20 for the download and 5 for a click, faded to 23 three days later.
             s.sequences[0].exit.when = Some("engagement >= 22".into());
-            s.scoring.rules.push(inlet::config::ScoreRuleConfig {
-                id: "clicked-nurture".into(), points: 5, group: None, email: None, field: None,
-                equals: Vec::new(), contains: Vec::new(), at_least: None, at_most: None,
-                event: Some(inlet::config::ActivityKind::Clicked), form: None, max_times: None,
-                decay: None,
-            });
+            s.scoring.rules.push(clicked_rule());
         }).await;
         move_to(&app, chrono::Weekday::Mon, 10);
         // Ada: sales marks her sales-qualified (the stage move's own transaction ends it).
