@@ -1561,15 +1561,7 @@ async fn deliveries(
         ));
     }
     let stats = state.store.outbox_stats(state.clock.now_ms()).await?;
-    let before = query.before.as_deref().filter(|b| !b.is_empty());
-    if before
-        .is_some_and(|b| b.len() > 64 || !b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
-    {
-        return Err(ApiError::BadRequest(
-            "invalid_query",
-            "the page link is not valid".into(),
-        ));
-    }
+    let before = before_id(query.before.as_deref())?;
     let mut list = state
         .store
         .list_outbox(
@@ -2101,4 +2093,19 @@ async fn import_upload(
         StatusCode::OK,
         context! { summary, text, counts, problems, more_problems, chosen },
     ))
+}
+
+/// A list page's `before` (the id of the last row shown): absent or empty for the newest page;
+/// otherwise an id's characters only (a 400 for anything else).
+pub(super) fn before_id(raw: Option<&str>) -> Result<Option<&str>, ApiError> {
+    let before = raw.filter(|b| !b.is_empty());
+    if before
+        .is_some_and(|b| b.len() > 64 || !b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
+    {
+        return Err(ApiError::BadRequest(
+            "invalid_query",
+            "the page link is not valid".into(),
+        ));
+    }
+    Ok(before)
 }

@@ -169,15 +169,7 @@ pub(super) async fn queue(
             "status must be open, new, attempting, connected, qualified, disqualified, rejected or all".into(),
         ));
     }
-    let before = query.before.as_deref().filter(|b| !b.is_empty());
-    if before
-        .is_some_and(|b| b.len() > 64 || !b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
-    {
-        return Err(ApiError::BadRequest(
-            "invalid_query",
-            "the page link is not valid".into(),
-        ));
-    }
+    let before = super::console::before_id(query.before.as_deref())?;
     let mine = owner_ids(&state, user.email());
     let owner = if user.role == Role::Sales {
         // A sales account that owns nothing sees nothing (not everyone's).
