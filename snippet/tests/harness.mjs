@@ -180,3 +180,19 @@ export async function post(inlet, form, body) {
   assert.equal(r.status, 201, text);
   return JSON.parse(text);
 }
+
+/**
+ * Signs up the console's first admin (marketer@example.com) through the set-up link in
+ * Inlet's banner; answers the signed-in page (its context bypasses CSP so axe can be injected).
+ */
+export async function firstAdmin(inlet, browser, password) {
+  const setupLink = await eventually(() => inlet.stdout().match(/set up:\s+(\S+)/)?.[1], 5000, 'the set-up link');
+  const ctx = await browser.newContext({ bypassCSP: true });
+  const page = await ctx.newPage();
+  await page.goto(setupLink);
+  await page.fill('#email', 'marketer@example.com');
+  await page.fill('#password', password);
+  await page.fill('#repeat', password);
+  await Promise.all([page.waitForURL(/\/console\/leads$/), page.click('button[type=submit]')]);
+  return page;
+}

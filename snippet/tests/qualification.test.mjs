@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { axe, eventually, post, setup, SHOTS } from './harness.mjs';
+import { axe, eventually, firstAdmin, post, setup, SHOTS } from './harness.mjs';
 
 const PASSWORD = 'correct horse battery staple';
 
@@ -29,14 +29,7 @@ test('qualification in the console: a scored lead with its why, the hand-off que
   assert.equal(score.factors.reduce((a, f) => a + f.points, 0), score.score, 'the factors add up to the score');
 
   // The marketer's view.
-  const setupLink = await eventually(() => inlet.stdout().match(/set up:\s+(\S+)/)?.[1], 5000, 'the set-up link');
-  const ctx = await browser.newContext({ bypassCSP: true }); // bypass: to inject axe
-  const page = await ctx.newPage();
-  await page.goto(setupLink);
-  await page.fill('#email', 'marketer@example.com');
-  await page.fill('#password', PASSWORD);
-  await page.fill('#repeat', PASSWORD);
-  await Promise.all([page.waitForURL(/\/console\/leads$/), page.click('button[type=submit]')]);
+  const page = await firstAdmin(inlet, browser, PASSWORD);
   await page.goto(`${inlet.url}/console/leads/${lead.id}`);
   const why = await page.textContent('table.factors');
   assert.match(why, new RegExp(`Why ${score.score}`));

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { axe, eventually, post, setup, SHOTS } from './harness.mjs';
+import { axe, eventually, firstAdmin, post, setup, SHOTS } from './harness.mjs';
 
 const PASSWORD = 'correct horse battery staple';
 
@@ -39,14 +39,7 @@ test('sequences in the console: enrolled, sent per step, exits by reason, the le
   // Step one goes at once inside the demo's window (weekdays 08:00-18:00 UTC), else waits for it.
   assert.equal((first.sent || 0) + (first.pending || 0) + (first.skipped || 0), 2, JSON.stringify(first));
 
-  const setupLink = await eventually(() => inlet.stdout().match(/set up:\s+(\S+)/)?.[1], 5000, 'the set-up link');
-  const ctx = await browser.newContext({ bypassCSP: true }); // bypass: to inject axe
-  const page = await ctx.newPage();
-  await page.goto(setupLink);
-  await page.fill('#email', 'marketer@example.com');
-  await page.fill('#password', PASSWORD);
-  await page.fill('#repeat', PASSWORD);
-  await Promise.all([page.waitForURL(/\/console\/leads$/), page.click('button[type=submit]')]);
+  const page = await firstAdmin(inlet, browser, PASSWORD);
   await page.click('nav[aria-label=Console] >> text=Sequences');
   await page.waitForURL(/\/console\/sequences$/);
   assert.match(await page.textContent('h2'), /After the whitepaper \(whitepaper-nurture\)/);
