@@ -189,7 +189,57 @@ where
 /// Records the step order each sequence now runs with; a changed sequence is applied as
 /// `inlet sequences plan --apply` would (finished enrolments gain appended steps when the
 /// sequence says so), and the change is logged.
+/// Records the configured sequences' definitions and applies what changed. Instances starting
+/// together take turns (a lease on the job): the first applies the change, the next finds its
+/// definitions unchanged.
 async fn sync_sequences(
+    store: &LeadStore,
+    qualifier: &crate::qualify::Qualifier,
+    clock: &crate::clock::Clock,
+    instance: &str,
+) -> Result<(), crate::store::StoreError> {
+    const JOB: &str = "sequence_definitions";
+    let waited = tokio::time::Instant::now();
+    while !store
+        .take_lease(JOB, instance, clock.now_ms(), JOB_LEASE_MS)
+        .await?
+    {
+        if waited.elapsed() > Duration::from_secs(60) {
+            tracing::warn!(
+                "another instance held the sequence definitions for a minute; applying them anyway"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let synced = apply_sequences(store, qualifier, clock.now_ms()).await;
+    store.release_lease(JOB, instance).await?;
+    synced
+}
+
+/// Whether this instance holds (took or renewed) the lease on a periodic `job`: with several
+/// instances on one database only the holder runs it, and another takes over when the holder
+/// stops renewing. A database error counts as not holding it (the next tick tries again).
+async fn holds_job(
+    store: &LeadStore,
+    job: &str,
+    instance: &str,
+    now_ms: i64,
+    lease_ms: i64,
+) -> bool {
+    match store.take_lease(job, instance, now_ms, lease_ms).await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(error = %e, job, "cannot take the job's lease; will retry");
+            false
+        }
+    }
+}
+
+/// How long a job's lease lasts when its holder does not give it back (killed mid-job).
+const JOB_LEASE_MS: i64 = 60_000;
+
+async fn apply_sequences(
     store: &LeadStore,
     qualifier: &crate::qualify::Qualifier,
     now_ms: i64,
@@ -255,12 +305,21 @@ impl Application {
             dkim,
             qualifier,
         } = Components::build(&settings, &public_url)?;
+        let metrics = Arc::new(Metrics::new());
+        let shared_limits = crate::rate_limit::shared::Shared::new(
+            &settings.redis,
+            store.limiter_secret(),
+            metrics.redis.clone(),
+        )
+        .map_err(|e| StartupError::Server(std::io::Error::other(e)))?
+        .map(Arc::new);
         let limits = RateLimits::new(
             &settings.rate_limit,
             forms.len(),
             settings.trusted_proxies()?,
         )
-        .with_spam_burst(settings.spam.burst);
+        .with_spam_burst(settings.spam.burst)
+        .with_shared(shared_limits.clone());
         let mailer = Mailer::from_settings(&settings.mail)?;
         let generated;
         let secrets: Vec<&[u8]> = if settings.consent.signing_keys.is_empty() {
@@ -285,13 +344,13 @@ impl Application {
             default_from.email.domain(),
             clock.clone(),
         ));
-        let metrics = Arc::new(Metrics::new());
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
         let store = store
             .with_events(qualifier.events_needed())
             .with_sequence_exits(qualifier.sequences.exit_forms());
         let tokens = crate::sequences::Tokens::new(store.sequence_secret());
-        sync_sequences(&store, &qualifier, clock.now_ms())
+        let instance = uuid::Uuid::new_v4().to_string();
+        sync_sequences(&store, &qualifier, &clock, &instance)
             .await
             .map_err(StartupError::Database)?;
         let deliverer = if qualifier.webhooks.is_empty() && qualifier.crms.is_empty() {
@@ -381,7 +440,8 @@ impl Application {
             templates,
             pages,
             console,
-            sign_in: crate::console::SignInThrottle::new(&settings_console),
+            sign_in: crate::console::SignInThrottle::new(&settings_console)
+                .with_shared(shared_limits),
             views: Arc::new(crate::views::ViewCounter::default()),
             outbox_wake,
         });
@@ -418,13 +478,26 @@ impl Application {
             }
         });
         let retention_state = state.clone();
+        let retention_instance = instance.clone();
         let retention = tokio::spawn(async move {
             let every =
                 Duration::from_secs(retention_state.settings.retention.interval_secs.max(60));
             let mut tick = tokio::time::interval(every);
+            let lease_ms = i64::try_from(every.as_millis() * 3 / 2).unwrap_or(i64::MAX);
             loop {
                 tick.tick().await;
                 let now = retention_state.clock.now_ms();
+                if !holds_job(
+                    &retention_state.store,
+                    "retention",
+                    &retention_instance,
+                    now,
+                    lease_ms,
+                )
+                .await
+                {
+                    continue;
+                }
                 match retention_state
                     .store
                     .apply_retention(now, &retention_state.settings.retention)
@@ -456,9 +529,21 @@ impl Application {
             // missing itself.
             let start = tokio::time::Instant::now() + ROLLUP_DELAY;
             let mut tick = tokio::time::interval_at(start, ROLLUP_EVERY);
+            let lease_ms = i64::try_from(ROLLUP_EVERY.as_millis() * 3 / 2).unwrap_or(i64::MAX);
             loop {
                 tick.tick().await;
                 let now = rollup_state.clock.now_ms();
+                if !holds_job(
+                    &rollup_state.store,
+                    "report_rollup",
+                    &instance,
+                    now,
+                    lease_ms,
+                )
+                .await
+                {
+                    continue;
+                }
                 let today = now.div_euclid(crate::store::DAY_MS);
                 let settled = crate::store::first_live_day(now);
                 for day in (today - crate::reports::MAX_DAYS)..settled {

@@ -46,6 +46,9 @@ pub struct Metrics {
     /// Submissions committed per transaction by the group-commit writer.
     pub write_batch_size: prometheus::Histogram,
     pub limiter_keys: IntGauge,
+    /// The shared (Redis) tier of the limits: fallbacks to the local limiter, and whether
+    /// Redis answers (see [`crate::rate_limit::shared`]).
+    pub redis: crate::rate_limit::shared::SharedMetrics,
     /// Emails accepted by the transport, by kind.
     pub emails_sent: IntCounterVec,
     /// Failed send attempts, by kind.
@@ -116,6 +119,23 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric("rate_limiter_tracked_ips", &e));
         let _ = registry.register(Box::new(limiter_keys.clone()));
+        let redis_fallbacks = prometheus::IntCounter::new(
+            "redis_fallbacks_total",
+            "Limit decisions made by an instance alone because Redis failed or was slow",
+        )
+        .unwrap_or_else(|e| unreachable_metric("redis_fallbacks_total", &e));
+        let _ = registry.register(Box::new(redis_fallbacks.clone()));
+        let redis_up = IntGauge::new(
+            "redis_up",
+            "1 while the shared limits' Redis answers (or none is configured), 0 while it does not",
+        )
+        .unwrap_or_else(|e| unreachable_metric("redis_up", &e));
+        redis_up.set(1);
+        let _ = registry.register(Box::new(redis_up.clone()));
+        let redis = crate::rate_limit::shared::SharedMetrics {
+            fallbacks: redis_fallbacks,
+            up: redis_up,
+        };
         let emails_sent = counter(
             "emails_sent_total",
             "Emails accepted by the transport",
@@ -179,6 +199,7 @@ impl Metrics {
             spam,
             http_duration,
             limiter_keys,
+            redis,
         }
     }
 

@@ -41,6 +41,7 @@ pub const LEGACY: &[(&str, &str)] = &[
     ("INLET_IP_HASH_KEY", "privacy.ip_hash_key"),
     ("INLET_SUPPRESSION_KEY", "privacy.suppression_key"),
     ("INLET_RATE_LIMIT_ENABLED", "rate_limit.enabled"),
+    ("INLET_REDIS_URL", "redis.url"),
     (
         "INLET_RATE_LIMIT_PER_IP_PER_MINUTE",
         "rate_limit.per_ip_per_minute",

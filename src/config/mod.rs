@@ -68,6 +68,8 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub privacy: PrivacySettings,
     pub rate_limit: RateLimitSettings,
+    /// A Redis shared by every instance for the limits (off without a URL).
+    pub redis: RedisSettings,
     pub spam: SpamSettings,
     pub outbox: OutboxSettings,
     pub writer: WriterSettings,
@@ -274,6 +276,40 @@ impl Default for RateLimitSettings {
             unconfirmed_mail_per_network_per_hour: 30,
             unconfirmed_mail_per_recipient_per_hour: 3,
             views_per_ip_per_minute: 120,
+        }
+    }
+}
+
+/// Redis, shared by several instances so their limits are global: the per-IP and per-form
+/// submission limits, the view limit, the caps on mail to unconfirmed addresses, and the
+/// throttles on failed admin credentials and console sign-ins. Each instance's own in-memory
+/// limiter still runs first (what it refuses never costs a Redis round trip); Redis decides
+/// for what it lets through. Unreachable or slow Redis: each instance limits on its own
+/// until it answers again (fail open to the local limiter, counted in
+/// `inlet_redis_fallbacks_total` and logged when the state changes), never a 5xx.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://[:password@]host:6379[/db]` (`rediss://` for TLS is not built in). Unset:
+    /// limits per instance.
+    #[serde(serialize_with = "redact_opt_url")]
+    pub url: Option<SecretString>,
+    /// Longest wait for Redis's answer before the local limiter decides alone.
+    pub timeout_ms: u64,
+    /// After a failure, how long each instance uses only its local limiter before it tries
+    /// Redis again (so a dead Redis costs one timeout per this period, not one per request).
+    pub retry_ms: u64,
+    /// Prefix of every key Inlet writes (keys expire by themselves once a limit is full again).
+    pub key_prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            url: None,
+            timeout_ms: 50,
+            retry_ms: 1_000,
+            key_prefix: "inlet:".into(),
         }
     }
 }
@@ -771,6 +807,23 @@ impl Settings {
                     ),
                 ));
             }
+        }
+        if let Some(url) = &self.redis.url {
+            if let Err(e) = redis::Client::open(url.expose_secret()) {
+                return Err(ConfigError::invalid(
+                    "redis.url (INLET_REDIS_URL)",
+                    format!(
+                        "'{}' is not a Redis URL like redis://127.0.0.1:6379: {e}",
+                        redacted_url(url.expose_secret())
+                    ),
+                ));
+            }
+        }
+        if self.redis.timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "redis.timeout_ms",
+                "must be at least 1",
+            ));
         }
         for (value, name) in [
             (self.views.flush_secs, "views.flush_secs"),

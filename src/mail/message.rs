@@ -56,15 +56,15 @@ pub fn plan_messages(
 /// Marks the messages to the address the submitter typed that `allow` refuses (a cap on mail
 /// to unconfirmed addresses) as held: they are stored as `skipped` with the reason, so what
 /// happened stays visible, and never sent. Owner notifications are not affected.
-pub fn hold_capped(
+pub async fn hold_capped(
     messages: &mut [NewOutboxMessage],
-    mut allow: impl FnMut(&crate::domain::EmailAddress) -> Result<(), &'static str>,
+    mut allow: impl AsyncFnMut(&crate::domain::EmailAddress) -> Result<(), &'static str>,
 ) {
     for m in messages
         .iter_mut()
         .filter(|m| m.kind != MessageKind::OwnerNotification)
     {
-        if let Err(reason) = allow(&m.recipient) {
+        if let Err(reason) = allow(&m.recipient).await {
             m.held = Some(reason);
         }
     }

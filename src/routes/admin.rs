@@ -133,7 +133,7 @@ where
     Fut: std::future::Future<Output = Result<bool, ApiError>>,
 {
     let client = super::client_addr(req, state);
-    if let Some(wait) = client.and_then(|ip| state.limits.admin_refused(ip)) {
+    if let Some(wait) = state.limits.admin_refused(client).await {
         return Err(ApiError::RateLimited {
             retry_after_secs: wait.as_secs().max(1),
         });
@@ -145,7 +145,7 @@ where
     if other(given.map(str::to_owned)).await? {
         return Ok(());
     }
-    match client.and_then(|ip| state.limits.admin_failed(ip)) {
+    match state.limits.admin_failed(client).await {
         Some(wait) => {
             tracing::warn!("admin API: repeated failed credentials; client refused for a while");
             Err(ApiError::RateLimited {

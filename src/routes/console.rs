@@ -468,7 +468,7 @@ fn login_token_ok(req: &HttpRequest, token: &str) -> bool {
 /// What every sign-in attempt (a password, or asking for a link) passes first: the form's
 /// double-submit token, then the throttle per account and per client IP (counted right or
 /// wrong). Refused: the sign-in page saying why (403, or 429 with `Retry-After`).
-fn sign_in_refused(
+async fn sign_in_refused(
     req: &HttpRequest,
     state: &AppState,
     token: &str,
@@ -487,6 +487,7 @@ fn sign_in_refused(
     state
         .sign_in
         .attempt(email, super::client_addr(req, state))
+        .await
         .err()
         .map(|wait| {
             let mut resp = login_form(
@@ -525,7 +526,7 @@ async fn email_link(
 ) -> Result<HttpResponse, ApiError> {
     let next = safe_next(form.next.as_deref());
     let email = form.email.trim().to_lowercase();
-    if let Some(page) = sign_in_refused(&req, &state, &form.login, &email, &next) {
+    if let Some(page) = sign_in_refused(&req, &state, &form.login, &email, &next).await {
         return Ok(page);
     }
     if let Some(user) = state.store.user_by_email(&email).await? {
@@ -554,7 +555,7 @@ async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let next = safe_next(form.next.as_deref());
     let email = form.email.trim().to_lowercase();
-    if let Some(page) = sign_in_refused(&req, &state, &form.login, &email, &next) {
+    if let Some(page) = sign_in_refused(&req, &state, &form.login, &email, &next).await {
         return Ok(page);
     }
     let user = state.store.user_by_email(&email).await?;

@@ -149,14 +149,14 @@ pub async fn inbound_email(
     };
     // Guessing the secret is throttled like the admin API's credentials.
     let client = super::client_addr(&req, &state);
-    if let Some(wait) = client.and_then(|ip| state.limits.admin_refused(ip)) {
+    if let Some(wait) = state.limits.admin_refused(client).await {
         return Err(ApiError::RateLimited {
             retry_after_secs: wait.as_secs().max(1),
         });
     }
     let given = inbound_credential(&req).unwrap_or_default();
     if !super::admin::token_matches(&given, Some(secret)) {
-        return Err(match client.and_then(|ip| state.limits.admin_failed(ip)) {
+        return Err(match state.limits.admin_failed(client).await {
             Some(wait) => ApiError::RateLimited {
                 retry_after_secs: wait.as_secs().max(1),
             },

@@ -293,16 +293,20 @@ async fn accept<'s>(
     let form = resolve_form(state, req, form_id, origin(req))?;
 
     let client = super::client_addr(req, state);
-    let admitted = state.limits.check(client, form.index).map_err(|limited| {
-        state
-            .metrics
-            .rate_limited
-            .with_label_values(&[limited.scope()])
-            .inc();
-        ApiError::RateLimited {
-            retry_after_secs: limited.retry_after_secs(),
-        }
-    })?;
+    let admitted = state
+        .limits
+        .check(client, form.index, &form.id)
+        .await
+        .map_err(|limited| {
+            state
+                .metrics
+                .rate_limited
+                .with_label_values(&[limited.scope()])
+                .inc();
+            ApiError::RateLimited {
+                retry_after_secs: limited.retry_after_secs(),
+            }
+        })?;
 
     let kind = body_kind(req.headers())?;
     let bytes = read_body(req, body, state.settings.server.body_limit_bytes).await?;
@@ -370,10 +374,11 @@ async fn accept<'s>(
         &state.settings.outbox,
         &state.settings.consent,
     );
-    crate::mail::hold_capped(&mut messages, |recipient| {
+    crate::mail::hold_capped(&mut messages, async |recipient| {
         state
             .limits
             .mail_to_unconfirmed(client, recipient.as_str())
+            .await
             .map_err(|cap| {
                 state
                     .metrics
@@ -382,7 +387,8 @@ async fn accept<'s>(
                     .inc();
                 cap.reason()
             })
-    });
+    })
+    .await;
     let has_messages = !messages.is_empty();
     let spam = submission
         .quarantined()

@@ -59,6 +59,7 @@ pub async fn view(
     state
         .limits
         .check_view(client)
+        .await
         .map_err(|l| ApiError::RateLimited {
             retry_after_secs: l.retry_after_secs(),
         })?;

@@ -19,6 +19,7 @@ mod gdpr;
 mod imports;
 mod keys;
 mod leads;
+mod leases;
 mod ledger;
 mod models;
 mod outbox;

@@ -199,6 +199,13 @@ impl LeadStore {
         self.suppression.derive("sequence-mail")
     }
 
+    /// The key shared limits hash account and recipient addresses with before they become
+    /// Redis keys: derived from the suppression key, so every instance makes the same key
+    /// and Redis never holds an address.
+    pub fn limiter_secret(&self) -> [u8; 32] {
+        self.suppression.derive("shared-limits")
+    }
+
     /// The suppression list's entry for an address.
     pub fn suppression_hash(&self, email: &str) -> String {
         self.suppression.hash(email)

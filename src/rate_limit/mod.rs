@@ -5,6 +5,16 @@
 //!
 //! A client is its IPv4 address, or its IPv6 /64: one subscriber's allocation, so a script
 //! rotating addresses inside it is still one client. Mail caps count IPv4 /24s.
+//!
+//! With `redis.url` set, every limit here has a second tier in Redis ([`shared`]), so
+//! several instances share one budget: the local limiter runs first (what it refuses costs no
+//! round trip; one instance never lets through more than the whole budget), and Redis decides
+//! for the rest. Without Redis each instance limits on its own: N instances behind a balancer
+//! let up to N times each limit through.
+
+pub mod shared;
+
+use std::sync::Arc;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -115,6 +125,19 @@ pub struct RateLimits {
     spam_burst: u32,
     trusted_proxies: Vec<IpNet>,
     clock: DefaultClock,
+    /// The quotas again, for the shared tier.
+    quotas: Quotas,
+    shared: Option<Arc<shared::Shared>>,
+}
+
+#[derive(Clone, Copy)]
+struct Quotas {
+    ip: Quota,
+    form: Quota,
+    view: Option<Quota>,
+    mail_network: Option<Quota>,
+    mail_recipient: Option<Quota>,
+    admin: Quota,
 }
 
 /// What a request that passed the limits showed.
@@ -131,9 +154,9 @@ pub const ADMIN_FAILURES_PER_MINUTE: u32 = 10;
 /// first, so memory stays bounded whatever a botnet sends.
 const MAX_BLOCKED: usize = 10_000;
 
-/// A keyed limiter of `n` an hour (all usable at once), or none for 0.
-fn hourly<K: std::hash::Hash + Eq + Clone>(n: u32) -> Option<DefaultKeyedRateLimiter<K>> {
-    NonZeroU32::new(n).map(|n| RateLimiter::keyed(Quota::per_hour(n).allow_burst(n)))
+/// `n` an hour, all usable at once; none for 0.
+fn hourly(n: u32) -> Option<Quota> {
+    NonZeroU32::new(n).map(|n| Quota::per_hour(n).allow_burst(n))
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -146,25 +169,47 @@ impl RateLimits {
             .allow_burst(nz(settings.per_ip_burst.max(1)));
         let form_quota = Quota::per_second(nz(settings.per_form_per_second))
             .allow_burst(nz(settings.per_form_burst.max(1)));
+        let quotas = Quotas {
+            ip: ip_quota,
+            form: form_quota,
+            view: NonZeroU32::new(settings.views_per_ip_per_minute)
+                .filter(|_| settings.enabled)
+                .map(|n| Quota::per_minute(n).allow_burst(n)),
+            mail_network: hourly(settings.unconfirmed_mail_per_network_per_hour),
+            mail_recipient: hourly(settings.unconfirmed_mail_per_recipient_per_hour),
+            admin: Quota::per_minute(nz(ADMIN_FAILURES_PER_MINUTE)),
+        };
         RateLimits {
             enabled: settings.enabled,
             per_ip: RateLimiter::keyed(ip_quota).with_middleware::<StateInformationMiddleware>(),
             per_ip_burst: settings.per_ip_burst.max(1),
-            mail_per_network: hourly(settings.unconfirmed_mail_per_network_per_hour),
-            mail_per_recipient: hourly(settings.unconfirmed_mail_per_recipient_per_hour),
+            mail_per_network: quotas.mail_network.map(RateLimiter::keyed),
+            mail_per_recipient: quotas.mail_recipient.map(RateLimiter::keyed),
             recipient_hasher: std::collections::hash_map::RandomState::new(),
-            admin_failures: RateLimiter::keyed(Quota::per_minute(nz(ADMIN_FAILURES_PER_MINUTE))),
+            admin_failures: RateLimiter::keyed(quotas.admin),
             admin_blocked: std::sync::Mutex::new(std::collections::HashMap::new()),
             per_form: (0..forms)
                 .map(|_| RateLimiter::direct(form_quota))
                 .collect(),
-            views_per_ip: NonZeroU32::new(settings.views_per_ip_per_minute)
-                .filter(|_| settings.enabled)
-                .map(|n| RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))),
+            views_per_ip: quotas.view.map(RateLimiter::keyed),
             spam_burst: 0,
             trusted_proxies,
             clock: DefaultClock::default(),
+            quotas,
+            shared: None,
         }
+    }
+
+    /// Shares every limit through Redis (see [`shared`]); `None`: per instance.
+    #[must_use]
+    pub fn with_shared(mut self, shared: Option<Arc<shared::Shared>>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// The shared tier, for other limiters (the console's sign-in throttle).
+    pub fn shared(&self) -> Option<&Arc<shared::Shared>> {
+        self.shared.as_ref()
     }
 
     /// A client network that has used more than `n` of its per-IP burst at once is sending in
@@ -175,74 +220,174 @@ impl RateLimits {
         self
     }
 
-    /// Takes one cell from the client's and the form's limiters.
-    pub fn check(&self, client: Option<IpAddr>, form_index: usize) -> Result<Admitted, Limited> {
+    /// Takes one cell from the client's and the form's limiters (`form_id` names the form's
+    /// budget in Redis, the same on every instance).
+    pub async fn check(
+        &self,
+        client: Option<IpAddr>,
+        form_index: usize,
+        form_id: &str,
+    ) -> Result<Admitted, Limited> {
         let mut admitted = Admitted::default();
         if !self.enabled {
             return Ok(admitted);
         }
+        let mut used = 0;
         if let Some(ip) = client {
             let state = self
                 .per_ip
                 .check_key(&client_key(ip))
                 .map_err(|n| Limited::ClientIp(n.wait_time_from(self.clock.now())))?;
-            let used = self
+            used = self
                 .per_ip_burst
                 .saturating_sub(state.remaining_burst_capacity());
-            admitted.burst = self.spam_burst > 0 && used > self.spam_burst;
         }
         if let Some(limiter) = self.per_form.get(form_index) {
             limiter
                 .check()
                 .map_err(|n| Limited::Form(n.wait_time_from(self.clock.now())))?;
         }
+        if let Some(shared) = &self.shared {
+            let mut limits = Vec::with_capacity(2);
+            if let Some(ip) = client {
+                limits.push(shared::Limit::new(
+                    shared.key("ip", client_key(ip)),
+                    self.quotas.ip,
+                ));
+            }
+            limits.push(shared::Limit::new(
+                shared.key("form", form_id),
+                self.quotas.form,
+            ));
+            match shared.check(&limits).await {
+                Some(shared::Decision::Allowed { used: global }) if client.is_some() => {
+                    used = global;
+                }
+                Some(shared::Decision::Refused { index, wait }) => {
+                    return Err(if client.is_some() && index == 0 {
+                        Limited::ClientIp(wait)
+                    } else {
+                        Limited::Form(wait)
+                    });
+                }
+                _ => {}
+            }
+        }
+        admitted.burst = client.is_some() && self.spam_burst > 0 && used > self.spam_burst;
         Ok(admitted)
     }
 
     /// Takes one cell from the client network's view limiter.
-    pub fn check_view(&self, client: Option<IpAddr>) -> Result<(), Limited> {
-        match (&self.views_per_ip, client) {
-            (Some(limiter), Some(ip)) => limiter
-                .check_key(&client_key(ip))
-                .map_err(|n| Limited::ClientIp(n.wait_time_from(self.clock.now()))),
+    pub async fn check_view(&self, client: Option<IpAddr>) -> Result<(), Limited> {
+        let (Some(limiter), Some(ip), Some(quota)) = (&self.views_per_ip, client, self.quotas.view)
+        else {
+            return Ok(());
+        };
+        limiter
+            .check_key(&client_key(ip))
+            .map_err(|n| Limited::ClientIp(n.wait_time_from(self.clock.now())))?;
+        self.shared_check(vec![("view", client_key(ip).to_string(), quota)])
+            .await
+            .map_err(|(_, wait)| Limited::ClientIp(wait))
+    }
+
+    /// Redis's verdict on `limits` (kind, id, quota); `Ok` without Redis or when it cannot
+    /// decide. `Err` names the refusing limit's kind.
+    async fn shared_check(
+        &self,
+        limits: Vec<(&'static str, String, Quota)>,
+    ) -> Result<(), (&'static str, Duration)> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let keyed: Vec<shared::Limit> = limits
+            .iter()
+            .map(|(kind, id, quota)| {
+                let key = if kind.starts_with('#') {
+                    shared.hashed_key(kind.trim_start_matches('#'), id)
+                } else {
+                    shared.key(kind, id)
+                };
+                shared::Limit::new(key, *quota)
+            })
+            .collect();
+        match shared.check(&keyed).await {
+            Some(shared::Decision::Refused { index, wait }) => {
+                Err((limits.get(index).map_or("", |l| l.0), wait))
+            }
             _ => Ok(()),
         }
     }
 
     /// Takes one cell for a message to an address nobody confirmed, sent because `client`
     /// submitted it: from the client network's cap, then the recipient's.
-    pub fn mail_to_unconfirmed(
+    pub async fn mail_to_unconfirmed(
         &self,
         client: Option<IpAddr>,
         recipient: &str,
     ) -> Result<(), MailCap> {
-        if let (Some(limiter), Some(ip)) = (&self.mail_per_network, client) {
+        let mut shared = Vec::with_capacity(2);
+        if let (Some(limiter), Some(ip), Some(quota)) =
+            (&self.mail_per_network, client, self.quotas.mail_network)
+        {
             limiter
                 .check_key(&mail_network(ip))
                 .map_err(|_| MailCap::Network)?;
+            shared.push(("mailnet", mail_network(ip).to_string(), quota));
         }
-        if let Some(limiter) = &self.mail_per_recipient {
+        if let (Some(limiter), Some(quota)) = (&self.mail_per_recipient, self.quotas.mail_recipient)
+        {
             use std::hash::BuildHasher;
             limiter
                 .check_key(&self.recipient_hasher.hash_one(recipient))
                 .map_err(|_| MailCap::Recipient)?;
+            shared.push(("#mailto", recipient.to_string(), quota));
         }
-        Ok(())
+        self.shared_check(shared).await.map_err(|(kind, _)| {
+            if kind == "mailnet" {
+                MailCap::Network
+            } else {
+                MailCap::Recipient
+            }
+        })
     }
 
-    /// How long `client` is still refused for failed admin credentials, if it is.
-    pub fn admin_refused(&self, client: IpAddr) -> Option<Duration> {
+    /// How long `client` is still refused for failed admin credentials, if it is (by this
+    /// instance, or through Redis by any).
+    pub async fn admin_refused(&self, client: Option<IpAddr>) -> Option<Duration> {
+        let client = client?;
         let now = std::time::Instant::now();
-        let blocked = self.admin_blocked.lock().ok()?;
-        let until = *blocked.get(&client)?;
-        (until > now).then(|| until - now)
+        let local = self
+            .admin_blocked
+            .lock()
+            .ok()
+            .and_then(|blocked| blocked.get(&client).copied())
+            .filter(|until| *until > now)
+            .map(|until| until - now);
+        if local.is_some() {
+            return local;
+        }
+        let shared = self.shared.as_ref()?;
+        shared.marked(&shared.key("adminblock", client)).await
     }
 
     /// Counts a failed admin credential from `client`; past the quota the client is refused
-    /// for a minute (the answer says how long).
-    pub fn admin_failed(&self, client: IpAddr) -> Option<Duration> {
-        self.admin_failures.check_key(&client).err()?;
+    /// for a minute (the answer says how long), on every instance when Redis is shared.
+    pub async fn admin_failed(&self, client: Option<IpAddr>) -> Option<Duration> {
+        let client = client?;
+        let local = self.admin_failures.check_key(&client).is_err();
+        let global = !local
+            && self
+                .shared_check(vec![("adminfail", client.to_string(), self.quotas.admin)])
+                .await
+                .is_err();
+        if !local && !global {
+            return None;
+        }
         let wait = Duration::from_secs(60);
+        if let Some(shared) = &self.shared {
+            shared.mark(&shared.key("adminblock", client), wait).await;
+        }
         let now = std::time::Instant::now();
         if let Ok(mut blocked) = self.admin_blocked.lock() {
             blocked.retain(|_, until| *until > now);
