@@ -20,19 +20,19 @@ use crate::smtp::SmtpServer;
 
 /// What clients submitting continuously saw.
 #[derive(Default)]
-struct Seen {
+pub struct Seen {
     /// Addresses whose submission got a 2xx.
-    acknowledged: Vec<String>,
+    pub acknowledged: Vec<String>,
     /// Every HTTP status, in order, with whether a 503 carried `Retry-After`.
-    statuses: Vec<(u16, bool)>,
+    pub statuses: Vec<(u16, bool)>,
     /// Requests that got no HTTP answer (connection refused or reset).
-    unanswered: usize,
+    pub unanswered: usize,
 }
 
-/// `clients` tasks submitting to `base` (a fresh address and idempotency key each time, as the
-/// embed script does) until `stop`.
-fn load(
-    base: String,
+/// `clients` tasks submitting to `bases` in turn (a fresh address and idempotency key each
+/// time, as the embed script does) until `stop`.
+pub fn load(
+    bases: Vec<String>,
     clients: usize,
     stop: Arc<AtomicBool>,
 ) -> (Arc<Mutex<Seen>>, Vec<tokio::task::JoinHandle<()>>) {
@@ -43,11 +43,13 @@ fn load(
         .unwrap();
     let tasks = (0..clients)
         .map(|c| {
-            let (http, base, stop, seen) = (http.clone(), base.clone(), stop.clone(), seen.clone());
+            let (http, bases, stop, seen) =
+                (http.clone(), bases.clone(), stop.clone(), seen.clone());
             tokio::spawn(async move {
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
+                    let base = &bases[(c + n) % bases.len()];
                     let email = format!("c{c}n{n}.{}@example.com", uuid::Uuid::new_v4().simple());
                     let mut body = contact(&email);
                     body["_idem"] = json!(uuid::Uuid::now_v7().simple().to_string());
@@ -84,7 +86,7 @@ fn load(
     (seen, tasks)
 }
 
-async fn finish(stop: &AtomicBool, tasks: Vec<tokio::task::JoinHandle<()>>) {
+pub async fn finish(stop: &AtomicBool, tasks: Vec<tokio::task::JoinHandle<()>>) {
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
@@ -93,7 +95,7 @@ async fn finish(stop: &AtomicBool, tasks: Vec<tokio::task::JoinHandle<()>>) {
 
 /// Nothing half-written: no submission without its lead, no message without its submission,
 /// no lead whose count disagrees with its submissions, no submission without its follow-up.
-async fn assert_consistent(db: &TestDb) {
+pub async fn assert_consistent(db: &TestDb) {
     let mut db = raw(db).await;
     for broken in [
         "submissions s WHERE NOT EXISTS (SELECT 1 FROM leads l WHERE l.id = s.lead_id)",
@@ -105,7 +107,7 @@ async fn assert_consistent(db: &TestDb) {
     }
 }
 
-fn assert_none_lost(acknowledged: &[String], stored: &BTreeSet<String>) {
+pub fn assert_none_lost(acknowledged: &[String], stored: &BTreeSet<String>) {
     let missing: Vec<_> = acknowledged
         .iter()
         .filter(|e| !stored.contains(*e))
@@ -115,7 +117,21 @@ fn assert_none_lost(acknowledged: &[String], stored: &BTreeSet<String>) {
 }
 
 /// Every lead's address in the database at `url`.
-async fn stored_emails(url: &str) -> BTreeSet<String> {
+/// Waits (up to a minute) until `expected` distinct recipients got mail; returns how many
+/// messages arrived and to whom.
+pub async fn wait_mailed(smtp: &SmtpServer, expected: usize) -> (usize, BTreeSet<String>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = smtp.received();
+        let unique: BTreeSet<String> = got.iter().map(|m| m.to[0].clone()).collect();
+        if unique.len() >= expected || tokio::time::Instant::now() > deadline {
+            return (got.len(), unique);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn stored_emails(url: &str) -> BTreeSet<String> {
     use sqlx::Connection;
     let sql = "SELECT email FROM leads";
     let emails: Vec<String> = if url.starts_with("sqlite:") {
@@ -153,7 +169,7 @@ both_backends! {
         let base = format!("http://127.0.0.1:{port}");
         let mut inlet = spawn_inlet(&env, dir.path()).await;
         let stop = Arc::new(AtomicBool::new(false));
-        let (seen, tasks) = load(base.clone(), 8, stop.clone());
+        let (seen, tasks) = load(vec![base.clone()], 8, stop.clone());
         let kills = 3;
         for _ in 0..kills {
             let wait = rand::thread_rng().gen_range(300..1200);
@@ -175,15 +191,7 @@ both_backends! {
         assert_consistent(&db).await;
 
         // Every stored lead gets its follow-up: once, apart from what was in flight at a kill.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let (received, unique) = loop {
-            let got = smtp.received();
-            let unique: BTreeSet<String> = got.iter().map(|m| m.to[0].clone()).collect();
-            if unique.len() >= stored.len() || tokio::time::Instant::now() > deadline {
-                break (got.len(), unique);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let (received, unique) = wait_mailed(&smtp, stored.len()).await;
         inlet.kill().unwrap();
         inlet.wait().unwrap();
         let unmailed: Vec<_> = stored.difference(&unique).take(5).collect();
@@ -343,7 +351,7 @@ async fn postgres_stopped_and_started_under_load_answers_only_503_and_recovers_l
     tokio::spawn(app.run_until_stopped());
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (seen, tasks) = load(base.clone(), 8, stop.clone());
+    let (seen, tasks) = load(vec![base.clone()], 8, stop.clone());
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let before = seen.lock().unwrap().statuses.len();
     tokio::task::block_in_place(|| pg.down()).unwrap();

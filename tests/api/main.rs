@@ -24,6 +24,7 @@ mod qualification;
 mod quarantine;
 mod rate_limit;
 mod receiver;
+mod scale_out;
 mod sequences;
 mod snippet;
 mod stats;
