@@ -1,9 +1,14 @@
 //! The second tier of every limit: a GCRA (generic cell rate algorithm, the one `governor`
 //! runs in memory) kept in Redis, so several instances share one budget per client, form,
-//! recipient or account. One Lua script checks all the limits a request is subject to and
-//! takes a cell from each only if all of them pass: one round trip, atomic, with Redis's own
-//! clock (the instances' clocks never matter). Each key is a theoretical arrival time that
-//! expires when its limit is full again, so Redis holds only clients seen recently.
+//! recipient or account. A Lua script checks all the limits a request is subject to and takes
+//! a cell from each only if all of them pass: atomic, with Redis's own clock (the instances'
+//! clocks never matter). Each key is a theoretical arrival time that expires when its limit is
+//! full again, so Redis holds only clients seen recently.
+//!
+//! Checks are **grouped like the database writer groups commits**: one task per instance
+//! sends whatever checks are waiting as one script call (each request's group decided on its
+//! own, in order), so under load a round trip and Redis's per-call cost are shared by many
+//! requests instead of paid by each.
 //!
 //! Redis is a helper, never a dependency of a request: when it fails or answers later than
 //! `redis.timeout_ms`, the caller's local decision stands (fail open to the in-process
@@ -12,6 +17,7 @@
 //! shared and local limits is logged once each way.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governor::Quota;
@@ -19,36 +25,64 @@ use hmac::{Hmac, Mac};
 use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
 use sha2::Sha256;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::RedisSettings;
 
-/// All the limits one request is subject to, checked together: a cell is taken from every
-/// key, or from none. Returns `{0, 0, used}` when all pass (`used`: cells of the first limit's
-/// burst in use after this one), or `{i, wait_us, 0}` for the first limit `i` (1-based) that
-/// refuses and how long until it would pass.
+/// Groups of limits, each decided on its own and in order (a key in two groups sees the first
+/// group's cell taken). ARGV: the number of groups, then per group its number of keys and per
+/// key its emission interval (µs) and burst; KEYS: every group's keys in order. Per group a
+/// cell is taken from every key or from none. Returns per group `{0, 0, used}` when all pass
+/// (`used`: cells of the group's first limit in use after this one), or `{i, wait_us, 0}` for
+/// the first limit `i` (1-based) that refuses and how long until it would pass.
 const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tats = {}
-local used = 0
-for i = 1, #KEYS do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local burst = tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', KEYS[i])) or now
-  if tat < now then tat = now end
-  local next_tat = tat + interval
-  local allow_at = next_tat - interval * burst
-  if now < allow_at then
-    return {i, math.floor(allow_at - now), 0}
+local out = {}
+local k = 0
+local a = 2
+for g = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  local tats = {}
+  local refused, wait, used = 0, 0, 0
+  for i = 1, n do
+    local interval = tonumber(ARGV[a])
+    local burst = tonumber(ARGV[a + 1])
+    a = a + 2
+    if refused == 0 then
+      local tat = tonumber(redis.call('GET', KEYS[k + i])) or now
+      if tat < now then tat = now end
+      local next_tat = tat + interval
+      local allow_at = next_tat - interval * burst
+      if now < allow_at then
+        refused = i
+        wait = allow_at - now
+      else
+        tats[i] = next_tat
+        if i == 1 then used = math.ceil((next_tat - now) / interval) end
+      end
+    end
   end
-  tats[i] = next_tat
-  if i == 1 then used = math.ceil((next_tat - now) / interval) end
+  if refused == 0 then
+    for i = 1, n do
+      redis.call('SET', KEYS[k + i], string.format('%d', tats[i]), 'PX',
+        math.max(1, math.ceil((tats[i] - now) / 1000)))
+    end
+  end
+  out[#out + 1] = refused
+  out[#out + 1] = math.floor(wait)
+  out[#out + 1] = used
+  k = k + n
 end
-for i = 1, #KEYS do
-  redis.call('SET', KEYS[i], string.format('%d', tats[i]), 'PX', math.max(1, math.ceil((tats[i] - now) / 1000)))
-end
-return {0, 0, used}
+return out
 ";
+
+/// Most requests' checks sent in one script call.
+const MAX_GROUPS: usize = 128;
+/// Checks waiting for the batching task; past it a check is decided locally (counted as a
+/// fallback), so a stalled Redis never queues requests without bound.
+const QUEUE: usize = 4096;
 
 /// One limit as Redis counts it: a key and its quota.
 #[derive(Debug, Clone)]
@@ -89,9 +123,22 @@ pub struct SharedMetrics {
 }
 
 pub struct Shared {
+    core: Arc<Core>,
+    queue: mpsc::Sender<Pending>,
+    prefix: String,
+    secret: [u8; 32],
+}
+
+/// A request's limits waiting for the batching task, and where its decision goes.
+struct Pending {
+    limits: Vec<Limit>,
+    reply: oneshot::Sender<Option<Decision>>,
+}
+
+/// The connection and its health, shared by requests and the batching task.
+struct Core {
     conn: ConnectionManager,
     script: redis::Script,
-    prefix: String,
     timeout: Duration,
     retry: Duration,
     /// Microseconds after `epoch` before which Redis is not tried (after a failure).
@@ -99,13 +146,13 @@ pub struct Shared {
     epoch: Instant,
     /// Whether the last attempt succeeded (for the log line on each change).
     healthy: AtomicBool,
-    secret: [u8; 32],
     metrics: SharedMetrics,
 }
 
 impl Shared {
-    /// A client for `settings.url` (none: `None`). Connects lazily: Redis being down at
-    /// startup is a fallback like any other, not a failed start.
+    /// A client for `settings.url` (none: `None`), and its batching task (so this runs inside
+    /// the runtime). Connects lazily: Redis being down at startup is a fallback like any
+    /// other, not a failed start.
     pub fn new(
         settings: &RedisSettings,
         secret: [u8; 32],
@@ -123,17 +170,23 @@ impl Shared {
             .set_max_delay(Duration::from_millis(settings.retry_ms.max(1)));
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
         metrics.up.set(1);
-        Ok(Some(Shared {
+        let core = Arc::new(Core {
             conn,
             script: redis::Script::new(GCRA),
-            prefix: settings.key_prefix.clone(),
             timeout,
             retry: Duration::from_millis(settings.retry_ms),
             resting_until_us: AtomicU64::new(0),
             epoch: Instant::now(),
             healthy: AtomicBool::new(true),
-            secret,
             metrics,
+        });
+        let (queue, waiting) = mpsc::channel(QUEUE);
+        tokio::spawn(batches(core.clone(), waiting));
+        Ok(Some(Shared {
+            core,
+            queue,
+            prefix: settings.key_prefix.clone(),
+            secret,
         }))
     }
 
@@ -158,28 +211,26 @@ impl Shared {
         if limits.is_empty() {
             return Some(Decision::Allowed { used: 0 });
         }
-        if self.resting() {
-            self.metrics.fallbacks.inc();
+        let core = &self.core;
+        if core.resting() {
+            core.metrics.fallbacks.inc();
             return None;
         }
-        let mut invocation = self.script.prepare_invoke();
-        for l in limits {
-            invocation.key(&l.key).arg(l.interval_us).arg(l.burst);
+        let (reply, decision) = oneshot::channel();
+        let pending = Pending {
+            limits: limits.to_vec(),
+            reply,
+        };
+        if self.queue.try_send(pending).is_err() {
+            core.metrics.fallbacks.inc();
+            return None;
         }
-        let mut conn = self.conn.clone();
-        let (first, wait_us, used) = self
-            .guarded(invocation.invoke_async::<(i64, i64, i64)>(&mut conn))
-            .await?;
-        Some(if first == 0 {
-            Decision::Allowed {
-                used: u32::try_from(used).unwrap_or(u32::MAX),
-            }
-        } else {
-            Decision::Refused {
-                index: usize::try_from(first - 1).unwrap_or(0),
-                wait: Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)),
-            }
-        })
+        // The task answers within its own timeout; this bound only covers a task that died.
+        tokio::time::timeout(core.timeout * 4, decision)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
     }
 
     /// Marks `key` for `ttl` (a refusal that outlives its limit, e.g. a client out of admin
@@ -188,7 +239,7 @@ impl Shared {
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(1).arg("PX").arg(ms);
-        self.run::<()>(&cmd).await.is_some()
+        self.core.run::<()>(&cmd).await.is_some()
     }
 
     /// How long `key` (set by [`Shared::mark`]) still stands; `None` when it does not, or
@@ -196,11 +247,63 @@ impl Shared {
     pub async fn marked(&self, key: &str) -> Option<Duration> {
         let mut cmd = redis::cmd("PTTL");
         cmd.arg(key);
-        let ms: i64 = self.run(&cmd).await?;
+        let ms: i64 = self.core.run(&cmd).await?;
         u64::try_from(ms)
             .ok()
             .filter(|ms| *ms > 0)
             .map(Duration::from_millis)
+    }
+}
+
+/// The batching task: takes every check waiting (up to [`MAX_GROUPS`]), sends them as one
+/// script call, hands each its decision. Ends when the limiter is dropped.
+async fn batches(core: Arc<Core>, mut waiting: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_GROUPS);
+    while waiting.recv_many(&mut batch, MAX_GROUPS).await > 0 {
+        let decisions = if core.resting() {
+            None
+        } else {
+            core.decide(&batch).await
+        };
+        for (i, pending) in batch.drain(..).enumerate() {
+            let decision = decisions.as_ref().and_then(|d| d.get(i).copied());
+            if decision.is_none() {
+                core.metrics.fallbacks.inc();
+            }
+            let _ = pending.reply.send(decision);
+        }
+    }
+}
+
+impl Core {
+    /// One script call for `batch`; a decision per entry, or `None` when Redis failed.
+    async fn decide(&self, batch: &[Pending]) -> Option<Vec<Decision>> {
+        let mut invocation = self.script.prepare_invoke();
+        invocation.arg(batch.len());
+        for pending in batch {
+            invocation.arg(pending.limits.len());
+            for l in &pending.limits {
+                invocation.key(&l.key).arg(l.interval_us).arg(l.burst);
+            }
+        }
+        let mut conn = self.conn.clone();
+        let flat = self
+            .guarded(invocation.invoke_async::<Vec<i64>>(&mut conn))
+            .await?;
+        Some(
+            flat.chunks_exact(3)
+                .map(|r| match *r {
+                    [0, _, used] => Decision::Allowed {
+                        used: u32::try_from(used).unwrap_or(u32::MAX),
+                    },
+                    [first, wait_us, _] => Decision::Refused {
+                        index: usize::try_from(first - 1).unwrap_or(0),
+                        wait: Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)),
+                    },
+                    _ => unreachable!("chunks_exact(3)"),
+                })
+                .collect(),
+        )
     }
 
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
