@@ -64,11 +64,19 @@ def to_ms(v):
     return n / 1000 if unit == "us" else n if unit == "ms" else n * 1000 if unit == "s" else n * 60000
 
 
-def wrk(conns, env_extra, label, duration=None):
+def wrk(conns, env_extra, label, duration=None, url=URL, threads=2):
+    return parse_wrk(start_wrk(conns, env_extra, label, duration, url, threads).communicate()[0])
+
+
+def start_wrk(conns, env_extra, label, duration=None, url=URL, threads=2):
+    """wrk running in the background (several at once drive several instances)."""
     env = dict(os.environ, BENCH_PREFIX=f"{label}-{conns}-{time.time_ns()}", **env_extra)
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{conns}", f"-d{duration or DURATION}s", "--latency", "-s", str(ROOT / "bench/submit.lua"), URL],
-        capture_output=True, text=True, env=env, check=True).stdout
+    return subprocess.Popen(
+        ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration or DURATION}s", "--latency", "-s",
+         str(ROOT / "bench/submit.lua"), url], stdout=subprocess.PIPE, text=True, env=env)
+
+
+def parse_wrk(out):
     reqs = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -161,6 +169,15 @@ def seed(url):
     subprocess.run([str(ROOT / "target/release/examples/seed"), url, str(PRELOAD)], check=True,
                    stderr=subprocess.DEVNULL)
     return time.time() - started
+
+
+def write_report(name, lines):
+    """Prints the Markdown report and keeps it in bench/results/."""
+    text = "\n".join(lines)
+    print(text)
+    out = ROOT / "bench/results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.md").write_text(text + "\n")
 
 
 def median(rows, key):
@@ -265,11 +282,7 @@ def main():
                   f"req/s {rps:,.0f} ({rps / bare[64]:.0%} of bare), "
                   f"p99 {median(rows, 'p99'):.2f} ms, non-2xx {sum(r['non2xx'] for r in rows)}, peak RSS {rss:.1f} MiB, "
                   f"follow-ups sent meanwhile {sent:,.0f} of {sum(r['ok'] for r in rows):,} accepted"]
-    text = "\n".join(lines)
-    print(text)
-    out = ROOT / "bench/results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"submissions-{time.strftime('%Y%m%d-%H%M%S')}.md").write_text(text + "\n")
+    write_report("submissions", lines)
 
 
 if __name__ == "__main__":

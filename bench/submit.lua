@@ -18,7 +18,12 @@ function setup(thread)
 end
 
 function init(args)
-  math.randomseed(os.time() * 1000 + tid)
+  -- Seeded from the kernel, so wrk processes started in the same second (several instances
+  -- driven at once) never make the same idempotency keys.
+  local f = io.open("/dev/urandom", "rb")
+  local b1, b2, b3 = f:read(3):byte(1, 3)
+  f:close()
+  math.randomseed(((b1 * 256 + b2) * 256 + b3) * 64 + tid)
 end
 
 local function encode(s)
