@@ -80,6 +80,8 @@ return out
 
 /// Most requests' checks sent in one script call.
 const MAX_GROUPS: usize = 128;
+/// Script calls in flight at once (pipelined on the one connection).
+const IN_FLIGHT: usize = 4;
 /// Checks waiting for the batching task; past it a check is decided locally (counted as a
 /// fallback), so a stalled Redis never queues requests without bound.
 const QUEUE: usize = 4096;
@@ -258,20 +260,33 @@ impl Shared {
 /// The batching task: takes every check waiting (up to [`MAX_GROUPS`]), sends them as one
 /// script call, hands each its decision. Ends when the limiter is dropped.
 async fn batches(core: Arc<Core>, mut waiting: mpsc::Receiver<Pending>) {
-    let mut batch = Vec::with_capacity(MAX_GROUPS);
-    while waiting.recv_many(&mut batch, MAX_GROUPS).await > 0 {
-        let decisions = if core.resting() {
-            None
-        } else {
-            core.decide(&batch).await
+    let calls = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    loop {
+        // A call slot first, then whatever waits: while all slots are busy, checks pile up
+        // into the next (larger) batch.
+        let Ok(slot) = calls.clone().acquire_owned().await else {
+            return;
         };
-        for (i, pending) in batch.drain(..).enumerate() {
-            let decision = decisions.as_ref().and_then(|d| d.get(i).copied());
-            if decision.is_none() {
-                core.metrics.fallbacks.inc();
-            }
-            let _ = pending.reply.send(decision);
+        let mut batch = Vec::with_capacity(MAX_GROUPS);
+        if waiting.recv_many(&mut batch, MAX_GROUPS).await == 0 {
+            return;
         }
+        let core = core.clone();
+        tokio::spawn(async move {
+            let decisions = if core.resting() {
+                None
+            } else {
+                core.decide(&batch).await
+            };
+            drop(slot);
+            for (i, pending) in batch.into_iter().enumerate() {
+                let decision = decisions.as_ref().and_then(|d| d.get(i).copied());
+                if decision.is_none() {
+                    core.metrics.fallbacks.inc();
+                }
+                let _ = pending.reply.send(decision);
+            }
+        });
     }
 }
 
