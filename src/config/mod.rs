@@ -993,6 +993,14 @@ impl Settings {
                 ));
             }
         }
+        if self.redis.url.is_some() && self.server.trusted_proxies.is_empty() {
+            out.push(
+                "redis.url shares the per-client limits across instances, but \
+                 server.trusted_proxies is empty: behind a load balancer every visitor then \
+                 counts as the balancer's address (list the balancer's IPs or CIDRs)"
+                    .into(),
+            );
+        }
         let qualifies = self.stages.mql_when.is_some() || !self.stages.hand_raisers.is_empty();
         if qualifies && self.handoff.owners.is_empty() {
             out.push(
@@ -1077,7 +1085,7 @@ impl Settings {
     pub fn to_redacted_toml(&self) -> String {
         let text =
             toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
-        let unset: [(&str, bool, &str); 8] = [
+        let unset: [(&str, bool, &str); 9] = [
             ("[server]", self.server.public_url.is_none(),
              "public_url: not set: links in email use the address Inlet listens on (INLET_PUBLIC_URL)"),
             ("[mail]", self.mail.smtp_url.is_none(),
@@ -1090,6 +1098,8 @@ impl Settings {
              "token: a full-access key: every scope of the admin API; prefer scoped keys (inlet keys create --scope ...)"),
             ("[admin]", self.admin.metrics_token.is_none(),
              "metrics_token: not set: GET /metrics is open (INLET_METRICS_TOKEN)"),
+            ("[redis]", self.redis.url.is_none(),
+             "url: not set: each instance limits on its own; N instances allow N times each limit (INLET_REDIS_URL)"),
             ("[privacy]", self.privacy.suppression_key.is_none(),
              "suppression_key: not set: generated once and kept in the database (INLET_SUPPRESSION_KEY)"),
             ("[consent]", self.consent.signing_keys.is_empty(),

@@ -72,6 +72,10 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
         "{text}"
     );
     assert!(text.contains("# dkim: not set"), "{text}");
+    assert!(
+        text.contains("[redis]\n# url: not set: each instance limits on its own"),
+        "{text}"
+    );
     assert!(!text.contains("# smtp_url: not set"), "{text}");
     for section in [
         "[server]",
@@ -525,6 +529,48 @@ fn snippet_prints_pinned_tags_with_the_integrity_of_the_served_bytes() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["version"], version);
     assert_eq!(v["script"]["url"], "http://127.0.0.1:8080/inlet.js");
+}
+
+#[test]
+fn check_config_checks_the_redis_url_and_warns_when_shared_limits_have_no_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = inlet(
+        &["check-config"],
+        &[("INLET_REDIS_URL", "http://nope")],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("redis.url (INLET_REDIS_URL)"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = inlet(
+        &["check-config"],
+        &[("INLET_REDIS_URL", "redis://:s3cret@10.0.0.5:6379/2")],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("s3cret"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("server.trusted_proxies is empty"),
+        "{}",
+        stderr(&out)
+    );
+    let behind = inlet(
+        &["check-config"],
+        &[
+            ("INLET_REDIS_URL", "redis://10.0.0.5:6379"),
+            ("INLET_TRUSTED_PROXIES", "10.0.0.1"),
+        ],
+        dir.path(),
+    );
+    assert!(
+        !stderr(&behind).contains("trusted_proxies is empty"),
+        "{}",
+        stderr(&behind)
+    );
 }
 
 #[test]
