@@ -53,18 +53,32 @@ pub fn plan_messages(
     follow_ups(form, &sub.email, outbox)
 }
 
+/// The addresses [`hold_capped`] asks about: every recipient but the owners, once each.
+pub fn capped_recipients(messages: &[NewOutboxMessage]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for m in messages
+        .iter()
+        .filter(|m| m.kind != MessageKind::OwnerNotification)
+    {
+        if !out.contains(&m.recipient.as_str()) {
+            out.push(m.recipient.as_str());
+        }
+    }
+    out
+}
+
 /// Marks the messages to the address the submitter typed that `allow` refuses (a cap on mail
 /// to unconfirmed addresses) as held: they are stored as `skipped` with the reason, so what
 /// happened stays visible, and never sent. Owner notifications are not affected.
-pub async fn hold_capped(
+pub fn hold_capped(
     messages: &mut [NewOutboxMessage],
-    mut allow: impl AsyncFnMut(&crate::domain::EmailAddress) -> Result<(), &'static str>,
+    mut allow: impl FnMut(&crate::domain::EmailAddress) -> Result<(), &'static str>,
 ) {
     for m in messages
         .iter_mut()
         .filter(|m| m.kind != MessageKind::OwnerNotification)
     {
-        if let Err(reason) = allow(&m.recipient).await {
+        if let Err(reason) = allow(&m.recipient) {
             m.held = Some(reason);
         }
     }

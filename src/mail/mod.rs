@@ -5,7 +5,9 @@ pub mod staff;
 mod templates;
 mod transport;
 
-pub use message::{follow_ups, hold_capped, plan_messages, ComposeError, Composer, SequenceMail};
+pub use message::{
+    capped_recipients, follow_ups, hold_capped, plan_messages, ComposeError, Composer, SequenceMail,
+};
 pub use templates::{Templates, DEFAULT_HTML, DEFAULT_SUBJECT, DEFAULT_TEXT};
 pub use transport::{describe_send_error, send_test_email, MailError, Mailer};
 

@@ -140,6 +140,27 @@ struct Quotas {
     admin: Quota,
 }
 
+/// What the second tier ([`RateLimits::confirm`]) decided for a request it let through.
+#[derive(Debug, Default)]
+pub struct Confirmed {
+    /// The client network's shared burst use is past `spam.burst` (a spam signal).
+    pub burst: bool,
+    /// Recipients whose mail is held, and by which cap.
+    held: Vec<(String, MailCap)>,
+    /// Per recipient sent to Redis, which cap each of its limits is.
+    cap_kinds: Vec<(String, Vec<MailCap>)>,
+}
+
+impl Confirmed {
+    /// The cap that holds mail to `recipient`, if one does.
+    pub fn held(&self, recipient: &str) -> Option<MailCap> {
+        self.held
+            .iter()
+            .find(|(r, _)| r == recipient)
+            .map(|(_, cap)| *cap)
+    }
+}
+
 /// What a request that passed the limits showed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Admitted {
@@ -220,34 +241,62 @@ impl RateLimits {
         self
     }
 
-    /// Takes one cell from the client's and the form's limiters (`form_id` names the form's
-    /// budget in Redis, the same on every instance).
-    pub async fn check(
-        &self,
-        client: Option<IpAddr>,
-        form_index: usize,
-        form_id: &str,
-    ) -> Result<Admitted, Limited> {
+    /// The first tier, before a request's body is read: takes one cell from this instance's
+    /// limiters for the client and the form. What passes still needs [`RateLimits::confirm`].
+    pub fn check(&self, client: Option<IpAddr>, form_index: usize) -> Result<Admitted, Limited> {
         let mut admitted = Admitted::default();
         if !self.enabled {
             return Ok(admitted);
         }
-        let mut used = 0;
         if let Some(ip) = client {
             let state = self
                 .per_ip
                 .check_key(&client_key(ip))
                 .map_err(|n| Limited::ClientIp(n.wait_time_from(self.clock.now())))?;
-            used = self
+            let used = self
                 .per_ip_burst
                 .saturating_sub(state.remaining_burst_capacity());
+            admitted.burst = self.burst(used);
         }
         if let Some(limiter) = self.per_form.get(form_index) {
             limiter
                 .check()
                 .map_err(|n| Limited::Form(n.wait_time_from(self.clock.now())))?;
         }
-        if let Some(shared) = &self.shared {
+        Ok(admitted)
+    }
+
+    fn burst(&self, used: u32) -> bool {
+        self.spam_burst > 0 && used > self.spam_burst
+    }
+
+    /// The second tier, once the request is parsed and its mail planned, in **one** Redis
+    /// round trip: the client's and the form's shared budgets (`form_id` names the form's,
+    /// the same on every instance), then the caps on mail to each of `recipients` (addresses
+    /// nobody confirmed), which spend nothing when the request is refused. Without Redis, or
+    /// when it cannot answer, the caps are this instance's alone.
+    pub async fn confirm(
+        &self,
+        client: Option<IpAddr>,
+        form_id: &str,
+        recipients: &[&str],
+    ) -> Result<Confirmed, Limited> {
+        let mut confirmed = Confirmed::default();
+        // The caps are counted where the decision is made: in Redis when it answers (so a
+        // request it refuses spends none), here when there is none or it cannot answer.
+        let local_caps = |mut confirmed: Confirmed| {
+            for recipient in recipients {
+                if let Err(cap) = self.local_mail_cap(client, recipient) {
+                    confirmed.held.push(((*recipient).to_string(), cap));
+                }
+            }
+            confirmed
+        };
+        let Some(shared) = &self.shared else {
+            return Ok(local_caps(confirmed));
+        };
+        let mut groups = Vec::with_capacity(1 + recipients.len());
+        if self.enabled {
             let mut limits = Vec::with_capacity(2);
             if let Some(ip) = client {
                 limits.push(shared::Limit::new(
@@ -259,10 +308,27 @@ impl RateLimits {
                 shared.key("form", form_id),
                 self.quotas.form,
             ));
-            match shared.check(&limits).await {
-                Some(shared::Decision::Allowed { used: global }) if client.is_some() => {
-                    used = global;
-                }
+            groups.push(shared::Group {
+                limits,
+                after_first: false,
+            });
+        }
+        let caps_from = groups.len();
+        for recipient in recipients {
+            let (network, kinds) = self.cap_limits(shared, client, recipient);
+            groups.push(shared::Group {
+                limits: network,
+                after_first: true,
+            });
+            confirmed.cap_kinds.push(((*recipient).to_string(), kinds));
+        }
+        groups.retain(|g| !g.limits.is_empty());
+        let Some(decisions) = shared.check_groups(groups).await else {
+            confirmed.cap_kinds.clear();
+            return Ok(local_caps(confirmed));
+        };
+        if self.enabled {
+            match decisions.first().copied().flatten() {
                 Some(shared::Decision::Refused { index, wait }) => {
                     return Err(if client.is_some() && index == 0 {
                         Limited::ClientIp(wait)
@@ -270,11 +336,47 @@ impl RateLimits {
                         Limited::Form(wait)
                     });
                 }
+                Some(shared::Decision::Allowed { used }) if client.is_some() => {
+                    confirmed.burst = self.burst(used);
+                }
                 _ => {}
             }
         }
-        admitted.burst = client.is_some() && self.spam_burst > 0 && used > self.spam_burst;
-        Ok(admitted)
+        let kinds = std::mem::take(&mut confirmed.cap_kinds);
+        let capped = kinds.iter().filter(|(_, k)| !k.is_empty());
+        for ((recipient, kinds), decision) in capped.zip(decisions.iter().skip(caps_from)) {
+            if let Some(shared::Decision::Refused { index, .. }) = decision {
+                let cap = kinds.get(*index).copied().unwrap_or(MailCap::Recipient);
+                confirmed.held.push((recipient.clone(), cap));
+            }
+        }
+        Ok(confirmed)
+    }
+
+    /// The shared limits of mail to `recipient` because `client` asked, and which cap each is.
+    fn cap_limits(
+        &self,
+        shared: &shared::Shared,
+        client: Option<IpAddr>,
+        recipient: &str,
+    ) -> (Vec<shared::Limit>, Vec<MailCap>) {
+        let mut limits = Vec::with_capacity(2);
+        let mut kinds = Vec::with_capacity(2);
+        if let (Some(quota), Some(ip)) = (self.quotas.mail_network, client) {
+            limits.push(shared::Limit::new(
+                shared.key("mailnet", mail_network(ip)),
+                quota,
+            ));
+            kinds.push(MailCap::Network);
+        }
+        if let Some(quota) = self.quotas.mail_recipient {
+            limits.push(shared::Limit::new(
+                shared.hashed_key("mailto", recipient),
+                quota,
+            ));
+            kinds.push(MailCap::Recipient);
+        }
+        (limits, kinds)
     }
 
     /// Takes one cell from the client network's view limiter.
@@ -302,14 +404,7 @@ impl RateLimits {
         };
         let keyed: Vec<shared::Limit> = limits
             .iter()
-            .map(|(kind, id, quota)| {
-                let key = if kind.starts_with('#') {
-                    shared.hashed_key(kind.trim_start_matches('#'), id)
-                } else {
-                    shared.key(kind, id)
-                };
-                shared::Limit::new(key, *quota)
-            })
+            .map(|(kind, id, quota)| shared::Limit::new(shared.key(kind, id), *quota))
             .collect();
         match shared.check(&keyed).await {
             Some(shared::Decision::Refused { index, wait }) => {
@@ -319,37 +414,22 @@ impl RateLimits {
         }
     }
 
-    /// Takes one cell for a message to an address nobody confirmed, sent because `client`
-    /// submitted it: from the client network's cap, then the recipient's.
-    pub async fn mail_to_unconfirmed(
-        &self,
-        client: Option<IpAddr>,
-        recipient: &str,
-    ) -> Result<(), MailCap> {
-        let mut shared = Vec::with_capacity(2);
-        if let (Some(limiter), Some(ip), Some(quota)) =
-            (&self.mail_per_network, client, self.quotas.mail_network)
-        {
+    /// Takes one cell of this instance's caps for a message to an address nobody confirmed,
+    /// sent because `client` submitted it: from the client network's cap, then the
+    /// recipient's.
+    fn local_mail_cap(&self, client: Option<IpAddr>, recipient: &str) -> Result<(), MailCap> {
+        if let (Some(limiter), Some(ip)) = (&self.mail_per_network, client) {
             limiter
                 .check_key(&mail_network(ip))
                 .map_err(|_| MailCap::Network)?;
-            shared.push(("mailnet", mail_network(ip).to_string(), quota));
         }
-        if let (Some(limiter), Some(quota)) = (&self.mail_per_recipient, self.quotas.mail_recipient)
-        {
+        if let Some(limiter) = &self.mail_per_recipient {
             use std::hash::BuildHasher;
             limiter
                 .check_key(&self.recipient_hasher.hash_one(recipient))
                 .map_err(|_| MailCap::Recipient)?;
-            shared.push(("#mailto", recipient.to_string(), quota));
         }
-        self.shared_check(shared).await.map_err(|(kind, _)| {
-            if kind == "mailnet" {
-                MailCap::Network
-            } else {
-                MailCap::Recipient
-            }
-        })
+        Ok(())
     }
 
     /// How long `client` is still refused for failed admin credentials, if it is (by this

@@ -30,46 +30,56 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::RedisSettings;
 
 /// Groups of limits, each decided on its own and in order (a key in two groups sees the first
-/// group's cell taken). ARGV: the number of groups, then per group its number of keys and per
-/// key its emission interval (µs) and burst; KEYS: every group's keys in order. Per group a
-/// cell is taken from every key or from none. Returns per group `{0, 0, used}` when all pass
-/// (`used`: cells of the group's first limit in use after this one), or `{i, wait_us, 0}` for
-/// the first limit `i` (1-based) that refuses and how long until it would pass.
+/// group's cell taken). ARGV: the number of groups, then per group its number of keys, the
+/// group it depends on (1-based in this call, 0: none; skipped when that one was refused) and
+/// per key its emission interval (µs) and burst; KEYS: every group's keys in order. Per group
+/// a cell is taken from every key or from none. Returns per group `{0, 0, used}` when all pass
+/// (`used`: cells of the group's first limit in use after this one), `{i, wait_us, 0}` for the
+/// first limit `i` (1-based) that refuses and how long until it would pass, or `{-1, 0, 0}`
+/// when skipped.
 const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out = {}
+local failed = {}
 local k = 0
 local a = 2
 for g = 1, tonumber(ARGV[1]) do
   local n = tonumber(ARGV[a])
-  a = a + 1
-  local tats = {}
+  local dep = tonumber(ARGV[a + 1])
+  a = a + 2
   local refused, wait, used = 0, 0, 0
-  for i = 1, n do
-    local interval = tonumber(ARGV[a])
-    local burst = tonumber(ARGV[a + 1])
-    a = a + 2
+  if dep > 0 and failed[dep] then
+    refused = -1
+    a = a + 2 * n
+  else
+    local tats = {}
+    for i = 1, n do
+      local interval = tonumber(ARGV[a])
+      local burst = tonumber(ARGV[a + 1])
+      a = a + 2
+      if refused == 0 then
+        local tat = tonumber(redis.call('GET', KEYS[k + i])) or now
+        if tat < now then tat = now end
+        local next_tat = tat + interval
+        local allow_at = next_tat - interval * burst
+        if now < allow_at then
+          refused = i
+          wait = allow_at - now
+        else
+          tats[i] = next_tat
+          if i == 1 then used = math.ceil((next_tat - now) / interval) end
+        end
+      end
+    end
     if refused == 0 then
-      local tat = tonumber(redis.call('GET', KEYS[k + i])) or now
-      if tat < now then tat = now end
-      local next_tat = tat + interval
-      local allow_at = next_tat - interval * burst
-      if now < allow_at then
-        refused = i
-        wait = allow_at - now
-      else
-        tats[i] = next_tat
-        if i == 1 then used = math.ceil((next_tat - now) / interval) end
+      for i = 1, n do
+        redis.call('SET', KEYS[k + i], string.format('%d', tats[i]), 'PX',
+          math.floor((tats[i] - now) / 1000) + 1)
       end
     end
   end
-  if refused == 0 then
-    for i = 1, n do
-      redis.call('SET', KEYS[k + i], string.format('%d', tats[i]), 'PX',
-        math.max(1, math.ceil((tats[i] - now) / 1000)))
-    end
-  end
+  failed[g] = refused ~= 0
   out[#out + 1] = refused
   out[#out + 1] = math.floor(wait)
   out[#out + 1] = used
@@ -106,6 +116,16 @@ impl Limit {
     }
 }
 
+/// Limits checked together (a cell from each, or from none), optionally only if the request's
+/// first group passed.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub limits: Vec<Limit>,
+    /// Decided only when the request's first group passed (e.g. mail caps, which must not
+    /// spend a cell for a request its rate limit refuses).
+    pub after_first: bool,
+}
+
 /// What Redis decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -133,8 +153,8 @@ pub struct Shared {
 
 /// A request's limits waiting for the batching task, and where its decision goes.
 struct Pending {
-    limits: Vec<Limit>,
-    reply: oneshot::Sender<Option<Decision>>,
+    groups: Vec<Group>,
+    reply: oneshot::Sender<Option<Vec<Option<Decision>>>>,
 }
 
 /// The connection and its health, shared by requests and the batching task.
@@ -213,17 +233,23 @@ impl Shared {
         if limits.is_empty() {
             return Some(Decision::Allowed { used: 0 });
         }
+        let group = Group {
+            limits: limits.to_vec(),
+            after_first: false,
+        };
+        self.check_groups(vec![group]).await?.pop().flatten()
+    }
+
+    /// Checks a request's `groups` in one go: a decision per group (`None` for a group that
+    /// depended on a refused first group), or `None` when Redis could not decide.
+    pub async fn check_groups(&self, groups: Vec<Group>) -> Option<Vec<Option<Decision>>> {
         let core = &self.core;
         if core.resting() {
             core.metrics.fallbacks.inc();
             return None;
         }
         let (reply, decision) = oneshot::channel();
-        let pending = Pending {
-            limits: limits.to_vec(),
-            reply,
-        };
-        if self.queue.try_send(pending).is_err() {
+        if self.queue.try_send(Pending { groups, reply }).is_err() {
             core.metrics.fallbacks.inc();
             return None;
         }
@@ -279,8 +305,11 @@ async fn batches(core: Arc<Core>, mut waiting: mpsc::Receiver<Pending>) {
                 core.decide(&batch).await
             };
             drop(slot);
-            for (i, pending) in batch.into_iter().enumerate() {
-                let decision = decisions.as_ref().and_then(|d| d.get(i).copied());
+            let mut decisions = decisions.map(Vec::into_iter);
+            for pending in batch {
+                let decision = decisions
+                    .as_mut()
+                    .map(|d| d.by_ref().take(pending.groups.len()).collect::<Vec<_>>());
                 if decision.is_none() {
                     core.metrics.fallbacks.inc();
                 }
@@ -291,14 +320,26 @@ async fn batches(core: Arc<Core>, mut waiting: mpsc::Receiver<Pending>) {
 }
 
 impl Core {
-    /// One script call for `batch`; a decision per entry, or `None` when Redis failed.
-    async fn decide(&self, batch: &[Pending]) -> Option<Vec<Decision>> {
+    /// One script call for `batch`; a decision per group of each entry, in order (`None`
+    /// for a skipped group), or `None` when Redis failed.
+    async fn decide(&self, batch: &[Pending]) -> Option<Vec<Option<Decision>>> {
         let mut invocation = self.script.prepare_invoke();
-        invocation.arg(batch.len());
+        invocation.arg(batch.iter().map(|p| p.groups.len()).sum::<usize>());
+        let mut index = 0;
         for pending in batch {
-            invocation.arg(pending.limits.len());
-            for l in &pending.limits {
-                invocation.key(&l.key).arg(l.interval_us).arg(l.burst);
+            let first = index + 1;
+            for (i, group) in pending.groups.iter().enumerate() {
+                index += 1;
+                let has_first = pending.groups.first().is_some_and(|g| !g.after_first);
+                let dep = if group.after_first && i > 0 && has_first {
+                    first
+                } else {
+                    0
+                };
+                invocation.arg(group.limits.len()).arg(dep);
+                for l in &group.limits {
+                    invocation.key(&l.key).arg(l.interval_us).arg(l.burst);
+                }
             }
         }
         let mut conn = self.conn.clone();
@@ -308,13 +349,14 @@ impl Core {
         Some(
             flat.chunks_exact(3)
                 .map(|r| match *r {
-                    [0, _, used] => Decision::Allowed {
+                    [0, _, used] => Some(Decision::Allowed {
                         used: u32::try_from(used).unwrap_or(u32::MAX),
-                    },
-                    [first, wait_us, _] => Decision::Refused {
+                    }),
+                    [-1, _, _] => None,
+                    [first, wait_us, _] => Some(Decision::Refused {
                         index: usize::try_from(first - 1).unwrap_or(0),
                         wait: Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)),
-                    },
+                    }),
                     _ => unreachable!("chunks_exact(3)"),
                 })
                 .collect(),

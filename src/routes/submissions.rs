@@ -293,20 +293,22 @@ async fn accept<'s>(
     let form = resolve_form(state, req, form_id, origin(req))?;
 
     let client = super::client_addr(req, state);
+    let rate_limited = |limited: crate::rate_limit::Limited| {
+        state
+            .metrics
+            .rate_limited
+            .with_label_values(&[limited.scope()])
+            .inc();
+        ApiError::RateLimited {
+            retry_after_secs: limited.retry_after_secs(),
+        }
+    };
+    // This instance's limits before the body is read; the shared ones (Redis) once the
+    // request is parsed, with the mail caps, in one round trip.
     let admitted = state
         .limits
-        .check(client, form.index, &form.id)
-        .await
-        .map_err(|limited| {
-            state
-                .metrics
-                .rate_limited
-                .with_label_values(&[limited.scope()])
-                .inc();
-            ApiError::RateLimited {
-                retry_after_secs: limited.retry_after_secs(),
-            }
-        })?;
+        .check(client, form.index)
+        .map_err(rate_limited)?;
 
     let kind = body_kind(req.headers())?;
     let bytes = read_body(req, body, state.settings.server.body_limit_bytes).await?;
@@ -355,6 +357,28 @@ async fn accept<'s>(
     if admitted.burst {
         submission.spam.add(crate::domain::SpamSignal::Burst);
     }
+
+    state.links.schedule(form, &mut submission);
+    let plan = |submission: &crate::domain::NewSubmission| {
+        crate::mail::plan_messages(
+            form,
+            submission,
+            &state.settings.outbox,
+            &state.settings.consent,
+        )
+    };
+    let mut messages = plan(&submission);
+    let recipients = crate::mail::capped_recipients(&messages);
+    let confirmed = state
+        .limits
+        .confirm(client, &form.id, &recipients)
+        .await
+        .map_err(rate_limited)?;
+    if confirmed.burst && !admitted.burst {
+        // Across instances the client sent in a burst: spam after all, so no mail.
+        submission.spam.add(crate::domain::SpamSignal::Burst);
+        messages = plan(&submission);
+    }
     if let Some(strongest) = submission
         .spam
         .strongest()
@@ -367,28 +391,16 @@ async fn accept<'s>(
             .inc();
     }
 
-    state.links.schedule(form, &mut submission);
-    let mut messages = crate::mail::plan_messages(
-        form,
-        &submission,
-        &state.settings.outbox,
-        &state.settings.consent,
-    );
-    crate::mail::hold_capped(&mut messages, async |recipient| {
-        state
-            .limits
-            .mail_to_unconfirmed(client, recipient.as_str())
-            .await
-            .map_err(|cap| {
-                state
-                    .metrics
-                    .rate_limited
-                    .with_label_values(&[cap.scope()])
-                    .inc();
-                cap.reason()
-            })
-    })
-    .await;
+    crate::mail::hold_capped(&mut messages, |recipient| {
+        confirmed.held(recipient.as_str()).map_or(Ok(()), |cap| {
+            state
+                .metrics
+                .rate_limited
+                .with_label_values(&[cap.scope()])
+                .inc();
+            Err(cap.reason())
+        })
+    });
     let has_messages = !messages.is_empty();
     let spam = submission
         .quarantined()

@@ -381,6 +381,79 @@ async fn mail_caps_and_admin_guesses_are_counted_across_instances() {
 }
 
 #[tokio::test]
+async fn a_submission_the_shared_limit_refuses_spends_none_of_the_mail_caps() {
+    let Some(redis) = ready().await else { return };
+    let http = reqwest::Client::new();
+    let mut settings = LIMITS.to_vec();
+    settings.extend([
+        (
+            "INLET_RATE_LIMIT__UNCONFIRMED_MAIL_PER_RECIPIENT_PER_HOUR",
+            "3",
+        ),
+        (
+            "INLET_RATE_LIMIT__UNCONFIRMED_MAIL_PER_NETWORK_PER_HOUR",
+            "1000",
+        ),
+        ("INLET_OUTBOX__FOLLOW_UP_WINDOW_SECS", "0"),
+    ]);
+    let cluster = Cluster::start(2, Some(&redis), &settings).await;
+    let bases = cluster.bases();
+    let post = |i: usize, ip: &'static str, email: &'static str| {
+        http.post(format!("{}/v1/forms/contact/submissions", bases[i % 2]))
+            .header("x-forwarded-for", ip)
+            .json(&contact(email))
+            .send()
+    };
+    // One client spends its five, spread over both instances (neither sees five itself)...
+    for i in 0..5 {
+        assert_eq!(
+            post(i, "203.0.113.80", "spent@example.net")
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
+    }
+    // ...so Redis refuses its next three to target@: 429, and no cap cell taken for them.
+    for i in 0..3 {
+        assert_eq!(
+            post(i, "203.0.113.80", "target@example.net")
+                .await
+                .unwrap()
+                .status(),
+            429
+        );
+    }
+    // Another client's three submissions for target@ all get their follow-up.
+    for i in 0..3 {
+        assert_eq!(
+            post(i, "198.51.100.80", "target@example.net")
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
+    }
+    let mut db = crate::helpers::raw(&cluster.db).await;
+    assert_eq!(
+        db.count("outbox WHERE recipient = 'target@example.net' AND status = 'pending'")
+            .await,
+        3
+    );
+    assert_eq!(
+        db.count("outbox WHERE recipient = 'target@example.net' AND status = 'skipped'")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.count("outbox WHERE recipient = 'spent@example.net' AND status = 'skipped'")
+            .await,
+        2,
+        "the cap itself holds"
+    );
+}
+
+#[tokio::test]
 async fn one_idempotency_key_sent_to_two_instances_at_once_stores_one_lead() {
     let Some(redis) = ready().await else { return };
     let cluster = Cluster::start(
