@@ -147,8 +147,6 @@ pub struct Confirmed {
     pub burst: bool,
     /// Recipients whose mail is held, and by which cap.
     held: Vec<(String, MailCap)>,
-    /// Per recipient sent to Redis, which cap each of its limits is.
-    cap_kinds: Vec<(String, Vec<MailCap>)>,
 }
 
 impl Confirmed {
@@ -314,17 +312,21 @@ impl RateLimits {
             });
         }
         let caps_from = groups.len();
+        // Per recipient sent to Redis, which cap each of its limits is.
+        let mut cap_kinds = Vec::with_capacity(recipients.len());
         for recipient in recipients {
-            let (network, kinds) = self.cap_limits(shared, client, recipient);
+            let (limits, kinds) = self.cap_limits(shared, client, recipient);
             groups.push(shared::Group {
-                limits: network,
+                limits,
                 after_first: true,
             });
-            confirmed.cap_kinds.push(((*recipient).to_string(), kinds));
+            cap_kinds.push((*recipient, kinds));
         }
         groups.retain(|g| !g.limits.is_empty());
+        if groups.is_empty() {
+            return Ok(confirmed);
+        }
         let Some(decisions) = shared.check_groups(groups).await else {
-            confirmed.cap_kinds.clear();
             return Ok(local_caps(confirmed));
         };
         if self.enabled {
@@ -342,12 +344,11 @@ impl RateLimits {
                 _ => {}
             }
         }
-        let kinds = std::mem::take(&mut confirmed.cap_kinds);
-        let capped = kinds.iter().filter(|(_, k)| !k.is_empty());
+        let capped = cap_kinds.iter().filter(|(_, k)| !k.is_empty());
         for ((recipient, kinds), decision) in capped.zip(decisions.iter().skip(caps_from)) {
             if let Some(shared::Decision::Refused { index, .. }) = decision {
                 let cap = kinds.get(*index).copied().unwrap_or(MailCap::Recipient);
-                confirmed.held.push((recipient.clone(), cap));
+                confirmed.held.push(((*recipient).to_string(), cap));
             }
         }
         Ok(confirmed)
