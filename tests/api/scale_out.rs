@@ -454,6 +454,54 @@ async fn a_submission_the_shared_limit_refuses_spends_none_of_the_mail_caps() {
 }
 
 #[tokio::test]
+async fn console_sign_in_attempts_are_counted_across_instances() {
+    let Some(redis) = ready().await else { return };
+    let http = reqwest::Client::new();
+    let settings = [
+        ("INLET_CONSOLE__SIGN_IN_ATTEMPTS_PER_ACCOUNT", "4"),
+        ("INLET_OUTBOX_WORKER_ENABLED", "false"),
+    ];
+    let attempt = async |base: &str, ip: &str| {
+        http.post(format!("{base}/console/login"))
+            .header("x-forwarded-for", ip)
+            .header("cookie", "inlet_login=t0ken")
+            .form(&[
+                ("email", "ann@example.com"),
+                ("password", "a guess"),
+                ("_login", "t0ken"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // Without Redis each instance gives the account its own four guesses...
+    let alone = Cluster::start(2, None, &settings).await;
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        statuses.push(attempt(&alone.bases()[i % 2], &format!("192.0.2.{i}")).await);
+    }
+    assert_eq!(
+        (count(&statuses, 401), count(&statuses, 429)),
+        (8, 2),
+        "{statuses:?}"
+    );
+    drop(alone);
+    // ...with Redis the account has four, whichever instance (and address) a guess comes to.
+    let shared = Cluster::start(2, Some(&redis), &settings).await;
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        statuses.push(attempt(&shared.bases()[i % 2], &format!("192.0.2.{i}")).await);
+    }
+    assert_eq!(
+        (count(&statuses, 401), count(&statuses, 429)),
+        (4, 6),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
 async fn one_idempotency_key_sent_to_two_instances_at_once_stores_one_lead() {
     let Some(redis) = ready().await else { return };
     let cluster = Cluster::start(
