@@ -186,9 +186,6 @@ where
     )
 }
 
-/// Records the step order each sequence now runs with; a changed sequence is applied as
-/// `inlet sequences plan --apply` would (finished enrolments gain appended steps when the
-/// sequence says so), and the change is logged.
 /// Records the configured sequences' definitions and applies what changed. Instances starting
 /// together take turns (a lease on the job): the first applies the change, the next finds its
 /// definitions unchanged.
@@ -239,6 +236,9 @@ async fn holds_job(
 /// How long a job's lease lasts when its holder does not give it back (killed mid-job).
 const JOB_LEASE_MS: i64 = 60_000;
 
+/// Records the step order each sequence now runs with; a changed sequence is applied as
+/// `inlet sequences plan --apply` would (finished enrolments gain appended steps when the
+/// sequence says so), and the change is logged.
 async fn apply_sequences(
     store: &LeadStore,
     qualifier: &crate::qualify::Qualifier,
