@@ -253,12 +253,15 @@ impl Shared {
             core.metrics.fallbacks.inc();
             return None;
         }
-        // The task answers within its own timeout; this bound only covers a task that died.
-        tokio::time::timeout(core.timeout * 4, decision)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten()
+        // The task answers within its own timeout (and counts its own fallbacks); this bound
+        // covers a check that waited behind busy calls, or a task that died.
+        match tokio::time::timeout(core.timeout * 4, decision).await {
+            Ok(Ok(decisions)) => decisions,
+            Ok(Err(_)) | Err(_) => {
+                core.metrics.fallbacks.inc();
+                None
+            }
+        }
     }
 
     /// Marks `key` for `ttl` (a refusal that outlives its limit, e.g. a client out of admin
