@@ -179,25 +179,26 @@ impl Drop for Cluster {
     }
 }
 
-/// Submits `n` times as client `ip` (through the trusted proxy), request `i` to instance
+/// One contact submission for `email` to the instance at `base`, as client `ip` (through the
+/// trusted proxy); returns the status.
+async fn submit(http: &reqwest::Client, base: &str, ip: &str, email: &str) -> u16 {
+    http.post(format!("{base}/v1/forms/contact/submissions"))
+        .header("x-forwarded-for", ip)
+        .json(&contact(email))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Submits `n` times as client `ip` (a fresh address each time), request `i` to instance
 /// `i % instances`; returns the statuses.
 async fn submit_as(http: &reqwest::Client, bases: &[String], ip: &str, n: usize) -> Vec<u16> {
     let mut statuses = Vec::with_capacity(n);
     for i in 0..n {
-        let r = http
-            .post(format!(
-                "{}/v1/forms/contact/submissions",
-                bases[i % bases.len()]
-            ))
-            .header("x-forwarded-for", ip)
-            .json(&contact(&format!(
-                "p{i}.{}@example.com",
-                uuid::Uuid::new_v4().simple()
-            )))
-            .send()
-            .await
-            .unwrap();
-        statuses.push(r.status().as_u16());
+        let email = format!("p{i}.{}@example.com", uuid::Uuid::new_v4().simple());
+        statuses.push(submit(http, &bases[i % bases.len()], ip, &email).await);
     }
     statuses
 }
@@ -333,14 +334,11 @@ async fn mail_caps_and_admin_guesses_are_counted_across_instances() {
     let bases = cluster.bases();
     // One stranger's address typed six times, through both instances: two messages at most.
     for i in 0..6 {
-        let r = http
-            .post(format!("{}/v1/forms/contact/submissions", bases[i % 2]))
-            .header("x-forwarded-for", format!("192.0.2.{}", 10 + i))
-            .json(&contact("stranger@example.net"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
+        let ip = format!("192.0.2.{}", 10 + i);
+        assert_eq!(
+            submit(&http, &bases[i % 2], &ip, "stranger@example.net").await,
+            201
+        );
     }
     let mut db = crate::helpers::raw(&cluster.db).await;
     assert_eq!(db.count("outbox WHERE recipient = 'stranger@example.net' AND kind = 'follow_up' AND status <> 'skipped'").await, 2);
@@ -398,41 +396,19 @@ async fn a_submission_the_shared_limit_refuses_spends_none_of_the_mail_caps() {
     ]);
     let cluster = Cluster::start(2, Some(&redis), &settings).await;
     let bases = cluster.bases();
-    let post = |i: usize, ip: &'static str, email: &'static str| {
-        http.post(format!("{}/v1/forms/contact/submissions", bases[i % 2]))
-            .header("x-forwarded-for", ip)
-            .json(&contact(email))
-            .send()
-    };
+    let post =
+        |i: usize, ip: &'static str, email: &'static str| submit(&http, &bases[i % 2], ip, email);
     // One client spends its five, spread over both instances (neither sees five itself)...
     for i in 0..5 {
-        assert_eq!(
-            post(i, "203.0.113.80", "spent@example.net")
-                .await
-                .unwrap()
-                .status(),
-            201
-        );
+        assert_eq!(post(i, "203.0.113.80", "spent@example.net").await, 201);
     }
     // ...so Redis refuses its next three to target@: 429, and no cap cell taken for them.
     for i in 0..3 {
-        assert_eq!(
-            post(i, "203.0.113.80", "target@example.net")
-                .await
-                .unwrap()
-                .status(),
-            429
-        );
+        assert_eq!(post(i, "203.0.113.80", "target@example.net").await, 429);
     }
     // Another client's three submissions for target@ all get their follow-up.
     for i in 0..3 {
-        assert_eq!(
-            post(i, "198.51.100.80", "target@example.net")
-                .await
-                .unwrap()
-                .status(),
-            201
-        );
+        assert_eq!(post(i, "198.51.100.80", "target@example.net").await, 201);
     }
     let mut db = crate::helpers::raw(&cluster.db).await;
     assert_eq!(
