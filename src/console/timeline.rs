@@ -171,7 +171,7 @@ pub fn timeline(h: &LeadHistory, forms: &FormRegistry) -> Vec<TimelineEvent> {
             "pending" => ("waiting to be sent", "info"),
             "failed" => ("not delivered yet; will retry", "warn"),
             "dead" => ("gave up after every retry", "bad"),
-            "skipped" => ("not sent (suppressed or not needed)", "info"),
+            "skipped" => ("not sent", "info"),
             other => (other, "info"),
         };
         events.push(TimelineEvent {
@@ -186,7 +186,14 @@ pub fn timeline(h: &LeadHistory, forms: &FormRegistry) -> Vec<TimelineEvent> {
                     "Attempts",
                     Some(format!("{} of {}", m.attempts, m.max_attempts)),
                 ),
-                ("Last error", m.last_error.clone()),
+                (
+                    if m.status == "skipped" {
+                        "Why"
+                    } else {
+                        "Last error"
+                    },
+                    m.last_error.clone(),
+                ),
                 (
                     "Next attempt",
                     matches!(m.status.as_str(), "pending" | "failed")

@@ -29,36 +29,56 @@ pub enum ComposeError {
     Build(#[from] lettre::error::Error),
 }
 
-/// The messages a submission implies. Spam implies none; a double opt-in submission only its
-/// confirmation link (re-sent at most once per `confirm_resend_window_secs`); any other the
-/// follow-ups.
+/// Why a quarantined submission's messages are stored as `skipped`.
+pub const QUARANTINED: &str = "not sent: the submission was quarantined as spam";
+
+/// The messages a submission implies: a double opt-in submission only its confirmation link
+/// (re-sent at most once per `confirm_resend_window_secs`); any other the follow-ups. Spam
+/// (quarantined) implies the same messages, every one held as [`QUARANTINED`]: stored as
+/// `skipped`, never sent. So the marketer sees what was held back, and a caught bot's answer
+/// costs the same writes as a person's (its timing does not tell it that it was caught).
 pub fn plan_messages(
     form: &Form,
     sub: &NewSubmission,
     outbox: &crate::config::OutboxSettings,
     consent: &crate::config::ConsentSettings,
 ) -> Vec<NewOutboxMessage> {
+    let confirmation = || NewOutboxMessage {
+        kind: MessageKind::Confirmation,
+        recipient: sub.email.clone(),
+        max_attempts: outbox.max_attempts,
+        dedupe_window_ms: window_ms(consent.confirm_resend_window_secs),
+        held: None,
+    };
     if sub.quarantined() {
-        return Vec::new();
+        let mut planned = if form.double_opt_in {
+            vec![confirmation()]
+        } else {
+            follow_ups(form, &sub.email, outbox)
+        };
+        for m in &mut planned {
+            m.held = Some(QUARANTINED);
+        }
+        return planned;
     }
     if let crate::domain::Confirmation::Pending { .. } = sub.confirmation {
-        return vec![NewOutboxMessage {
-            kind: MessageKind::Confirmation,
-            recipient: sub.email.clone(),
-            max_attempts: outbox.max_attempts,
-            dedupe_window_ms: window_ms(consent.confirm_resend_window_secs),
-            held: None,
-        }];
+        return vec![confirmation()];
     }
     follow_ups(form, &sub.email, outbox)
 }
 
-/// The addresses [`hold_capped`] asks about: every recipient but the owners, once each.
+/// Whether any of `messages` is to be sent (not held).
+pub fn any_to_send(messages: &[NewOutboxMessage]) -> bool {
+    messages.iter().any(|m| m.held.is_none())
+}
+
+/// The addresses [`hold_capped`] asks about: every recipient but the owners, once each, of
+/// the messages not already held (a held message spends no cap).
 pub fn capped_recipients(messages: &[NewOutboxMessage]) -> Vec<&str> {
     let mut out: Vec<&str> = Vec::new();
     for m in messages
         .iter()
-        .filter(|m| m.kind != MessageKind::OwnerNotification)
+        .filter(|m| m.kind != MessageKind::OwnerNotification && m.held.is_none())
     {
         if !out.contains(&m.recipient.as_str()) {
             out.push(m.recipient.as_str());
@@ -76,7 +96,7 @@ pub fn hold_capped(
 ) {
     for m in messages
         .iter_mut()
-        .filter(|m| m.kind != MessageKind::OwnerNotification)
+        .filter(|m| m.kind != MessageKind::OwnerNotification && m.held.is_none())
     {
         if let Err(reason) = allow(&m.recipient) {
             m.held = Some(reason);

@@ -6,7 +6,8 @@ mod templates;
 mod transport;
 
 pub use message::{
-    capped_recipients, follow_ups, hold_capped, plan_messages, ComposeError, Composer, SequenceMail,
+    any_to_send, capped_recipients, follow_ups, hold_capped, plan_messages, ComposeError, Composer,
+    SequenceMail, QUARANTINED,
 };
 pub use templates::{Templates, DEFAULT_HTML, DEFAULT_SUBJECT, DEFAULT_TEXT};
 pub use transport::{describe_send_error, send_test_email, MailError, Mailer};

@@ -401,7 +401,7 @@ async fn accept<'s>(
             Err(cap.reason())
         })
     });
-    let has_messages = !messages.is_empty();
+    let has_messages = crate::mail::any_to_send(&messages);
     let spam = submission
         .quarantined()
         .then(|| submission.spam.to_string());

@@ -251,7 +251,10 @@ pub(super) const EVENT_COLUMNS: &[&str] = &[
     "created_at",
 ];
 
-/// The batch's `submission.created` events (a new person's first one says so).
+/// The batch's `submission.created` events (a new person's first one says so). A quarantined
+/// submission is nobody's activity: it gets a `submission.quarantined` event written as `done`,
+/// which nothing dispatches or scores (the queue's log of it, pruned with the other finished
+/// events), so a caught bot's answer costs the same writes as a person's.
 pub(super) fn batch_events<'a>(
     items: &[BatchItem<'a>],
     writes: &[usize],
@@ -262,21 +265,25 @@ pub(super) fn batch_events<'a>(
     let mut seen: HashSet<&str> = HashSet::new();
     for (&i, (submission_id, lead_id)) in writes.iter().zip(rows) {
         let sub = items[i].sub;
-        if sub.quarantined() {
-            continue; // a bot's post is nobody's activity
-        }
-        let new_lead = !existing.contains(lead_id.as_str()) && seen.insert(lead_id.as_str());
+        let real = !sub.quarantined();
+        let new_lead =
+            real && !existing.contains(lead_id.as_str()) && seen.insert(lead_id.as_str());
         let data = json!({
             "submission_id": submission_id,
             "form_id": sub.form_id,
             "new_lead": new_lead,
         });
+        let (kind, status) = if real {
+            ("submission.created", "pending")
+        } else {
+            ("submission.quarantined", "done")
+        };
         insert.row([
             Uuid::now_v7().to_string().into(),
-            "submission.created".into(),
+            kind.into(),
             lead_id.as_str().into(),
             data.to_string().into(),
-            "pending".into(),
+            status.into(),
             sub.received_at_ms.into(),
             sub.received_at_ms.into(),
         ]);

@@ -405,6 +405,11 @@ both_backends! {
         let quarantined = b.get("/console/leads?show=quarantined").await;
         assert!(quarantined.body.contains("spam@bots.test"), "{}", quarantined.body);
         assert!(quarantined.body.contains("Quarantined leads"));
+        // Its page says what was held back, and why.
+        let spam_id = app.admin_get("/v1/admin/leads?quarantined=true").await["leads"][0]["id"]
+            .as_str().unwrap().to_string();
+        let page = b.get(&format!("/console/leads/{spam_id}")).await;
+        assert!(page.body.contains("not sent: the submission was quarantined as spam"), "{}", page.body);
         let none = b.get("/console/leads?q=zzz").await;
         assert!(none.body.contains("No leads match these filters"));
         let today = chrono::DateTime::from_timestamp_millis(app.clock.now_ms()).unwrap().format("%Y-%m-%d").to_string();

@@ -125,6 +125,40 @@ both_backends! {
         assert_eq!(app.leads().await.len(), 4);
     }
 
+    async fn a_quarantined_post_shows_what_was_held_and_spends_no_cap(backend: Backend) {
+        let smtp = SmtpServer::start();
+        let app = TestApp::spawn_with(backend, |s| {
+            s.mail.smtp_url = Some(secrecy::SecretString::from(smtp.url()));
+            s.forms[1].notify = vec!["owner@example.com".into()];
+            s.rate_limit.unconfirmed_mail_per_recipient_per_hour = 2;
+        }).await;
+        // A script fills the honeypot with someone's address, more often than the cap allows.
+        for _ in 0..3 {
+            let mut bot = contact("victim@example.com");
+            bot["_gotcha"] = json!("x");
+            assert_eq!(app.post_json("contact", &bot).await.status(), 201);
+        }
+        let lead = quarantined(&app).await[0]["id"].as_str().unwrap().to_string();
+        let export = app.admin_get(&format!("/v1/admin/leads/{lead}/export")).await;
+        let messages = export["messages"].as_array().unwrap();
+        // What a person would have been sent, each kept as not sent and why (the marketer's
+        // timeline shows it); nothing for the worker to send.
+        assert_eq!(messages.len(), 6, "{export}");
+        for m in messages {
+            assert_eq!(m["status"], "skipped", "{m}");
+            assert_eq!(m["last_error"], "not sent: the submission was quarantined as spam", "{m}");
+        }
+        let kinds: Vec<&str> = messages.iter().map(|m| m["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds.iter().filter(|k| **k == "follow_up").count(), 3, "{kinds:?}");
+        assert_eq!(app.dispatch().await.sent, 0);
+        // The per-recipient cap (2) was not spent by the bot's three posts: the person gets
+        // their follow-up.
+        assert_eq!(app.post_json("contact", &contact("victim@example.com")).await.status(), 201);
+        app.dispatch().await;
+        let to_victim = smtp.received().into_iter().filter(|m| m.to[0] == "victim@example.com").count();
+        assert_eq!(to_victim, 1);
+    }
+
     async fn the_owner_notification_says_what_was_quarantined(backend: Backend) {
         let smtp = SmtpServer::start();
         let app = TestApp::spawn_with(backend, |s| {
