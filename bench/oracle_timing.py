@@ -3,8 +3,9 @@ submissions for four kinds of address (new, known, suppressed by erasure, spam),
 random order so each kind sees the same conditions, against a release build; prints the median
 and p90 per kind in ms.
 
-Usage: cargo build --release --bin inlet && python3 bench/oracle_timing.py sqlite|pg [N]
-(pg: a throwaway database on 127.0.0.1:5432 as postgres, dropped at the end)."""
+Usage: cargo build --release --bin inlet && python3 bench/oracle_timing.py sqlite|pg [N] [FORM]
+(pg: a throwaway database on 127.0.0.1:5432 as postgres, dropped at the end). FORM: `contact`
+(default) or `whitepaper` (the demo's gated download with a consent checkbox)."""
 import json, os, statistics, subprocess, sys, tempfile, time, urllib.request, random
 from pathlib import Path
 
@@ -29,8 +30,11 @@ for _ in range(100):
     except Exception:
         time.sleep(0.1)
 
+FORM = sys.argv[3] if len(sys.argv) > 3 else "contact"
+
+
 def post(body):
-    req = urllib.request.Request(base + "/v1/forms/contact/submissions", data=json.dumps(body).encode(),
+    req = urllib.request.Request(base + f"/v1/forms/{FORM}/submissions", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     t = time.perf_counter()
     with urllib.request.urlopen(req) as r:
@@ -40,6 +44,7 @@ def post(body):
 
 def body(email, spam=False):
     b = {"name": "Ann", "email": email, "_elapsed_ms": 5000, "_idem": os.urandom(8).hex()}
+    if FORM == "whitepaper": b["consent"] = "on"
     if spam: b["_gotcha"] = "x"
     return b
 
