@@ -6,14 +6,15 @@ limits on (set high enough that nothing is refused, so every request pays for it
 per-IP and per-form limits and the caps on mail to unconfirmed addresses).
 
 Four shapes, all running at once on one database preloaded with BENCH_PRELOAD (1,000,000)
-leads, measured in turns (round after round, so the machine's drift hits each alike):
+leads, measured in turns (round after round, each round starting one shape later, so the
+machine's drift and the database's own cycles hit each alike):
 
 - one instance, limits in memory (the single-instance baseline);
 - one instance, limits shared through Redis (the cost of the round trips);
 - two instances, limits in memory, wrk split over both;
 - two instances, limits shared through Redis, wrk split over both.
 
-    bench/scale_out.sh       # 3 rounds of 15 s per shape at 64 connections
+    bench/scale_out.sh       # 4 rounds of 12 s per shape at 64 connections
 
 Environment: BENCH_DURATION (s), BENCH_RUNS (rounds), BENCH_PRELOAD, INLET_BENCH_POSTGRES_URL
 (admin URL; a fresh database is created and dropped). Prints a Markdown report and writes it
@@ -34,6 +35,8 @@ import submissions as sb  # noqa: E402  (the submission benchmark's wrk driver a
 ROOT = sb.ROOT
 CONNS = 64
 REDIS_PORT = 18379
+RUNS = int(os.environ.get("BENCH_RUNS", "4"))
+DURATION = int(os.environ.get("BENCH_DURATION", "12"))
 PORTS = {"one": [18081], "one+redis": [18082], "two": [18083, 18084], "two+redis": [18085, 18086]}
 
 
@@ -79,7 +82,7 @@ def redis_info(field):
 def run_shape(ports):
     """wrk on each instance at once (64 connections split), summed."""
     share = CONNS // len(ports)
-    procs = [sb.start_wrk(share, {"BENCH_XFF": "1"}, f"scale-{p}", url=url(p), threads=2 // len(ports))
+    procs = [sb.start_wrk(share, {"BENCH_XFF": "1"}, f"scale-{p}", DURATION, url=url(p), threads=2 // len(ports))
              for p in ports]
     rows = [sb.parse_wrk(p.communicate()[0]) for p in procs]
     return {
@@ -127,8 +130,9 @@ def main():
                     wait_ready(port, proc)
             before = int(sb.psql(pg_url, "SELECT COUNT(*) FROM leads"))
             redis_cpu = 0.0
-            for _ in range(sb.RUNS):
-                for shape, ports in PORTS.items():
+            shapes = list(PORTS.items())
+            for r in range(RUNS):
+                for shape, ports in shapes[r % len(shapes):] + shapes[:r % len(shapes)]:
                     cpu = cpu_seconds(redis.pid)
                     row = run_shape(ports)
                     row["redis_cpu"] = cpu_seconds(redis.pid) - cpu
@@ -136,9 +140,13 @@ def main():
                     if "redis" in shape:
                         redis_cpu += row["redis_cpu"]
             stored = int(sb.psql(pg_url, "SELECT COUNT(*) FROM leads")) - before
-            fallbacks = sum(metric(p, "inlet_redis_fallbacks_total") for s, ps in PORTS.items() if "redis" in s
-                            for p in ps)
+            shared = [p for s, ps in PORTS.items() if "redis" in s for p in ps]
+            fallbacks = sum(metric(p, "inlet_redis_fallbacks_total") for p in shared)
+            early = sum(metric(p, "inlet_redis_early_admits_total") for p in shared)
+            late = sum(metric(p, "inlet_redis_late_refusals_total") for p in shared)
             keys = redis_info("db0")
+            if keys == "?":
+                keys = "no keys (every one had expired)"
             memory = redis_info("used_memory_human")
     finally:
         for proc in procs.values():
@@ -150,10 +158,10 @@ def main():
 
     med = {s: statistics.median(r["rps"] for r in rows) for s, rows in report.items()}
     ok_total = sum(r["ok"] for rows in report.values() for r in rows)
-    in_flight = CONNS * sb.RUNS * len(PORTS)
+    in_flight = CONNS * RUNS * len(PORTS)
     check = "OK" if ok_total <= stored <= ok_total + in_flight else "MISMATCH"
     lines = [
-        f"PostgreSQL preloaded with {sb.PRELOAD:,} leads in {seeded:.0f} s. {sb.RUNS} rounds × {sb.DURATION} s per "
+        f"PostgreSQL preloaded with {sb.PRELOAD:,} leads in {seeded:.0f} s. {RUNS} rounds × {DURATION} s per "
         f"shape at {CONNS} connections (two instances: {CONNS // 2} each, one wrk thread each), medians; "
         f"X-Forwarded-For from 100,000 client IPs; limits on, none reached. Machine: {os.cpu_count()} cores.", "",
         "| shape | req/s (median) | ÷ one instance | rounds | p99 ms (worst instance, median) | non-2xx | socket errors | Redis CPU s per round |",
@@ -167,7 +175,8 @@ def main():
     lines += ["",
               f"Redis overhead on one instance: {1 - med['one+redis'] / med['one']:.1%} of its throughput "
               f"(target ≤ 10 %). Redis used {redis_cpu:.1f} CPU s over the Redis rounds; at the end it held "
-              f"{keys} ({memory}); fallbacks to the local limiter: {fallbacks:.0f}.",
+              f"{keys} ({memory}); fallbacks to the local limiter: {fallbacks:.0f}; admitted before Redis "
+              f"answered: {early:,.0f}, of which Redis then found over a limit: {late:.0f}.",
               f"Leads stored {stored:,} / 2xx {ok_total:,} (+ at most {in_flight} in flight at wrk's stops): {check}."]
     sb.write_report("scale-out", lines)
 

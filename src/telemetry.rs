@@ -119,12 +119,16 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric("rate_limiter_tracked_ips", &e));
         let _ = registry.register(Box::new(limiter_keys.clone()));
-        let redis_fallbacks = prometheus::IntCounter::new(
+        let single = |name: &str, help: &str| {
+            let c = prometheus::IntCounter::new(name, help)
+                .unwrap_or_else(|e| unreachable_metric(name, &e));
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        let redis_fallbacks = single(
             "redis_fallbacks_total",
             "Limit decisions made by an instance alone because Redis failed or was slow",
-        )
-        .unwrap_or_else(|e| unreachable_metric("redis_fallbacks_total", &e));
-        let _ = registry.register(Box::new(redis_fallbacks.clone()));
+        );
         let redis_up = IntGauge::new(
             "redis_up",
             "1 while the shared limits' Redis answers (or none is configured), 0 while it does not",
@@ -132,9 +136,19 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable_metric("redis_up", &e));
         redis_up.set(1);
         let _ = registry.register(Box::new(redis_up.clone()));
+        let redis_early = single(
+            "redis_early_admits_total",
+            "Requests admitted before Redis answered, every budget they spend being far from spent",
+        );
+        let redis_late = single(
+            "redis_late_refusals_total",
+            "Budgets Redis found overrun when it took the cells of requests admitted early",
+        );
         let redis = crate::rate_limit::shared::SharedMetrics {
             fallbacks: redis_fallbacks,
             up: redis_up,
+            early: redis_early,
+            late_refusals: redis_late,
         };
         let emails_sent = counter(
             "emails_sent_total",

@@ -147,9 +147,19 @@ pub struct Confirmed {
     pub burst: bool,
     /// Recipients whose mail is held, and by which cap.
     held: Vec<(String, MailCap)>,
+    /// Admitted before Redis answered: its cells are still being taken there.
+    receipt: Option<shared::Receipt>,
 }
 
 impl Confirmed {
+    /// Waits until the request's shared cells are taken (at once when it was decided by
+    /// Redis or locally); call it before answering the client.
+    pub async fn settled(&mut self) {
+        if let Some(receipt) = self.receipt.take() {
+            receipt.settled().await;
+        }
+    }
+
     /// The cap that holds mail to `recipient`, if one does.
     pub fn held(&self, recipient: &str) -> Option<MailCap> {
         self.held
@@ -326,7 +336,9 @@ impl RateLimits {
         if groups.is_empty() {
             return Ok(confirmed);
         }
-        let Some(decisions) = shared.check_groups(groups).await else {
+        let (decisions, receipt) = shared.decide(groups).await;
+        confirmed.receipt = receipt;
+        let Some(decisions) = decisions else {
             return Ok(local_caps(confirmed));
         };
         if self.enabled {

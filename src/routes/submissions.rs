@@ -369,7 +369,7 @@ async fn accept<'s>(
     };
     let mut messages = plan(&submission);
     let recipients = crate::mail::capped_recipients(&messages);
-    let confirmed = state
+    let mut confirmed = state
         .limits
         .confirm(client, &form.id, &recipients)
         .await
@@ -405,17 +405,19 @@ async fn accept<'s>(
     let spam = submission
         .quarantined()
         .then(|| submission.spam.to_string());
-    let recorded = state
-        .writer
-        .submit(submission, messages)
-        .await
-        .map_err(|e| match e {
-            crate::store::writer::WriteError::Overloaded
-            | crate::store::writer::WriteError::Stopped => ApiError::Overloaded {
-                retry_after_secs: 1,
-            },
-            crate::store::writer::WriteError::Store(e) => ApiError::from(e),
-        })?;
+    // The shared limits' cells (when admitted ahead of Redis's answer) are taken while the
+    // submission is written; the client hears back once both are done.
+    let (recorded, ()) = tokio::join!(
+        state.writer.submit(submission, messages),
+        confirmed.settled()
+    );
+    let recorded = recorded.map_err(|e| match e {
+        crate::store::writer::WriteError::Overloaded
+        | crate::store::writer::WriteError::Stopped => ApiError::Overloaded {
+            retry_after_secs: 1,
+        },
+        crate::store::writer::WriteError::Store(e) => ApiError::from(e),
+    })?;
     if has_messages && !recorded.replayed {
         state.outbox_wake.notify_one();
     }

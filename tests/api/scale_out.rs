@@ -313,6 +313,53 @@ async fn the_per_ip_limit_holds_across_three_instances_and_redis_keys_expire() {
 }
 
 #[tokio::test]
+async fn a_burst_admitted_before_redis_answers_overruns_the_budget_by_at_most_one_per_instance() {
+    let Some(redis) = ready().await else { return };
+    let http = reqwest::Client::new();
+    let cluster = Cluster::start(3, Some(&redis), LIMITS).await;
+    let bases = cluster.bases();
+    let sum = |name: &'static str| {
+        let (http, bases) = (&http, &bases);
+        async move {
+            let mut total = 0.0;
+            for base in bases {
+                total += metric(http, base, name).await;
+            }
+            total
+        }
+    };
+    // A first visit, far from its budget, is admitted at once: its cells are taken in Redis
+    // while it is written, and its answer waits for both.
+    assert_eq!(
+        submit(&http, &bases[0], "198.51.100.20", "first@example.com").await,
+        201
+    );
+    assert_eq!(sum("inlet_redis_early_admits_total ").await, 1.0);
+
+    // 30 requests at once from one client (a budget of 5) over three instances: each
+    // instance admits early only while it knows the budget to be at most half spent and
+    // one early cell at a time, so other instances' spending it has not yet heard of can
+    // overrun the budget by at most one request per instance.
+    let burst = (0..30).map(|i| {
+        let (http, base) = (&http, bases[i % 3].clone());
+        async move { submit(http, &base, "203.0.113.99", &format!("b{i}@example.com")).await }
+    });
+    let statuses = futures::future::join_all(burst).await;
+    let admitted = count(&statuses, 201);
+    assert!((5..=5 + 3).contains(&admitted), "{statuses:?}");
+    assert_eq!(admitted + count(&statuses, 429), 30, "{statuses:?}");
+    if admitted > 5 {
+        // An overrun is seen, and counted, when Redis takes the early cells.
+        assert!(sum("inlet_redis_late_refusals_total ").await >= 1.0);
+    }
+    // Redis counted every admitted request: the client's budget is spent on every instance.
+    let after = submit_as(&http, &bases, "203.0.113.99", 6).await;
+    assert_eq!(count(&after, 429), 6, "{after:?}");
+    let stored = stored_emails(&cluster.db.url()).await.len();
+    assert_eq!(stored, 1 + admitted, "only what was answered 201 is stored");
+}
+
+#[tokio::test]
 async fn mail_caps_and_admin_guesses_are_counted_across_instances() {
     let Some(redis) = ready().await else { return };
     let http = reqwest::Client::new();
