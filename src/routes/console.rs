@@ -518,7 +518,8 @@ struct LinkRequest {
 
 /// `POST /console/login/link`: emails a one-time sign-in link to the account with this
 /// address (queued, sent by the worker). The answer is the same whether there is an account
-/// or not, and requests count against the same throttle as passwords.
+/// or not, in its content and its timing (the link is queued once the answer is on its way),
+/// and requests count against the same throttle as passwords.
 async fn email_link(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -530,12 +531,25 @@ async fn email_link(
         return Ok(page);
     }
     if let Some(user) = state.store.user_by_email(&email).await? {
-        state
-            .store
-            .queue_sign_in_mail(&user.id, state.clock.now_ms())
-            .await?;
-        state.outbox_wake.notify_one();
-        tracing::info!(user_id = %user.id, "console: sign-in link asked for by email");
+        // Queued after the answer, so an address with an account is not answered later than
+        // one without (the write would tell them apart); someone whose link never comes asks
+        // again.
+        let state = state.clone();
+        actix_web::rt::spawn(async move {
+            match state
+                .store
+                .queue_sign_in_mail(&user.id, state.clock.now_ms())
+                .await
+            {
+                Ok(()) => {
+                    state.outbox_wake.notify_one();
+                    tracing::info!(user_id = %user.id, "console: sign-in link asked for by email");
+                }
+                Err(e) => {
+                    tracing::error!(user_id = %user.id, error = %e, "console: sign-in link not queued");
+                }
+            }
+        });
     }
     let notice = format!(
         "If {email} has an account, a sign-in link is on its way. It works once, for {}.",
