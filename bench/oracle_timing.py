@@ -9,26 +9,19 @@ Usage: cargo build --release --bin inlet && python3 bench/oracle_timing.py sqlit
 import json, os, statistics, subprocess, sys, tempfile, time, urllib.request, random
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import probe  # noqa: E402
+
 db = sys.argv[1]
 port = 18111 if db == 'sqlite' else 18112
 tmp = tempfile.mkdtemp()
-url = f"sqlite://{tmp}/t.db" if db == 'sqlite' else None
-if db == 'pg':
-    name = f"timing_{random.randint(0, 1 << 30)}"
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {name}"], check=True)
-    url = f"postgres://postgres@127.0.0.1:5432/{name}"
+url, drop = probe.database(db, tmp, "timing")
 env = dict(os.environ, DATABASE_URL=url, INLET_BIND=f"127.0.0.1:{port}", INLET_LOG_LEVEL="error",
            INLET_MAIL_DIR=f"{tmp}/mail", INLET_OUTBOX_WORKER_ENABLED="false", INLET_RATE_LIMIT_ENABLED="false",
            INLET_ADMIN_TOKEN="timing-token-0123456789abcdef",
            INLET_RATE_LIMIT__UNCONFIRMED_MAIL_PER_NETWORK_PER_HOUR="0",
            INLET_RATE_LIMIT__UNCONFIRMED_MAIL_PER_RECIPIENT_PER_HOUR="0")
-p = subprocess.Popen([str(Path(__file__).resolve().parent.parent / "target/release/inlet"), "serve"], env=env)
-base = f"http://127.0.0.1:{port}"
-for _ in range(100):
-    try:
-        urllib.request.urlopen(base + "/healthz"); break
-    except Exception:
-        time.sleep(0.1)
+p, base = probe.serve(env, port)
 
 FORM = sys.argv[3] if len(sys.argv) > 3 else "contact"
 
@@ -79,5 +72,4 @@ for k, v in times.items():
     v.sort()
     print(f"{db} {k:10s} median {statistics.median(v):.2f} ms  p90 {v[int(len(v)*0.9)]:.2f} ms  n={len(v)}")
 p.terminate(); p.wait()
-if db == 'pg':
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE {name}"], check=False)
+drop()

@@ -8,30 +8,22 @@ throttles are off for the probe (a real attacker would be throttled long before 
 import http.cookiejar, os, random, re, statistics, subprocess, sys, tempfile, time, urllib.parse, urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import probe  # noqa: E402
+
 db = sys.argv[1]
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 800
 port = 18113 if db == 'sqlite' else 18114
 tmp = tempfile.mkdtemp()
-url = f"sqlite://{tmp}/t.db"
-if db == 'pg':
-    name = f"signin_{random.randint(0, 1 << 30)}"
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {name}"], check=True)
-    url = f"postgres://postgres@127.0.0.1:5432/{name}"
-inlet = os.environ.get("INLET_BIN", str(Path(__file__).resolve().parent.parent / "target/release/inlet"))
+url, drop = probe.database(db, tmp, "signin")
 env = dict(os.environ, DATABASE_URL=url, INLET_BIND=f"127.0.0.1:{port}", INLET_LOG_LEVEL="error",
            INLET_MAIL_DIR=f"{tmp}/mail", INLET_OUTBOX_WORKER_ENABLED="false",
            INLET_ADMIN_TOKEN="timing-token-0123456789abcdef",
            INLET_CONSOLE__SIGN_IN_ATTEMPTS_PER_ACCOUNT="0", INLET_CONSOLE__SIGN_IN_ATTEMPTS_PER_IP="0")
-subprocess.run([inlet, "migrate"], env=env, check=True, capture_output=True)
-subprocess.run([inlet, "users", "add", "mo@example.com", "--role", "marketer"], env=env, check=True,
+subprocess.run([probe.INLET, "migrate"], env=env, check=True, capture_output=True)
+subprocess.run([probe.INLET, "users", "add", "mo@example.com", "--role", "marketer"], env=env, check=True,
                capture_output=True)
-p = subprocess.Popen([inlet, "serve"], env=env, stdout=subprocess.DEVNULL)
-base = f"http://127.0.0.1:{port}"
-for _ in range(100):
-    try:
-        urllib.request.urlopen(base + "/healthz"); break
-    except Exception:
-        time.sleep(0.1)
+p, base = probe.serve(env, port)
 
 
 # The sign-in form's token is bound to a cookie, as in a browser.
@@ -62,5 +54,4 @@ for k, v in times.items():
     v.sort()
     print(f"{db} {k:10s} median {statistics.median(v):.2f} ms  p90 {v[int(len(v) * 0.9)]:.2f} ms  n={len(v)}")
 p.wait()
-if db == 'pg':
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE {name} WITH (FORCE)"], check=False)
+drop()
