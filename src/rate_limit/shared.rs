@@ -398,8 +398,9 @@ impl Shared {
     /// last answer about it (a budget never asked about counts as unused) and few of its
     /// cells taken early still unanswered (see [`early_room`]). Such a request is admitted at
     /// once and its cells are taken in Redis behind it, unconditionally and summed per budget
-    /// over the grouped script call; the answer updates what the instance knows. So most requests (first visits, clients far from their limits) wait for
-    /// no round trip, while a client near a limit is decided by Redis before it is admitted.
+    /// over the grouped script call; the answer updates what the instance knows. So most
+    /// requests (first visits, clients far from their limits) wait for no round trip, while a
+    /// client near a limit is decided by Redis before it is admitted.
     /// The cost: another instance's spending since the last answer is not seen, so a budget
     /// can be overrun by requests admitted early at the moment it runs out, at most one per
     /// instance until Redis's answer (counted in `inlet_redis_late_refusals_total`) tells it.
@@ -451,7 +452,7 @@ impl Shared {
         let mut known = core.known.lock().unwrap_or_else(|e| e.into_inner());
         known.sweep(now);
         // Each key with its cells in use and the cells this request takes from it.
-        let mut asks: Vec<(&str, u64, u32)> = Vec::new();
+        let mut asks: Vec<(&str, u64)> = Vec::new();
         let mut first_used = 0;
         for (g, group) in groups.iter().enumerate() {
             for (i, limit) in group.limits.iter().enumerate() {
@@ -462,13 +463,13 @@ impl Shared {
                 if g == 0 && i == 0 {
                     first_used = used;
                 }
-                let taken = match asks.iter_mut().find(|(k, _, _)| *k == limit.key) {
+                let taken = match asks.iter_mut().find(|(k, _)| *k == limit.key) {
                     Some(ask) => {
                         ask.1 += 1;
                         ask.1
                     }
                     None => {
-                        asks.push((&limit.key, 1, limit.burst));
+                        asks.push((&limit.key, 1));
                         1
                     }
                 };
@@ -479,17 +480,19 @@ impl Shared {
         }
         let new = asks
             .iter()
-            .filter(|(k, _, _)| !known.budgets.contains_key(*k))
+            .filter(|(k, _)| !known.budgets.contains_key(*k))
             .count();
         if known.budgets.len() + new > MAX_KNOWN {
             return None;
         }
-        for (key, taken, _) in asks {
+        for (key, taken) in asks {
             let budget = known.budgets.entry(key.to_string()).or_insert(Budget {
                 full_at_us: now,
                 pending: 0,
             });
-            budget.pending += u32::try_from(taken).unwrap_or(u32::MAX);
+            budget.pending = budget
+                .pending
+                .saturating_add(u32::try_from(taken).unwrap_or(u32::MAX));
         }
         let used = u32::try_from(first_used + 1).unwrap_or(u32::MAX);
         Some(
