@@ -4,7 +4,9 @@
 -- script makes it (32 hex digits: the time, then random ones), form-urlencoded with Accept:
 -- application/json, an Origin and a browser's User-Agent. Emails are unique per request and
 -- start with random characters, as real addresses do, so each new lead lands on a random page
--- of the email index (ordered emails would share pages and flatter the database).
+-- of the email index (ordered emails would share pages and flatter the database). Names and
+-- companies are random too (a first name from a list, a random surname and company word), so
+-- the console's search indexes get entries at random places, as real people's would.
 -- BENCH_PREFIX makes emails unique across runs; BENCH_XFF=1 adds an X-Forwarded-For from a
 -- pool of 100,000 distinct client IPs.
 local counter = 0
@@ -35,7 +37,6 @@ local touch = '{"utm_source":"newsletter","utm_medium":"email","utm_campaign":"l
   '"referrer":"https://news.example.org/issue/42","landing_page":"' .. landing .. '","at":"2026-11-30T09:12:44.120Z"}'
 -- Everything but the per-request values, encoded once.
 local static = table.concat({
-  "company=" .. encode("Example Industries Ltd"),
   "phone=" .. encode("+44 20 7946 0958"),
   "message=" .. encode("Hello, we would like a demo of your product for our marketing team next week."),
   "utm_source=newsletter", "utm_medium=email", "utm_campaign=launch-2026",
@@ -55,12 +56,26 @@ local function idem()
     math.random(0, 0xfffff), math.random(0, 0xfffff))
 end
 
+local first_names = { "Olivia", "Liam", "Emma", "Noah", "Amelia", "Oliver", "Ava", "Elijah",
+  "Sophia", "Lucas", "Mia", "Mateo", "Isla", "Hugo", "Freya", "Arjun", "Yuki", "Chloe", "Omar",
+  "Lena", "Sven", "Priya", "Diego", "Zoe" }
+local suffixes = { "Ltd", "GmbH", "Inc", "LLC", "SAS", "BV", "Group", "Labs" }
+
+-- A capitalised word of 4-9 random letters.
+local function word()
+  local t = { string.char(65 + math.random(0, 25)) }
+  for i = 2, math.random(4, 9) do t[i] = string.char(97 + math.random(0, 25)) end
+  return table.concat(t)
+end
+
 request = function()
   counter = counter + 1
   local email = string.format("%s%05x.%s-%d-%d@bench.example.com", string.char(97 + math.random(0, 25)),
     math.random(0, 0xfffff), prefix, tid, counter)
-  local body = string.format("name=Bench+Reader+%d&email=%s&%s&_elapsed_ms=%d&_idem=%s",
-    counter, encode(email), static, 6000 + counter % 5000, idem())
+  local name = first_names[math.random(#first_names)] .. " " .. word()
+  local company = word() .. " " .. suffixes[math.random(#suffixes)]
+  local body = string.format("name=%s&company=%s&email=%s&%s&_elapsed_ms=%d&_idem=%s",
+    encode(name), encode(company), encode(email), static, 6000 + counter % 5000, idem())
   local headers = {
     ["Content-Type"] = "application/x-www-form-urlencoded;charset=UTF-8",
     ["Accept"] = "application/json",

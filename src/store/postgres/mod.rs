@@ -231,32 +231,38 @@ const SEED: [&str; 3] = [
     "INSERT INTO leads (id, email, created_at, updated_at, submission_count, \
        real_submission_count) \
      SELECT format('%s-5eed-7000-8000-%s', $3::text, lpad(to_hex(i), 12, '0')), \
-       format('reader-%s-%s@seed.invalid', $3::text, i), $4 + i * $5, $4 + i * $5, 1, 1 \
-     FROM generate_series($1::bigint, $2::bigint) AS i",
+       format('%s.reader-%s-%s@seed.invalid', p, $3::text, i), $4 + i * $5, $4 + i * $5, 1, 1 \
+     FROM generate_series($1::bigint, $2::bigint) AS i, \
+       LATERAL (SELECT chr(97 + (i % 26)::int) || chr(97 + (i / 26 % 26)::int) || \
+         chr(97 + (i / 676 % 26)::int) AS p) AS x",
     "INSERT INTO submissions (id, lead_id, form_id, email, fields, extra, \
        idempotency_key, utm_source, utm_medium, utm_campaign, landing_page, user_agent, \
        attribution, client_ip, created_at, source, campaign, name_key, company_key) \
      SELECT format('%s-5eed-7000-8001-%s', $3::text, lpad(to_hex(i), 12, '0')), \
        format('%s-5eed-7000-8000-%s', $3::text, lpad(to_hex(i), 12, '0')), $6::text, \
-       format('reader-%s-%s@seed.invalid', $3::text, i), \
-       format('{\"company\":\"Example %s Ltd\",\"message\":\"Please send the report.\",\
-\"name\":\"Reader %s\"}', i % 5000, i), '{}', md5(random()::text || i::text), \
+       format('%s.reader-%s-%s@seed.invalid', p, $3::text, i), \
+       format('{\"company\":\"%s Example %s Ltd\",\"message\":\"Please send the report.\",\
+\"name\":\"%s Reader %s\"}', p, i % 5000, p, i), '{}', md5(random()::text || i::text), \
        'newsletter', 'email', format('campaign-%s', i % 40), \
        'https://example.com/landing', 'Mozilla/5.0 (seed)', \
        format('{\"landing_page\":\"https://example.com/landing\",\"utm_campaign\":\
 \"campaign-%s\",\"utm_medium\":\"email\",\"utm_source\":\"newsletter\"}', i % 40), \
        CASE WHEN $4 + i * $5 >= $7 THEN format('192.0.2.%s', i % 250) END, $4 + i * $5, \
-       'newsletter', format('campaign-%s', i % 40), format('reader %s', i), \
-       format('example %s ltd', i % 5000) \
-     FROM generate_series($1::bigint, $2::bigint) AS i",
+       'newsletter', format('campaign-%s', i % 40), format('%s reader %s', p, i), \
+       format('%s example %s ltd', p, i % 5000) \
+     FROM generate_series($1::bigint, $2::bigint) AS i, \
+       LATERAL (SELECT chr(97 + (i % 26)::int) || chr(97 + (i / 26 % 26)::int) || \
+         chr(97 + (i / 676 % 26)::int) AS p) AS x",
     "INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, \
        attempts, max_attempts, next_attempt_at, created_at, sent_at) \
      SELECT format('%s-5eed-7000-8002-%s', $3::text, lpad(to_hex(i), 12, '0')), \
        format('%s-5eed-7000-8000-%s', $3::text, lpad(to_hex(i), 12, '0')), \
        format('%s-5eed-7000-8001-%s', $3::text, lpad(to_hex(i), 12, '0')), $6::text, \
-       'follow_up', format('reader-%s-%s@seed.invalid', $3::text, i), 'sent', 1, 8, \
+       'follow_up', format('%s.reader-%s-%s@seed.invalid', p, $3::text, i), 'sent', 1, 8, \
        $4 + i * $5, $4 + i * $5, $4 + i * $5 + 1000 \
-     FROM generate_series($1::bigint, $2::bigint) AS i",
+     FROM generate_series($1::bigint, $2::bigint) AS i, \
+       LATERAL (SELECT chr(97 + (i % 26)::int) || chr(97 + (i / 26 % 26)::int) || \
+         chr(97 + (i / 676 % 26)::int) AS p) AS x",
 ];
 
 #[cfg(test)]

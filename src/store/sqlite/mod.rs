@@ -178,33 +178,36 @@ const SEED: [&str; 3] = [
      INSERT INTO leads (id, email, created_at, updated_at, submission_count, \
        real_submission_count) \
      SELECT printf('%s-5eed-7000-8000-%012x', $3, i), \
-       printf('reader-%s-%d@seed.invalid', $3, i), $4 + i * $5, $4 + i * $5, 1, 1 \
-     FROM seq",
+       printf('%s.reader-%s-%d@seed.invalid', p, $3, i), $4 + i * $5, $4 + i * $5, 1, 1 \
+     FROM (SELECT i, char(97 + i % 26, 97 + (i / 26) % 26, 97 + (i / 676) % 26) AS p \
+       FROM seq)",
     "WITH RECURSIVE seq(i) AS (SELECT $1 UNION ALL SELECT i + 1 FROM seq WHERE i < $2) \
      INSERT INTO submissions (id, lead_id, form_id, email, fields, extra, \
        idempotency_key, utm_source, utm_medium, utm_campaign, landing_page, user_agent, \
        attribution, client_ip, created_at, source, campaign, name_key, company_key) \
      SELECT printf('%s-5eed-7000-8001-%012x', $3, i), \
        printf('%s-5eed-7000-8000-%012x', $3, i), $6, \
-       printf('reader-%s-%d@seed.invalid', $3, i), \
-       printf('{\"company\":\"Example %d Ltd\",\"message\":\"Please send the report.\",\
-\"name\":\"Reader %d\"}', i % 5000, i), '{}', lower(hex(randomblob(16))), \
+       printf('%s.reader-%s-%d@seed.invalid', p, $3, i), \
+       printf('{\"company\":\"%s Example %d Ltd\",\"message\":\"Please send the report.\",\
+\"name\":\"%s Reader %d\"}', p, i % 5000, p, i), '{}', lower(hex(randomblob(16))), \
        'newsletter', 'email', printf('campaign-%d', i % 40), \
        'https://example.com/landing', 'Mozilla/5.0 (seed)', \
        printf('{\"landing_page\":\"https://example.com/landing\",\"utm_campaign\":\
 \"campaign-%d\",\"utm_medium\":\"email\",\"utm_source\":\"newsletter\"}', i % 40), \
        CASE WHEN $4 + i * $5 >= $7 THEN printf('192.0.2.%d', i % 250) END, $4 + i * $5, \
-       'newsletter', printf('campaign-%d', i % 40), printf('reader %d', i), \
-       printf('example %d ltd', i % 5000) \
-     FROM seq",
+       'newsletter', printf('campaign-%d', i % 40), printf('%s reader %d', p, i), \
+       printf('%s example %d ltd', p, i % 5000) \
+     FROM (SELECT i, char(97 + i % 26, 97 + (i / 26) % 26, 97 + (i / 676) % 26) AS p \
+       FROM seq)",
     "WITH RECURSIVE seq(i) AS (SELECT $1 UNION ALL SELECT i + 1 FROM seq WHERE i < $2) \
      INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, \
        attempts, max_attempts, next_attempt_at, created_at, sent_at) \
      SELECT printf('%s-5eed-7000-8002-%012x', $3, i), \
        printf('%s-5eed-7000-8000-%012x', $3, i), \
        printf('%s-5eed-7000-8001-%012x', $3, i), $6, 'follow_up', \
-       printf('reader-%s-%d@seed.invalid', $3, i), 'sent', 1, 8, $4 + i * $5, $4 + i * $5, $4 + i * $5 + 1000 \
-     FROM seq",
+       printf('%s.reader-%s-%d@seed.invalid', p, $3, i), 'sent', 1, 8, $4 + i * $5, $4 + i * $5, $4 + i * $5 + 1000 \
+     FROM (SELECT i, char(97 + i % 26, 97 + (i / 26) % 26, 97 + (i / 676) % 26) AS p \
+       FROM seq)",
 ];
 
 #[cfg(test)]
