@@ -9,17 +9,19 @@ ceilings measured in the same run:
 Inlet runs on SQLite and on PostgreSQL, each on a database that already holds BENCH_PRELOAD
 (1,000,000) leads with a submission and a sent follow-up each (examples/seed.rs, the store's bulk
 seeding), then a growth series: BENCH_GROWTH_RUNS (6) runs of BENCH_GROWTH_DURATION (10 s) back to
-back at 64 connections on that database, last / first.
+back at 64 connections on that database, last / first. sqlite-tmpfs runs the same preloaded
+SQLite database from /dev/shm (64 connections): the engine's one writer with no disk to wait for.
 
     bench/submissions.sh            # 16 and 64 connections, 15 s per run, 3 runs, medians
 
 Environment: BENCH_DURATION (s), BENCH_RUNS, BENCH_CONNECTIONS ("16 64"), BENCH_PRELOAD,
-BENCH_GROWTH_RUNS, BENCH_GROWTH_DURATION, BENCH_TARGETS ("sqlite postgres extras"),
+BENCH_GROWTH_RUNS, BENCH_GROWTH_DURATION, BENCH_TARGETS ("sqlite sqlite-tmpfs postgres extras"),
 INLET_BENCH_POSTGRES_URL (admin URL; a fresh database is created and dropped).
 Prints a Markdown report and writes it to bench/results/.
 """
 import os
 import re
+import shutil
 import sqlite3
 import statistics
 import socket
@@ -37,7 +39,7 @@ CONNS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "16 64").split()]
 PRELOAD = int(os.environ.get("BENCH_PRELOAD", "1000000"))
 GROWTH_RUNS = int(os.environ.get("BENCH_GROWTH_RUNS", "6"))
 GROWTH_DURATION = int(os.environ.get("BENCH_GROWTH_DURATION", "10"))
-TARGETS = os.environ.get("BENCH_TARGETS", "sqlite postgres extras").split()
+TARGETS = os.environ.get("BENCH_TARGETS", "sqlite sqlite-tmpfs postgres extras").split()
 PG_ADMIN = os.environ.get("INLET_BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 PORT = 18080
 URL = f"http://127.0.0.1:{PORT}"
@@ -171,6 +173,27 @@ def seed(url):
     return time.time() - started
 
 
+def sqlite_without_disk(inlet, db, tmp):
+    """The same preloaded SQLite database copied into memory (tmpfs), 64 connections: what the
+    engine's one writer does when no write waits for a disk, so the report tells the disk's
+    share of the gap from the writer's own."""
+    shm = Path("/dev/shm")
+    size = db.stat().st_size
+    if not shm.is_dir() or shutil.disk_usage(shm).free < 3 * size:
+        print(f"bench: SKIPPED sqlite-tmpfs: /dev/shm is missing or has less than {3 * size >> 20} MiB free",
+              file=sys.stderr)
+        return None
+    copy = shm / f"inlet-bench-{os.getpid()}.db"
+    try:
+        shutil.copyfile(db, copy)
+        count = lambda: sqlite3.connect(copy).execute("SELECT COUNT(*) FROM leads").fetchone()[0]
+        return run_target("sqlite-tmpfs", [inlet, "serve"], inlet_env(f"sqlite://{copy}", tmp), count,
+                          conns=[64], preloaded=True)
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{copy}{suffix}").unlink(missing_ok=True)
+
+
 def write_report(name, lines):
     """Prints the Markdown report and keeps it in bench/results/."""
     text = "\n".join(lines)
@@ -197,6 +220,8 @@ def main():
             db = Path(tmp) / "bench.db"
             seeded["sqlite"] = seed(f"sqlite://{db}")
             count_sqlite = lambda: sqlite3.connect(db).execute("SELECT COUNT(*) FROM leads").fetchone()[0]
+            if "sqlite-tmpfs" in TARGETS:
+                report["sqlite-tmpfs"] = sqlite_without_disk(inlet, db, tmp)
             report["sqlite"] = run_target("sqlite", [inlet, "serve"], inlet_env(f"sqlite://{db}", tmp), count_sqlite,
                                           growth=True, preloaded=True)
 
@@ -246,8 +271,8 @@ def main():
     lines += ["",
               "| target | conns | req/s | ÷ bare | ÷ validation | p50 ms | p99 ms | max ms | non-2xx | socket errors | peak RSS MiB | leads stored / 2xx |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for target in ["bare", "validation", "sqlite", "postgres"]:
-        if target not in report:
+    for target in ["bare", "validation", "sqlite", "sqlite-tmpfs", "postgres"]:
+        if report.get(target) is None:
             continue
         results, rss, stored, _ = report[target]
         ok_total = sum(r["ok"] for rows in results.values() for r in rows)
