@@ -17,8 +17,11 @@ use std::collections::hash_map::{Entry, HashMap};
 use std::collections::{BTreeMap, HashSet};
 
 /// Below this many matching index entries a search collects the people first (see
-/// `search_is_narrow`).
-const NARROW_SEARCH: i64 = 2_000;
+/// `search_is_narrow`). Collecting costs per match (~7 µs on SQLite), walking the list costs
+/// per lead passed over (~27 µs, one submission page each) and passes over more the rarer the
+/// matches are; on a million leads the two meet near 14,000 matches (measured with names
+/// spread over the alphabet: "fg", 4,400 matches, walked in 300 ms, is collected in 30 ms).
+const NARROW_SEARCH: i64 = 12_000;
 
 /// The columns of a submission, as [`SubmissionRow`] reads them (by name).
 const SUBMISSION_COLUMNS: &str = "s.id, s.lead_id, s.form_id, s.email, s.fields, s.extra, \
@@ -377,7 +380,10 @@ impl LeadStore {
                 range(&mut sql, "sx.name_key", n);
                 sql.push(") OR (");
                 range(&mut sql, "sx.company_key", n);
-                sql.push("))))");
+                // `OFFSET 0` keeps PostgreSQL from turning the check into one hashed pass over
+                // every matching submission (200 ms on a million leads for "f"): checked per
+                // lead, the walk stops at the first page (2 ms).
+                sql.push(")) LIMIT 1 OFFSET 0))");
             }
             (None, None) => {}
         }
