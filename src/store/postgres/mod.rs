@@ -226,16 +226,26 @@ fn text_value(v: &Val<'_>) -> Option<String> {
     }
 }
 
+/// The seed's rows: `i` from `$1` to `$2`, and `p`, three letters of `i` (each address, name and company starts with them, so the seed's keys spread over
+/// the alphabet as real ones do).
+macro_rules! seed_rows {
+    () => {
+        "FROM generate_series($1::bigint, $2::bigint) AS i, LATERAL (SELECT chr(97 + (i % 26)::int) || \
+         chr(97 + (i / 26 % 26)::int) || chr(97 + (i / 676 % 26)::int) AS p) AS x"
+    };
+}
+
 /// [`Dialect::seed`].
 const SEED: [&str; 3] = [
-    "INSERT INTO leads (id, email, created_at, updated_at, submission_count, \
+    concat!(
+        "INSERT INTO leads (id, email, created_at, updated_at, submission_count, \
        real_submission_count) \
      SELECT format('%s-5eed-7000-8000-%s', $3::text, lpad(to_hex(i), 12, '0')), \
-       format('%s.reader-%s-%s@seed.invalid', p, $3::text, i), $4 + i * $5, $4 + i * $5, 1, 1 \
-     FROM generate_series($1::bigint, $2::bigint) AS i, \
-       LATERAL (SELECT chr(97 + (i % 26)::int) || chr(97 + (i / 26 % 26)::int) || \
-         chr(97 + (i / 676 % 26)::int) AS p) AS x",
-    "INSERT INTO submissions (id, lead_id, form_id, email, fields, extra, \
+       format('%s.reader-%s-%s@seed.invalid', p, $3::text, i), $4 + i * $5, $4 + i * $5, 1, 1 ",
+        seed_rows!()
+    ),
+    concat!(
+        "INSERT INTO submissions (id, lead_id, form_id, email, fields, extra, \
        idempotency_key, utm_source, utm_medium, utm_campaign, landing_page, user_agent, \
        attribution, client_ip, created_at, source, campaign, name_key, company_key) \
      SELECT format('%s-5eed-7000-8001-%s', $3::text, lpad(to_hex(i), 12, '0')), \
@@ -249,20 +259,19 @@ const SEED: [&str; 3] = [
 \"campaign-%s\",\"utm_medium\":\"email\",\"utm_source\":\"newsletter\"}', i % 40), \
        CASE WHEN $4 + i * $5 >= $7 THEN format('192.0.2.%s', i % 250) END, $4 + i * $5, \
        'newsletter', format('campaign-%s', i % 40), format('%s reader %s', p, i), \
-       format('%s example %s ltd', p, i % 5000) \
-     FROM generate_series($1::bigint, $2::bigint) AS i, \
-       LATERAL (SELECT chr(97 + (i % 26)::int) || chr(97 + (i / 26 % 26)::int) || \
-         chr(97 + (i / 676 % 26)::int) AS p) AS x",
-    "INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, \
+       format('%s example %s ltd', p, i % 5000) ",
+        seed_rows!()
+    ),
+    concat!(
+        "INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, \
        attempts, max_attempts, next_attempt_at, created_at, sent_at) \
      SELECT format('%s-5eed-7000-8002-%s', $3::text, lpad(to_hex(i), 12, '0')), \
        format('%s-5eed-7000-8000-%s', $3::text, lpad(to_hex(i), 12, '0')), \
        format('%s-5eed-7000-8001-%s', $3::text, lpad(to_hex(i), 12, '0')), $6::text, \
        'follow_up', format('%s.reader-%s-%s@seed.invalid', p, $3::text, i), 'sent', 1, 8, \
-       $4 + i * $5, $4 + i * $5, $4 + i * $5 + 1000 \
-     FROM generate_series($1::bigint, $2::bigint) AS i, \
-       LATERAL (SELECT chr(97 + (i % 26)::int) || chr(97 + (i / 26 % 26)::int) || \
-         chr(97 + (i / 676 % 26)::int) AS p) AS x",
+       $4 + i * $5, $4 + i * $5, $4 + i * $5 + 1000 ",
+        seed_rows!()
+    ),
 ];
 
 #[cfg(test)]

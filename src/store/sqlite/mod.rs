@@ -172,16 +172,22 @@ fn command<'v, 'a>(
     (text, binds)
 }
 
+/// The seed's rows: `i` from the recursive `seq`, and `p`, three letters of `i` (each address, name and company starts with them, so the seed's keys spread over
+/// the alphabet as real ones do).
+macro_rules! seed_rows {
+    () => {
+        "FROM (SELECT i, char(97 + i % 26, 97 + (i / 26) % 26, 97 + (i / 676) % 26) AS p FROM seq)"
+    };
+}
+
 /// [`Dialect::seed`].
 const SEED: [&str; 3] = [
-    "WITH RECURSIVE seq(i) AS (SELECT $1 UNION ALL SELECT i + 1 FROM seq WHERE i < $2) \
+    concat!("WITH RECURSIVE seq(i) AS (SELECT $1 UNION ALL SELECT i + 1 FROM seq WHERE i < $2) \
      INSERT INTO leads (id, email, created_at, updated_at, submission_count, \
        real_submission_count) \
      SELECT printf('%s-5eed-7000-8000-%012x', $3, i), \
-       printf('%s.reader-%s-%d@seed.invalid', p, $3, i), $4 + i * $5, $4 + i * $5, 1, 1 \
-     FROM (SELECT i, char(97 + i % 26, 97 + (i / 26) % 26, 97 + (i / 676) % 26) AS p \
-       FROM seq)",
-    "WITH RECURSIVE seq(i) AS (SELECT $1 UNION ALL SELECT i + 1 FROM seq WHERE i < $2) \
+       printf('%s.reader-%s-%d@seed.invalid', p, $3, i), $4 + i * $5, $4 + i * $5, 1, 1 ", seed_rows!()),
+    concat!("WITH RECURSIVE seq(i) AS (SELECT $1 UNION ALL SELECT i + 1 FROM seq WHERE i < $2) \
      INSERT INTO submissions (id, lead_id, form_id, email, fields, extra, \
        idempotency_key, utm_source, utm_medium, utm_campaign, landing_page, user_agent, \
        attribution, client_ip, created_at, source, campaign, name_key, company_key) \
@@ -196,18 +202,14 @@ const SEED: [&str; 3] = [
 \"campaign-%d\",\"utm_medium\":\"email\",\"utm_source\":\"newsletter\"}', i % 40), \
        CASE WHEN $4 + i * $5 >= $7 THEN printf('192.0.2.%d', i % 250) END, $4 + i * $5, \
        'newsletter', printf('campaign-%d', i % 40), printf('%s reader %d', p, i), \
-       printf('%s example %d ltd', p, i % 5000) \
-     FROM (SELECT i, char(97 + i % 26, 97 + (i / 26) % 26, 97 + (i / 676) % 26) AS p \
-       FROM seq)",
-    "WITH RECURSIVE seq(i) AS (SELECT $1 UNION ALL SELECT i + 1 FROM seq WHERE i < $2) \
+       printf('%s example %d ltd', p, i % 5000) ", seed_rows!()),
+    concat!("WITH RECURSIVE seq(i) AS (SELECT $1 UNION ALL SELECT i + 1 FROM seq WHERE i < $2) \
      INSERT INTO outbox (id, lead_id, submission_id, form_id, kind, recipient, status, \
        attempts, max_attempts, next_attempt_at, created_at, sent_at) \
      SELECT printf('%s-5eed-7000-8002-%012x', $3, i), \
        printf('%s-5eed-7000-8000-%012x', $3, i), \
        printf('%s-5eed-7000-8001-%012x', $3, i), $6, 'follow_up', \
-       printf('%s.reader-%s-%d@seed.invalid', p, $3, i), 'sent', 1, 8, $4 + i * $5, $4 + i * $5, $4 + i * $5 + 1000 \
-     FROM (SELECT i, char(97 + i % 26, 97 + (i / 26) % 26, 97 + (i / 676) % 26) AS p \
-       FROM seq)",
+       printf('%s.reader-%s-%d@seed.invalid', p, $3, i), 'sent', 1, 8, $4 + i * $5, $4 + i * $5, $4 + i * $5 + 1000 ", seed_rows!()),
 ];
 
 #[cfg(test)]
